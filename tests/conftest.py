@@ -1,0 +1,23 @@
+"""Shared fixtures: a fresh device per test, seeded randomness, and hypothesis profiles."""
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile("default", deadline=None, max_examples=15,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("thorough", deadline=None, max_examples=200,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+@pytest.fixture
+def dev():
+    import ttsim
+    return ttsim.Device("wormhole_b0")
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)

@@ -1,0 +1,68 @@
+"""The library matmul: right numbers on any grid, same bits everywhere, math-bound timing."""
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+import ttsim
+from ttsim.library.matmul import matmul
+
+
+def _mm(grid, a, b, **kw):
+    dev = ttsim.Device()
+    ta, tb = dev.tensor(a), dev.tensor(b)
+    c, rep = matmul(dev, ta, tb, grid=grid, **kw)
+    return ta.to_numpy().astype(np.float64), tb.to_numpy().astype(np.float64), c.to_numpy(), rep
+
+
+@given(mt=st.integers(1, 4), kt=st.integers(1, 4), nt=st.integers(1, 4),
+       grid=st.sampled_from([(1, 1), (2, 2), (4, 2), (8, 8)]), seed=st.integers(0, 2 ** 31))
+def test_matmul_matches_reference(mt, kt, nt, grid, seed):
+    r = np.random.default_rng(seed)
+    a = r.standard_normal((32 * mt, 32 * kt)).astype(np.float32)
+    b = r.standard_normal((32 * kt, 32 * nt)).astype(np.float32)
+    aq, bq, c, _ = _mm(grid, a, b)
+    ref = aq @ bq
+    # bf16 DST rounds after each of kt accumulations, then the bf16 pack: (kt + 1) roundings
+    bound = (kt + 1) * 2.0 ** -8 * (np.abs(aq) @ np.abs(bq)) + 1e-6
+    assert np.all(np.abs(c - ref) <= bound)
+
+
+def test_same_bits_on_1x1_and_8x8(rng):
+    a = rng.standard_normal((256, 128)).astype(np.float32)
+    b = rng.standard_normal((128, 256)).astype(np.float32)
+    c1 = _mm((1, 1), a, b)[2]
+    c8 = _mm((8, 8), a, b)[2]
+    assert np.array_equal(c1, c8)
+
+
+def test_deterministic_bits_and_cycles(rng):
+    a = rng.standard_normal((128, 128)).astype(np.float32)
+    b = rng.standard_normal((128, 128)).astype(np.float32)
+    r1, r2 = _mm((2, 2), a, b), _mm((2, 2), a, b)
+    assert np.array_equal(r1[2], r2[2])
+    assert r1[3].cycles == r2[3].cycles
+    assert [t.busy for t in r1[3].threads] == [t.busy for t in r2[3].threads]
+
+
+@pytest.mark.parametrize("fidelity", ["HiFi4", "HiFi2"])
+def test_single_core_matmul_is_math_bound(fidelity, rng):
+    """With ample buffering, cycles are within 10% of tiles x matmul cost per tile."""
+    mt = kt = nt = 8
+    a = rng.standard_normal((32 * mt, 32 * kt)).astype(np.float32)
+    b = rng.standard_normal((32 * kt, 32 * nt)).astype(np.float32)
+    _, _, _, rep = _mm((1, 1), a, b, buffers=4, math_fidelity=fidelity)
+    sd = ttsim.Device().sd
+    phases = {"HiFi4": 4, "HiFi2": 2}[fidelity]
+    ideal = mt * kt * nt * sd.value("cost.math.matmul") * phases
+    assert ideal <= rep.cycles <= 1.10 * ideal, (rep.cycles, ideal, rep.summary())
+    assert rep.bottleneck().startswith("math")
+
+
+def test_more_cores_are_faster(rng):
+    a = rng.standard_normal((256, 256)).astype(np.float32)
+    b = rng.standard_normal((256, 256)).astype(np.float32)
+    c1 = _mm((1, 1), a, b)[3].cycles
+    c4 = _mm((2, 2), a, b)[3].cycles
+    c16 = _mm((4, 4), a, b)[3].cycles
+    assert c16 < c4 < c1
+    assert c1 / c4 > 2.5

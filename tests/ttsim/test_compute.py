@@ -1,0 +1,158 @@
+"""Every compute op, through the whole machine, against a float64 reference.
+
+Inputs are rounded to their format on the host, so the reference sees exactly the values
+the hardware holds; the remaining error is the op's own rounding (float32 SFPU, DST format,
+pack to the output format), bounded from the formats involved.
+"""
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+import ttsim
+from ttsim import numerics
+from ttsim.library.tile_ops import BINARY_FPU, BINARY_SFPU, UNARY_SFPU, tile_op_program
+
+U_BF16 = 2.0 ** -8     # unit roundoff of bf16 (8 significant bits)
+
+DOMAINS = {  # where each op is well-conditioned enough to test to format precision
+    "log": (0.1, 50.0), "sqrt": (0.01, 100.0), "rsqrt": (0.05, 100.0), "recip": (0.1, 10.0),
+    "exp": (-8.0, 4.0), "exp2": (-8.0, 5.0), "sin": (-3.0, 3.0), "cos": (-3.0, 3.0),
+}
+REF_UNARY = {
+    "exp": np.exp, "exp2": np.exp2, "log": np.log, "sqrt": np.sqrt, "rsqrt": lambda x: 1 / np.sqrt(x),
+    "recip": lambda x: 1 / x, "tanh": np.tanh, "sigmoid": lambda x: 1 / (1 + np.exp(-x)),
+    "relu": lambda x: np.maximum(x, 0), "abs": np.abs, "neg": np.negative, "square": np.square,
+    "sin": np.sin, "cos": np.cos, "silu": lambda x: x / (1 + np.exp(-x)),
+    "gelu": lambda x: 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3))),
+}
+
+
+def run_op(dev, op, arrays, dtype="bf16", out_dtype="bf16", **kw):
+    ins = [dev.tensor(a, dtype) for a in arrays]
+    out = dev.empty(arrays[0].shape, out_dtype)
+    rep = dev.run(tile_op_program(dev, op, ins, out, **kw))
+    return [t.to_numpy().astype(np.float64) for t in ins], out.to_numpy().astype(np.float64), rep
+
+
+def values(draw_shape=(32, 64), lo=-4.0, hi=4.0):
+    return st.integers(0, 2 ** 31).map(
+        lambda s: np.random.default_rng(s).uniform(lo, hi, draw_shape).astype(np.float32))
+
+
+def assert_close(out, ref, rtol, atol):
+    err = np.abs(out - ref)
+    bound = rtol * np.abs(ref) + atol
+    worst = np.unravel_index(np.argmax(err - bound), err.shape)
+    assert np.all(err <= bound), (f"max excess at {worst}: out {out[worst]}, ref {ref[worst]}, "
+                                  f"err {err[worst]:.3g} > bound {bound[worst]:.3g}")
+
+
+@pytest.mark.parametrize("op", UNARY_SFPU)
+@given(seed=st.integers(0, 2 ** 31))
+def test_unary_sfpu(op, seed):
+    lo, hi = DOMAINS.get(op, (-4.0, 4.0))
+    x = np.random.default_rng(seed).uniform(lo, hi, (32, 64)).astype(np.float32)
+    (xq,), out, _ = run_op(ttsim.Device(), op, [x])
+    ref = REF_UNARY[op](xq)
+    # float32 SFPU result, rounded once to bf16 in DST and exactly kept by the bf16 pack
+    assert_close(out, ref, rtol=U_BF16 * 1.01, atol=1e-6 + (U_BF16 * 1.01 if op in ("sin", "cos") else 0))
+
+
+@pytest.mark.parametrize("op", BINARY_FPU + BINARY_SFPU)
+@pytest.mark.parametrize("dtype", ["bf16", "fp32", "bfp8_b"])
+@given(seed=st.integers(0, 2 ** 31))
+def test_binary(op, dtype, seed):
+    r = np.random.default_rng(seed)
+    a = r.uniform(-4, 4, (64, 32)).astype(np.float32)
+    b = r.uniform(0.5, 4, (64, 32)).astype(np.float32) * r.choice([-1, 1], (64, 32))
+    (aq, bq), out, _ = run_op(ttsim.Device(), op, [a, b], dtype, "fp32", fp32_dest_acc_en=True)
+    ref = {"add": aq + bq, "sub": aq - bq, "mul": aq * bq, "max": np.maximum(aq, bq),
+           "min": np.minimum(aq, bq), "div": aq / bq}[op]
+    # fp32 DST and fp32 output; FPU operands pass through 19-bit source registers, so fp32
+    # inputs keep 11 significant bits (TF32) before the op.
+    u_src = 2.0 ** -11 if dtype == "fp32" and op in BINARY_FPU else 2.0 ** -23
+    scale = np.abs(aq) + np.abs(bq) if op in ("add", "sub") else np.abs(ref)
+    assert_close(out, ref, rtol=0, atol=(2 * u_src + 2 ** -22) * scale + 1e-30)
+
+
+@pytest.mark.parametrize("bcast", ["row", "col", "scalar"])
+@pytest.mark.parametrize("op", BINARY_FPU)
+def test_binary_broadcast(op, bcast, rng):
+    a = rng.uniform(-2, 2, (32, 32)).astype(np.float32)
+    b = rng.uniform(-2, 2, (32, 32)).astype(np.float32)
+    (aq, bq), out, _ = run_op(ttsim.Device(), op, [a, b], "bf16", "fp32", bcast=bcast,
+                              fp32_dest_acc_en=True)
+    bb = {"row": np.broadcast_to(bq[0:1, :], bq.shape), "col": np.broadcast_to(bq[:, 0:1], bq.shape),
+          "scalar": np.full_like(bq, bq[0, 0])}[bcast]
+    ref = {"add": aq + bb, "sub": aq - bb, "mul": aq * bb}[op]
+    assert_close(out, ref, rtol=2 ** -22, atol=1e-30)
+
+
+@pytest.mark.parametrize("fidelity", ["LoFi", "HiFi2", "HiFi3", "HiFi4"])
+@pytest.mark.parametrize("dtype", ["bf16", "bfp8_b"])
+def test_matmul_tile_by_fidelity(fidelity, dtype, rng):
+    a = rng.uniform(-1, 1, (32, 32)).astype(np.float32)
+    b = rng.uniform(-1, 1, (32, 32)).astype(np.float32)
+    (aq, bq), out, _ = run_op(ttsim.Device(), "matmul", [a, b], dtype, "fp32", math_fidelity=fidelity,
+                              fp32_dest_acc_en=True)
+    ref = aq @ bq
+    scale = np.abs(aq) @ np.abs(bq)
+    exact = fidelity == "HiFi4" or (dtype == "bfp8_b" and fidelity != "LoFi")
+    # Each fidelity phase drops the low mantissa slices of one operand: LoFi keeps 5
+    # significant bits of A and 7 of B, so a product is off by up to ~2^-4 relative.
+    u = {"LoFi": 2.0 ** -4, "HiFi2": 2.0 ** -6, "HiFi3": 2.0 ** -8, "HiFi4": 0}[fidelity]
+    assert_close(out, ref, rtol=0, atol=(0 if exact else u) * scale + 32 * 2 ** -23 * scale)
+    if fidelity == "LoFi" and dtype == "bf16":
+        assert np.abs(out - ref).max() > 1e-5, "LoFi should lose precision on bf16 inputs"
+
+
+def test_matmul_transpose_b(rng):
+    a = rng.uniform(-1, 1, (32, 32)).astype(np.float32)
+    b = rng.uniform(-1, 1, (32, 32)).astype(np.float32)
+    (aq, bq), out, _ = run_op(ttsim.Device(), "matmul", [a, b], "bf16", "fp32", transpose_b=True,
+                              fp32_dest_acc_en=True)
+    assert_close(out, aq @ bq.T, rtol=0, atol=32 * 2 ** -23 * (np.abs(aq) @ np.abs(bq.T)))
+
+
+@pytest.mark.parametrize("op", ["sum", "max"])
+@pytest.mark.parametrize("dim", ["row", "col", "scalar"])
+def test_reduce(op, dim, rng):
+    x = rng.uniform(-3, 3, (32, 64)).astype(np.float32)
+    s = np.ones_like(x)
+    (xq, _), out, _ = run_op(ttsim.Device(), f"reduce_{op}_{dim}", [x, s], "bf16", "fp32",
+                             fp32_dest_acc_en=True)
+    f = np.sum if op == "sum" else np.max
+    for t in range(2):
+        tile, o = xq[:, 32 * t:32 * t + 32], out[:, 32 * t:32 * t + 32]
+        if dim == "row":
+            got, ref = o[:, 0], f(tile, axis=1)
+        elif dim == "col":
+            got, ref = o[0, :], f(tile, axis=0)
+        else:
+            got, ref = o[0, 0], f(tile)
+        assert_close(np.atleast_1d(got), np.atleast_1d(ref), rtol=0,
+                     atol=1e-6 * np.abs(tile).sum() + 1e-6)
+
+
+def test_transpose_and_copy(rng):
+    x = rng.uniform(-3, 3, (32, 32)).astype(np.float32)
+    (xq,), out, _ = run_op(ttsim.Device(), "transpose", [x])
+    assert np.array_equal(out, xq.T)
+    (xq,), out, _ = run_op(ttsim.Device(), "copy", [x], "fp32", "fp32", fp32_dest_acc_en=True)
+    # copy_tile goes through source registers: fp32 keeps TF32 precision
+    assert np.array_equal(out, numerics.to_src(xq.astype(np.float32), ttsim.DataFormat.FP32))
+
+
+def test_dst_16bit_accumulation_loses_precision(rng):
+    """Matmul over K into a 16-bit DST rounds to bf16 after every tile step; fp32 DST does not."""
+    from ttsim.library.matmul import matmul
+    a = rng.uniform(0, 1, (32, 32 * 16)).astype(np.float32)
+    b = rng.uniform(0, 1, (32 * 16, 32)).astype(np.float32)
+    errs = {}
+    for acc in (False, True):
+        dev = ttsim.Device()
+        ta, tb = dev.tensor(a), dev.tensor(b)
+        c, _ = matmul(dev, ta, tb, out_dtype="fp32", grid=(1, 1), fp32_dest_acc_en=acc)
+        ref = ta.to_numpy().astype(np.float64) @ tb.to_numpy().astype(np.float64)
+        errs[acc] = np.abs(c.to_numpy() - ref).max() / np.abs(ref).max()
+    assert errs[True] < 1e-5 < errs[False] < 2 ** -6

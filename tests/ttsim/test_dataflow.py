@@ -1,0 +1,126 @@
+"""Data movement through the NoC and DRAM: bandwidth, contention, multicast, semaphores."""
+import numpy as np
+import pytest
+
+import ttsim
+from ttsim.library.stream import copy_program
+
+
+def test_copy_moves_the_data(dev, rng):
+    x = rng.standard_normal((256, 256)).astype(np.float32)
+    src, dst = dev.tensor(x), dev.empty(x.shape)
+    dev.run(copy_program(dev, src, dst, cores=[(0, 0), (1, 0)], block=4))
+    assert np.array_equal(dst.to_numpy(), src.to_numpy())
+
+
+def test_dram_streaming_approaches_described_bandwidth(dev):
+    """Many cores streaming over all banks reach most of the aggregate DRAM bandwidth."""
+    n_tiles = 64 * 48
+    src = dev.empty((n_tiles * 32, 32))
+    dst = dev.empty((n_tiles * 32, 32))
+    cores = [(x, y) for y in range(8) for x in range(8)]
+    rep = dev.run(copy_program(dev, src, dst, cores=cores, block=4, buffers=3))
+    bytes_moved = 2 * n_tiles * 2048               # read and written
+    aggregate = sum(b.bandwidth.value for b in dev.sd.dram_banks)
+    achieved = bytes_moved / rep.cycles
+    assert 0.6 * aggregate <= achieved <= aggregate, (achieved, aggregate)
+
+
+def _streamer(dst_core, n, block=4):
+    def writer(k):
+        dx, dy = k.logical_to_noc(*dst_core)
+        for _ in range(0, n, block):
+            for _ in range(block):
+                k.noc_async_write(0x40000, k.get_noc_addr(dx, dy, 0x80000), 2048)
+            k.noc_async_write_barrier()
+    return writer
+
+
+def _ends(flows, n=64):
+    d = ttsim.Device()
+    prog = ttsim.Program(d)
+    for src, dst in flows:
+        prog.writer(src, _streamer(dst, n), noc=0)
+    return {th.core: th.end for th in d.run(prog).threads}
+
+
+def test_second_transfer_on_the_same_link_slows_both():
+    """(0,0)->(3,0) and (1,0)->(2,1) share one NoC-0 link (NoC row y=1, x 2->3) and nothing else."""
+    a, b = ((0, 0), (3, 0)), ((1, 0), (2, 1))
+    alone_a, alone_b = _ends([a])[(0, 0)], _ends([b])[(1, 0)]
+    both = _ends([a, b])
+    assert both[(0, 0)] > 1.3 * alone_a and both[(1, 0)] > 1.3 * alone_b
+
+
+def test_disjoint_routes_do_not_interfere():
+    a, b = ((0, 0), (1, 0)), ((0, 2), (1, 2))
+    alone = _ends([a])[(0, 0)]
+    both = _ends([a, b])
+    assert both[(0, 0)] == alone
+
+
+def test_multicast_with_semaphores(dev, rng):
+    """Core (0,0) reads a tile and multicasts it to the rest of row 0; receivers signal back."""
+    x = rng.standard_normal((32, 32)).astype(np.float32)
+    src = dev.tensor(x)
+    out = dev.empty((32, 32 * 8))
+    row = [(i, 0) for i in range(8)]
+    prog = ttsim.Program(dev)
+    prog.circular_buffer(row, 0, num_pages=1)
+    ready = prog.semaphore(row, 0)
+    valid = prog.semaphore(row, 0)
+    n_recv = 7
+
+    def sender(k):
+        k.cb_reserve_back(0, 1)
+        p = k.get_write_ptr(0)
+        k.noc_async_read_tile(0, k.interleaved_addr_gen(src), p)
+        k.noc_async_read_barrier()
+        r = k.get_semaphore(ready)
+        k.noc_semaphore_wait(r, n_recv)                  # every receiver has room
+        x0, y0 = k.logical_to_noc(1, 0)
+        x1, y1 = k.logical_to_noc(7, 0)
+        k.noc_async_write_multicast(p, k.get_noc_multicast_addr(x0, y0, x1, y1, p), 2048, n_recv)
+        v = k.get_semaphore(valid)
+        k.noc_semaphore_set(v, 1)
+        k.noc_semaphore_set_multicast(v, k.get_noc_multicast_addr(x0, y0, x1, y1, v), n_recv)
+        k.noc_async_write_barrier()
+        k.cb_push_back(0, 1)
+
+    def receiver(k):
+        k.cb_reserve_back(0, 1)
+        sx, sy = k.logical_to_noc(0, 0)
+        k.noc_semaphore_inc(k.get_noc_addr(sx, sy, k.get_semaphore(ready)), 1)
+        k.noc_semaphore_wait(k.get_semaphore(valid), 1)
+        k.cb_push_back(0, 1)
+
+    def writer(k):
+        k.cb_wait_front(0, 1)
+        k.noc_async_write_tile(k.core[0], k.interleaved_addr_gen(out), k.get_read_ptr(0))
+        k.noc_async_write_barrier()
+        k.cb_pop_front(0, 1)
+
+    prog.reader((0, 0), sender)
+    prog.reader(row[1:], receiver)
+    prog.writer(row, writer)
+    rep = dev.run(prog)
+    got = out.to_numpy()
+    for i in range(8):
+        assert np.array_equal(got[:, 32 * i:32 * i + 32], src.to_numpy())
+    recv = [t for t in rep.threads if t.kind == "reader" and t.core != (0, 0)]
+    assert all(t.stalls.get("semaphore", 0) > 0 for t in recv)
+
+
+def test_multicast_num_dests_checked(dev):
+    prog = ttsim.Program(dev)
+    prog.circular_buffer((0, 0), 0, num_pages=1)
+
+    def k_(k):
+        x0, y0 = k.logical_to_noc(1, 0)
+        x1, y1 = k.logical_to_noc(3, 0)
+        k.noc_async_write_multicast(k.get_write_ptr(0), k.get_noc_multicast_addr(x0, y0, x1, y1, 0x20000),
+                                    64, num_dests=5)
+
+    prog.reader((0, 0), k_)
+    with pytest.raises(ttsim.NocError, match="num_dests=5 but the rectangle"):
+        dev.run(prog)

@@ -1,0 +1,66 @@
+"""What a run reports: per-thread accounting, per-line attribution, JSON, trace."""
+import json
+
+import numpy as np
+
+import ttsim
+from ttsim.library.matmul import matmul
+
+
+def _run(trace=False):
+    dev = ttsim.Device()
+    r = np.random.default_rng(0)
+    a = dev.tensor(r.standard_normal((64, 128)).astype(np.float32))
+    b = dev.tensor(r.standard_normal((128, 64)).astype(np.float32))
+    c = dev.empty((64, 64))
+    from ttsim.library.matmul import matmul_program
+    return dev.run(matmul_program(dev, a, b, c, grid=(2, 1)), trace=trace)
+
+
+def test_thread_accounting_adds_up():
+    rep = _run()
+    assert {t.kind for t in rep.threads} == {"reader", "writer", "unpack", "math", "pack"}
+    assert len(rep.threads) == 2 * 5
+    for t in rep.threads:
+        assert t.busy > 0
+        assert abs(t.busy + t.stalled + t.idle - rep.cycles) < 1e-6
+        assert t.idle >= -1e-6
+
+
+def test_lines_account_for_all_busy_cycles():
+    rep = _run()
+    for kind in ("reader", "math", "pack"):
+        busy_threads = sum(t.busy for t in rep.threads if t.kind == kind)
+        busy_lines = sum(l.busy for l in rep.lines if l.kind == kind)
+        assert abs(busy_threads - busy_lines) < 1e-6 * busy_threads
+    mm = [l for l in rep.lines if l.kind == "math" and l.busy > 0]
+    assert any("matmul_tiles" in open(l.file).read().splitlines()[l.line - 1] for l in mm)
+    table = rep.line_table(top=5)
+    assert "matmul_tiles" in table
+
+
+def test_json_report_schema(tmp_path):
+    rep = _run()
+    p = tmp_path / "r.json"
+    rep.write_json(p)
+    d = json.loads(p.read_text())
+    for key in ("schema_version", "sysdesc", "clock_ghz", "cycles", "us", "bottleneck", "per_kind",
+                "threads", "lines", "noc"):
+        assert key in d
+    assert d["us"] == d["cycles"] / 1000.0
+    assert set(d["per_kind"]) == {"reader", "unpack", "math", "pack", "writer"}
+
+
+def test_trace_opens_as_chrome_trace(tmp_path):
+    rep = _run(trace=True)
+    p = tmp_path / "t.json"
+    rep.write_trace(p)
+    d = json.loads(p.read_text())
+    ev = d["traceEvents"]
+    slices = [e for e in ev if e["ph"] == "X"]
+    names = {e["args"]["name"] for e in ev if e["ph"] == "M" and e["name"] == "thread_name"}
+    assert names == {"reader", "writer", "unpack", "math", "pack"}
+    assert any(e["name"] == "matmul_tiles" for e in slices)
+    assert any(e["cat"] == "wait" for e in slices)
+    assert all(e["dur"] >= 0 and e["ts"] >= 0 for e in slices)
+    assert len({e["pid"] for e in slices}) == 2

@@ -1,0 +1,15 @@
+"""ttsim: a cycle-approximate simulator of Tenstorrent Tensix chips.
+
+The host API follows TT-Metalium: build a Device, put tensors in DRAM, describe a Program
+(circular buffers, semaphores, reader/compute/writer kernels on core ranges) and run it.
+"""
+from .device import Device, Tensor
+from .errors import (CBError, DeadlockError, DstOverflowError, KernelError, L1OverflowError,
+                     NocError, SimLimitError, TTSimError)
+from .formats import DataFormat
+from .program import CoreRange, Program
+from .report import RunReport
+
+__all__ = ["Device", "Tensor", "Program", "CoreRange", "RunReport", "DataFormat", "TTSimError",
+           "CBError", "DeadlockError", "DstOverflowError", "KernelError", "L1OverflowError",
+           "NocError", "SimLimitError"]

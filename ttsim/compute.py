@@ -1,0 +1,417 @@
+"""The compute kernel API, run three times per core: by UNPACK, MATH and PACK.
+
+As on the hardware, one compute kernel source runs on the three compute RISCs; each call
+does that thread's share. `matmul_tiles` unpacks both operands on UNPACK (waiting for the
+source registers to be free), multiplies on MATH (waiting for the operands), and is a no-op
+on PACK. UNPACK hands operands to MATH through a two-deep source-register FIFO; MATH and
+PACK share DST through tile_regs_acquire/commit/wait/release, half of DST each in the
+default half-sync mode. Values are computed on MATH, where the hardware computes them.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import formats, numerics
+from .errors import DstOverflowError, TTSimError
+from .dataflow import KernelContext
+from .thread import caller_line
+
+_BINARY_MATH_COST = {"add": "cost.math.eltwise_add", "sub": "cost.math.eltwise_sub",
+                     "mul": "cost.math.eltwise_mul"}
+_BCAST = ("none", "row", "col", "scalar")
+_REDUCE_OPS = ("sum", "max")
+_REDUCE_DIMS = ("row", "col", "scalar")
+
+
+class ComputeConfig:
+    """Per-kernel compute settings (TT-Metalium's ComputeConfig)."""
+
+    def __init__(self, math_fidelity="HiFi4", fp32_dest_acc_en=False, dst_full_sync_en=False):
+        self.fidelity = numerics.parse_fidelity(math_fidelity)
+        self.fp32_acc = bool(fp32_dest_acc_en)
+        self.full_sync = bool(dst_full_sync_en)
+
+
+class _ComputeShared:
+    """State the three compute threads of one core share: operand and DST hand-offs."""
+
+    def __init__(self, engine, core, cfg):
+        from .fifo import Fifo
+        self.cfg = cfg
+        self.dst_tiles = engine.sd.dst_tiles(cfg.fp32_acc, cfg.full_sync)
+        self.src = Fifo(engine.env, 2, "source registers", core,
+                        stall_full="src regs busy (math)", stall_empty="operands (unpack)")
+        self.dst = Fifo(engine.env, 1 if cfg.full_sync else 2, "dst", core,
+                        stall_full="dst busy (pack)", stall_empty="dst (math)")
+
+
+class ComputeContext(KernelContext):
+    """Names shared by the three roles; each role overrides what it does."""
+
+    role = "?"
+
+    def __init__(self, engine, core, kind, args, compile_args, shared):
+        super().__init__(engine, core, kind, args, compile_args)
+        self._s = shared
+        self.cfg = shared.cfg
+        c = self._c
+        self._c_tile_regs = c["cost.api.tile_regs"]
+
+    def _dst_index(self, d, ln):
+        if not 0 <= d < self._s.dst_tiles:
+            mode = ("fp32" if self.cfg.fp32_acc else "16-bit") + \
+                   (" full-sync" if self.cfg.full_sync else " half-sync")
+            raise DstOverflowError(f"DST index {d} out of range: {mode} DST holds "
+                                   f"{self._s.dst_tiles} tiles (indices 0..{self._s.dst_tiles - 1})",
+                                   core=self.core, thread=self._th.kind, line=ln)
+
+    # Every API name exists on every role; the defaults do nothing.
+    def cb_wait_front(self, cb, n): pass
+    def cb_pop_front(self, cb, n): pass
+    def cb_reserve_back(self, cb, n): pass
+    def cb_push_back(self, cb, n): pass
+    def tile_regs_acquire(self): pass
+    def tile_regs_commit(self): pass
+    def tile_regs_wait(self): pass
+    def tile_regs_release(self): pass
+    def copy_tile(self, cb, i, d): self._dst_index(d, None)
+    def matmul_tiles(self, cb_a, cb_b, ia, ib, d, transpose=False): self._dst_index(d, None)
+    def binary_tiles(self, op, cb_a, cb_b, ia, ib, d, bcast="none"): self._dst_index(d, None)
+    def binary_dest_reuse_tiles(self, op, cb, i, d, dst_as="a"): self._dst_index(d, None)
+    def reduce_tile(self, cb, cb_scaler, i, i_scaler, d, op="sum", dim="row"): self._dst_index(d, None)
+    def transpose_wh_tile(self, cb, i, d): self._dst_index(d, None)
+    def sfpu_unary(self, op, d, *params): pass
+    def sfpu_binary(self, op, d0, d1, d_out=None): pass
+    def fill_tile(self, d, value): pass
+    def copy_dest_values(self, d_dst, d_src): pass
+    def pack_tile(self, d, cb, out_index=None): pass
+
+    # tt-metal names built on the generic calls
+    def acquire_dst(self): self.tile_regs_acquire(); self.tile_regs_wait()
+    def release_dst(self): self.tile_regs_commit(); self.tile_regs_release()
+    def add_tiles(self, a, b, ia, ib, d): self.binary_tiles("add", a, b, ia, ib, d)
+    def sub_tiles(self, a, b, ia, ib, d): self.binary_tiles("sub", a, b, ia, ib, d)
+    def mul_tiles(self, a, b, ia, ib, d): self.binary_tiles("mul", a, b, ia, ib, d)
+    def add_tiles_bcast(self, a, b, ia, ib, d, dim): self.binary_tiles("add", a, b, ia, ib, d, dim)
+    def sub_tiles_bcast(self, a, b, ia, ib, d, dim): self.binary_tiles("sub", a, b, ia, ib, d, dim)
+    def mul_tiles_bcast(self, a, b, ia, ib, d, dim): self.binary_tiles("mul", a, b, ia, ib, d, dim)
+    def add_tiles_bcast_rows(self, a, b, ia, ib, d): self.binary_tiles("add", a, b, ia, ib, d, "row")
+    def add_tiles_bcast_cols(self, a, b, ia, ib, d): self.binary_tiles("add", a, b, ia, ib, d, "col")
+    def add_tiles_bcast_scalar(self, a, b, ia, ib, d): self.binary_tiles("add", a, b, ia, ib, d, "scalar")
+    def sub_tiles_bcast_rows(self, a, b, ia, ib, d): self.binary_tiles("sub", a, b, ia, ib, d, "row")
+    def sub_tiles_bcast_cols(self, a, b, ia, ib, d): self.binary_tiles("sub", a, b, ia, ib, d, "col")
+    def sub_tiles_bcast_scalar(self, a, b, ia, ib, d): self.binary_tiles("sub", a, b, ia, ib, d, "scalar")
+    def mul_tiles_bcast_rows(self, a, b, ia, ib, d): self.binary_tiles("mul", a, b, ia, ib, d, "row")
+    def mul_tiles_bcast_cols(self, a, b, ia, ib, d): self.binary_tiles("mul", a, b, ia, ib, d, "col")
+    def mul_tiles_bcast_scalar(self, a, b, ia, ib, d): self.binary_tiles("mul", a, b, ia, ib, d, "scalar")
+    def exp_tile(self, d): self.sfpu_unary("exp", d)
+    def exp2_tile(self, d): self.sfpu_unary("exp2", d)
+    def log_tile(self, d): self.sfpu_unary("log", d)
+    def sqrt_tile(self, d): self.sfpu_unary("sqrt", d)
+    def rsqrt_tile(self, d): self.sfpu_unary("rsqrt", d)
+    def recip_tile(self, d): self.sfpu_unary("recip", d)
+    def tanh_tile(self, d): self.sfpu_unary("tanh", d)
+    def sigmoid_tile(self, d): self.sfpu_unary("sigmoid", d)
+    def relu_tile(self, d): self.sfpu_unary("relu", d)
+    def gelu_tile(self, d): self.sfpu_unary("gelu", d)
+    def silu_tile(self, d): self.sfpu_unary("silu", d)
+    def abs_tile(self, d): self.sfpu_unary("abs", d)
+    def negative_tile(self, d): self.sfpu_unary("neg", d)
+    def square_tile(self, d): self.sfpu_unary("square", d)
+    def sin_tile(self, d): self.sfpu_unary("sin", d)
+    def cos_tile(self, d): self.sfpu_unary("cos", d)
+    def mul_unary_tile(self, d, s): self.sfpu_unary("scale", d, s)
+    def add_binary_tile(self, d0, d1, d_out=None): self.sfpu_binary("add", d0, d1, d_out)
+    def sub_binary_tile(self, d0, d1, d_out=None): self.sfpu_binary("sub", d0, d1, d_out)
+    def mul_binary_tile(self, d0, d1, d_out=None): self.sfpu_binary("mul", d0, d1, d_out)
+    def div_binary_tile(self, d0, d1, d_out=None): self.sfpu_binary("div", d0, d1, d_out)
+    def max_tile(self, d0, d1, d_out=None): self.sfpu_binary("max", d0, d1, d_out)
+    def min_tile(self, d0, d1, d_out=None): self.sfpu_binary("min", d0, d1, d_out)
+
+    def __getattr__(self, name):
+        # tt-metal's *_init calls reconfigure the units; their cost is not modelled.
+        if name.endswith("_init") or "_init_" in name or name.startswith("init_"):
+            return lambda *a, **kw: None
+        raise AttributeError(f"compute kernel API has no '{name}'")
+
+
+def _check_choice(value, choices, what, ctx, ln):
+    if value not in choices:
+        raise TTSimError(f"{what} must be one of {', '.join(choices)}; got {value!r}",
+                         core=ctx.core, thread=ctx._th.kind, line=ln)
+
+
+class UnpackContext(ComputeContext):
+    """TRISC0: waits on input CBs, reads tiles from L1 into the source registers."""
+
+    role = "unpack"
+
+    def __init__(self, *a):
+        super().__init__(*a)
+        c = self._c
+        self._c_unpack = {f: c[f"cost.unpack.{f.value}"] for f in formats.DataFormat}
+        self._dual_bw = c["cost.unpack.dual_bytes_per_cycle"]
+        self._l1 = self._e.l1[self.core]
+
+    def cb_wait_front(self, cb, n):
+        ln = caller_line()
+        self._cb(cb, ln).wait(self._th, n, ln)
+        self._th.charge(self._c["cost.api.cb_wait_front"], "cb_wait_front", ln)
+
+    def cb_pop_front(self, cb, n):
+        ln = caller_line()
+        self._th.charge(self._c["cost.api.cb_pop_front"], "cb_pop_front", ln)
+        self._cb(cb, ln).pop(self._th, n, ln)
+
+    def _read(self, cb, i, ln):
+        c = self._cb(cb, ln)
+        addr = c.front_addr(i, self._th, ln)
+        raw = self._l1.mem[addr:addr + c.page_size]
+        return numerics.to_src(formats.decode_tiles(raw, c.fmt, 1)[0], c.fmt), c.fmt
+
+    def _hand_over(self, payload, cost, name, ln):
+        th, src = self._th, self._s.src
+        src.reserve(th, 1, ln)
+        th.charge(cost, name, ln)
+        src.push(th, 1, ln, payload)
+
+    def _cost2(self, fa, fb):
+        return max(self._c_unpack[fa], self._c_unpack[fb], (fa.tile_bytes + fb.tile_bytes) / self._dual_bw)
+
+    def copy_tile(self, cb, i, d):
+        ln = caller_line()
+        self._dst_index(d, ln)
+        v, f = self._read(cb, i, ln)
+        self._hand_over(("copy", v), self._c_unpack[f], "unpack copy_tile", ln)
+
+    def matmul_tiles(self, cb_a, cb_b, ia, ib, d, transpose=False):
+        ln = caller_line()
+        self._dst_index(d, ln)
+        a, fa = self._read(cb_a, ia, ln)
+        b, fb = self._read(cb_b, ib, ln)
+        if transpose:
+            b = numerics.transpose(b)
+        self._hand_over(("matmul", a, b), self._cost2(fa, fb), "unpack matmul_tiles", ln)
+
+    def binary_tiles(self, op, cb_a, cb_b, ia, ib, d, bcast="none"):
+        ln = caller_line()
+        _check_choice(op, tuple(_BINARY_MATH_COST), "binary op", self, ln)
+        _check_choice(bcast, _BCAST, "broadcast", self, ln)
+        self._dst_index(d, ln)
+        a, fa = self._read(cb_a, ia, ln)
+        b, fb = self._read(cb_b, ib, ln)
+        if bcast != "none":
+            b = numerics.bcast(b, bcast)
+        self._hand_over((op, a, b), self._cost2(fa, fb), f"unpack {op}_tiles", ln)
+
+    def binary_dest_reuse_tiles(self, op, cb, i, d, dst_as="a"):
+        ln = caller_line()
+        _check_choice(op, tuple(_BINARY_MATH_COST), "binary op", self, ln)
+        self._dst_index(d, ln)
+        v, f = self._read(cb, i, ln)
+        self._hand_over((op + "_reuse", v), self._c_unpack[f], f"unpack {op}_dest_reuse", ln)
+
+    def reduce_tile(self, cb, cb_scaler, i, i_scaler, d, op="sum", dim="row"):
+        ln = caller_line()
+        _check_choice(op, _REDUCE_OPS, "reduce op", self, ln)
+        _check_choice(dim, _REDUCE_DIMS, "reduce dim", self, ln)
+        self._dst_index(d, ln)
+        a, fa = self._read(cb, i, ln)
+        s, fs = self._read(cb_scaler, i_scaler, ln)
+        self._hand_over(("reduce", a, float(s[0, 0])), self._cost2(fa, fs), "unpack reduce_tile", ln)
+
+    def transpose_wh_tile(self, cb, i, d):
+        ln = caller_line()
+        self._dst_index(d, ln)
+        v, f = self._read(cb, i, ln)
+        self._hand_over(("transpose", numerics.transpose(v)), self._c_unpack[f], "unpack transpose", ln)
+
+
+class MathContext(ComputeContext):
+    """TRISC1: drives the FPU and SFPU on the DST register file."""
+
+    role = "math"
+
+    def __init__(self, *a):
+        super().__init__(*a)
+        c, cfg = self._c, self.cfg
+        acc = c["cost.math.fp32_acc_factor"] if cfg.fp32_acc else 1.0
+        ph = int(cfg.fidelity)
+        self._c_mm = c["cost.math.matmul"] * ph * acc
+        self._c_bin = {"add": c["cost.math.eltwise_add"] * acc, "sub": c["cost.math.eltwise_sub"] * acc,
+                       "mul": c["cost.math.eltwise_mul"] * ph * acc}
+        self._c_copy = c["cost.math.datacopy"] * acc
+        self._c_reduce = c["cost.math.reduce"] * acc
+        self._c_transpose = c["cost.math.transpose"] * acc
+        self._dst = None
+        self._written = None
+
+    def tile_regs_acquire(self):
+        ln = caller_line()
+        th = self._th
+        self._s.dst.reserve(th, 1, ln)
+        th.charge(self._c_tile_regs, "tile_regs_acquire", ln)
+        self._dst = np.zeros((self._s.dst_tiles, 32, 32), np.float32)
+        self._written = [False] * self._s.dst_tiles
+
+    def tile_regs_commit(self):
+        ln = caller_line()
+        th = self._th
+        self._need_dst(ln)
+        th.charge(self._c_tile_regs, "tile_regs_commit", ln)
+        self._s.dst.push(th, 1, ln, self._dst)
+        self._dst = None
+
+    def _need_dst(self, ln):
+        if self._dst is None:
+            raise TTSimError("MATH uses DST without holding it: call tile_regs_acquire() first",
+                             core=self.core, thread=self._th.kind, line=ln)
+
+    def _take(self, kind, cost, name, ln):
+        th, src = self._th, self._s.src
+        self._need_dst(ln)
+        src.wait(th, 1, ln)
+        p = src.front()
+        if p[0] != kind:
+            raise TTSimError(f"UNPACK and MATH disagree: MATH runs {kind} but UNPACK prepared {p[0]} "
+                             "(the compute kernel must make the same calls on every thread)",
+                             core=self.core, thread=th.kind, line=ln)
+        th.charge(cost, name, ln)
+        src.pop(th, 1, ln)
+        return p
+
+    def _put(self, d, value):
+        self._dst[d] = numerics.dst_round(value, self.cfg.fp32_acc)
+        self._written[d] = True
+
+    def copy_tile(self, cb, i, d):
+        ln = caller_line()
+        self._dst_index(d, ln)
+        p = self._take("copy", self._c_copy, "copy_tile", ln)
+        self._put(d, p[1])
+
+    def matmul_tiles(self, cb_a, cb_b, ia, ib, d, transpose=False):
+        ln = caller_line()
+        self._dst_index(d, ln)
+        p = self._take("matmul", self._c_mm, "matmul_tiles", ln)
+        self._put(d, self._dst[d] + numerics.matmul(p[1], p[2], self.cfg.fidelity))
+
+    def binary_tiles(self, op, cb_a, cb_b, ia, ib, d, bcast="none"):
+        ln = caller_line()
+        self._dst_index(d, ln)
+        p = self._take(op, self._c_bin[op], f"{op}_tiles", ln)
+        self._put(d, numerics.eltwise(op, p[1], p[2], self.cfg.fidelity))
+
+    def binary_dest_reuse_tiles(self, op, cb, i, d, dst_as="a"):
+        ln = caller_line()
+        self._dst_index(d, ln)
+        p = self._take(op + "_reuse", self._c_bin[op], f"{op}_dest_reuse", ln)
+        a, b = (self._dst[d], p[1]) if dst_as == "a" else (p[1], self._dst[d])
+        self._put(d, numerics.eltwise(op, a, b, self.cfg.fidelity))
+
+    def reduce_tile(self, cb, cb_scaler, i, i_scaler, d, op="sum", dim="row"):
+        ln = caller_line()
+        self._dst_index(d, ln)
+        p = self._take("reduce", self._c_reduce, f"reduce_{op}_{dim}", ln)
+        r = numerics.reduce(p[1], op, dim, p[2])
+        if self._written[d]:
+            r = numerics.reduce_accumulate(self._dst[d], r, op)
+        self._put(d, r)
+
+    def transpose_wh_tile(self, cb, i, d):
+        ln = caller_line()
+        self._dst_index(d, ln)
+        p = self._take("transpose", self._c_transpose, "transpose_wh_tile", ln)
+        self._put(d, p[1])
+
+    def _sfpu_cost(self, op, ln):
+        try:
+            return self._c[f"cost.sfpu.{op}"]
+        except KeyError:
+            raise TTSimError(f"unknown SFPU op '{op}'", core=self.core, thread=self._th.kind,
+                             line=ln) from None
+
+    def sfpu_unary(self, op, d, *params):
+        ln = caller_line()
+        self._dst_index(d, ln)
+        self._need_dst(ln)
+        self._th.charge(self._sfpu_cost(op, ln), f"{op}_tile", ln)
+        x = self._dst[d]
+        if op == "scale":
+            self._put(d, x * np.float32(params[0]))
+        else:
+            self._put(d, numerics.SFPU_UNARY[op](x))
+
+    def sfpu_binary(self, op, d0, d1, d_out=None):
+        ln = caller_line()
+        d_out = d0 if d_out is None else d_out
+        for d in (d0, d1, d_out):
+            self._dst_index(d, ln)
+        self._need_dst(ln)
+        self._th.charge(self._sfpu_cost(op, ln), f"{op}_binary_tile", ln)
+        self._put(d_out, numerics.SFPU_BINARY[op](self._dst[d0], self._dst[d1]))
+
+    def fill_tile(self, d, value):
+        ln = caller_line()
+        self._dst_index(d, ln)
+        self._need_dst(ln)
+        self._th.charge(self._sfpu_cost("fill", ln), "fill_tile", ln)
+        self._put(d, np.full((32, 32), value, np.float32))
+
+    def copy_dest_values(self, d_dst, d_src):
+        ln = caller_line()
+        self._dst_index(d_dst, ln)
+        self._dst_index(d_src, ln)
+        self._need_dst(ln)
+        self._th.charge(self._sfpu_cost("copy", ln), "copy_dest_values", ln)
+        self._put(d_dst, self._dst[d_src])
+
+
+class PackContext(ComputeContext):
+    """TRISC2: waits for DST from MATH, packs tiles into output CBs in their format."""
+
+    role = "pack"
+
+    def __init__(self, *a):
+        super().__init__(*a)
+        self._c_pack = {f: self._c[f"cost.pack.{f.value}"] for f in formats.DataFormat}
+        self._dst = None
+        self._l1 = self._e.l1[self.core]
+
+    def cb_reserve_back(self, cb, n):
+        ln = caller_line()
+        self._cb(cb, ln).reserve(self._th, n, ln)
+        self._th.charge(self._c["cost.api.cb_reserve_back"], "cb_reserve_back", ln)
+
+    def cb_push_back(self, cb, n):
+        ln = caller_line()
+        self._th.charge(self._c["cost.api.cb_push_back"], "cb_push_back", ln)
+        self._cb(cb, ln).push(self._th, n, ln)
+
+    def tile_regs_wait(self):
+        ln = caller_line()
+        th = self._th
+        self._s.dst.wait(th, 1, ln)
+        th.charge(self._c_tile_regs, "tile_regs_wait", ln)
+        self._dst = self._s.dst.front()
+
+    def tile_regs_release(self):
+        ln = caller_line()
+        th = self._th
+        th.charge(self._c_tile_regs, "tile_regs_release", ln)
+        self._s.dst.pop(th, 1, ln)
+        self._dst = None
+
+    def pack_tile(self, d, cb, out_index=None):
+        ln = caller_line()
+        self._dst_index(d, ln)
+        if self._dst is None:
+            raise TTSimError("pack_tile without DST: call tile_regs_wait() first",
+                             core=self.core, thread=self._th.kind, line=ln)
+        c = self._cb(cb, ln)
+        k = c.pack_offset if out_index is None else out_index
+        addr = c.back_addr(k, self._th, ln)
+        self._th.charge(self._c_pack[c.fmt], "pack_tile", ln)
+        self._l1.mem[addr:addr + c.page_size] = formats.encode_tiles(self._dst[d][None], c.fmt)
+        if out_index is None:
+            c.pack_offset += 1

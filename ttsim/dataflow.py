@@ -1,0 +1,352 @@
+"""The data-movement kernel API (reader and writer RISCs), after TT-Metalium's dataflow_api.
+
+Kernels are plain functions of a context `k`:
+
+    def reader(k):
+        a = k.interleaved_addr_gen(k.get_arg_val(0), page_size=2048)
+        for i in range(k.get_arg_val(1)):
+            k.cb_reserve_back(0, 1)
+            k.noc_async_read_tile(i, a, k.get_write_ptr(0))
+            k.noc_async_read_barrier()
+            k.cb_push_back(0, 1)
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from .errors import CBError, NocError
+from .memory import check_range
+from .thread import caller_line
+
+
+class NocAddr(NamedTuple):
+    x: int
+    y: int
+    addr: int
+
+
+class McastAddr(NamedTuple):
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    addr: int
+
+
+class AddrGen:
+    """Pages of an interleaved buffer: page i lives in bank i % n at base + (i // n) * page_size."""
+    __slots__ = ("base", "page_size", "banks", "n")
+
+    def __init__(self, base, page_size, banks):
+        self.base, self.page_size, self.banks, self.n = base, page_size, banks, len(banks)
+
+    def get_noc_addr(self, page, offset=0):
+        x, y = self.banks[page % self.n]
+        return NocAddr(x, y, self.base + (page // self.n) * self.page_size + offset)
+
+
+class KernelContext:
+    """What every kernel sees: who it is, its arguments, and the CBs of its core."""
+
+    def __init__(self, engine, core, kind, args, compile_args):
+        self._e = engine
+        self.core = core                                  # logical (x, y)
+        self.my_x, self.my_y = engine.sd.worker_noc_xy(*core)
+        self._args = list(args)
+        self._ct_args = list(compile_args)
+        self._cbs = engine.cbs[core]
+        self._c = engine.costs
+        self._th = None                                   # set by the engine
+
+    @property
+    def kind(self):
+        return self._th.kind
+
+    def get_arg_val(self, i):
+        if not 0 <= i < len(self._args):
+            raise IndexError(f"runtime arg {i} asked for, but this kernel on core {self.core} "
+                             f"has {len(self._args)}")
+        return self._args[i]
+
+    def get_compile_time_arg_val(self, i):
+        if not 0 <= i < len(self._ct_args):
+            raise IndexError(f"compile-time arg {i} asked for, but the kernel has {len(self._ct_args)}")
+        return self._ct_args[i]
+
+    @property
+    def args(self):
+        return self._args
+
+    def grid_size(self):
+        return self._e.sd.worker_grid()
+
+    def read_l1(self, addr, nbytes):
+        """The bytes at an address of this core's L1 (a pointer dereference; not timed)."""
+        return self._e.l1[self.core].mem[addr:addr + nbytes].copy()
+
+    def write_l1(self, addr, data):
+        """Store bytes into this core's L1 (a pointer store; not timed)."""
+        data = np.asarray(data).view(np.uint8).reshape(-1)
+        mem = self._e.l1[self.core].mem
+        check_range(mem, addr, data.size, "write_l1", self.core, self._th.kind, caller_line())
+        mem[addr:addr + data.size] = data
+
+    def _cb(self, cb, line):
+        try:
+            return self._cbs[cb]
+        except KeyError:
+            raise CBError(f"cb {cb} is not allocated on this core (allocated: "
+                          f"{sorted(self._cbs) or 'none'})", core=self.core,
+                          thread=self._th.kind, line=line, cb=cb) from None
+
+    def _tile_fmt(self, cb):
+        return self._cbs[cb].fmt
+
+
+class DataMovementContext(KernelContext):
+    def __init__(self, engine, core, kind, noc, args, compile_args):
+        super().__init__(engine, core, kind, args, compile_args)
+        self.noc_index = noc
+        self._read_done = 0.0
+        self._write_acked = 0.0
+        self._write_landed = 0.0
+        self._noc = engine.noc
+        c = engine.costs
+        self._c_issue = c["noc.issue_cycles"]
+        self._c_barrier = c["cost.api.barrier"]
+        self._c_sem = c["cost.api.semaphore"]
+
+    # --- circular buffers ---------------------------------------------------------------
+    def cb_reserve_back(self, cb, n):
+        ln = caller_line()
+        self._cb(cb, ln).reserve(self._th, n, ln)
+        self._th.charge(self._c["cost.api.cb_reserve_back"], "cb_reserve_back", ln)
+
+    def cb_push_back(self, cb, n):
+        ln = caller_line()
+        self._th.charge(self._c["cost.api.cb_push_back"], "cb_push_back", ln)
+        self._cb(cb, ln).push(self._th, n, ln)
+
+    def cb_wait_front(self, cb, n):
+        ln = caller_line()
+        self._cb(cb, ln).wait(self._th, n, ln)
+        self._th.charge(self._c["cost.api.cb_wait_front"], "cb_wait_front", ln)
+
+    def cb_pop_front(self, cb, n):
+        ln = caller_line()
+        self._th.charge(self._c["cost.api.cb_pop_front"], "cb_pop_front", ln)
+        self._cb(cb, ln).pop(self._th, n, ln)
+
+    def get_write_ptr(self, cb):
+        return self._cb(cb, None).write_ptr()
+
+    def get_read_ptr(self, cb):
+        return self._cb(cb, None).read_ptr()
+
+    def cb_pages_available_at_front(self, cb, n):
+        c = self._cb(cb, None)
+        return c.pushed - c.popped >= n
+
+    # --- addresses ----------------------------------------------------------------------
+    def get_noc_addr(self, x, y, addr=0):
+        return NocAddr(x, y, addr)
+
+    def get_noc_multicast_addr(self, x0, y0, x1, y1, addr):
+        return McastAddr(x0, y0, x1, y1, addr)
+
+    def interleaved_addr_gen(self, base, page_size=None, dram=True):
+        """Address generator for an interleaved buffer; `base` may be a host Tensor."""
+        if hasattr(base, "address"):
+            page_size = page_size or base.page_size
+            dram = base.memory == "dram"
+            base = base.address
+        if page_size is None:
+            raise ValueError("interleaved_addr_gen needs page_size for a raw address")
+        return AddrGen(base, page_size, self._e.bank_xys(dram))
+
+    def logical_to_noc(self, x, y):
+        return self._e.sd.worker_noc_xy(x, y)
+
+    # --- NoC transfers ------------------------------------------------------------------
+    def _mem(self, xy, ln):
+        m = self._e.mem_at(xy)
+        if m is None:
+            raise NocError(f"NoC address ({xy[0]},{xy[1]}) is neither a worker core nor a DRAM bank",
+                           core=self.core, thread=self._th.kind, line=ln)
+        return m
+
+    def _issue(self, ln, name):
+        th = self._th
+        th.charge(self._c_issue, name, ln)
+        th.sync(ln)
+        return th.t
+
+    def noc_async_read(self, src, dst_l1, size, noc=None):
+        ln = caller_line()
+        t = self._issue(ln, "noc_async_read")
+        src_mem = self._mem((src.x, src.y), ln)
+        me = self._e.l1[self.core].mem
+        check_range(src_mem, src.addr, size, "noc_async_read source", self.core, self._th.kind, ln)
+        check_range(me, dst_l1, size, "noc_async_read destination", self.core, self._th.kind, ln)
+        me[dst_l1:dst_l1 + size] = src_mem[src.addr:src.addr + size]
+        done = self._noc.read(t, self.noc_index if noc is None else noc, (self.my_x, self.my_y),
+                              (src.x, src.y), size)
+        if done > self._read_done:
+            self._read_done = done
+
+    def noc_async_read_tile(self, page, addrgen, dst_l1):
+        ln = caller_line()
+        src = addrgen.get_noc_addr(page)
+        t = self._issue(ln, "noc_async_read_tile")
+        size = addrgen.page_size
+        src_mem = self._mem((src.x, src.y), ln)
+        me = self._e.l1[self.core].mem
+        check_range(src_mem, src.addr, size, "noc_async_read_tile source", self.core, self._th.kind, ln)
+        check_range(me, dst_l1, size, "noc_async_read_tile destination", self.core, self._th.kind, ln)
+        me[dst_l1:dst_l1 + size] = src_mem[src.addr:src.addr + size]
+        done = self._noc.read(t, self.noc_index, (self.my_x, self.my_y), (src.x, src.y), size)
+        if done > self._read_done:
+            self._read_done = done
+
+    def noc_async_write(self, src_l1, dst, size, noc=None):
+        ln = caller_line()
+        self._write(src_l1, dst, size, noc, ln, "noc_async_write")
+
+    def noc_async_write_tile(self, page, addrgen, src_l1):
+        ln = caller_line()
+        self._write(src_l1, addrgen.get_noc_addr(page), addrgen.page_size, None, ln,
+                    "noc_async_write_tile")
+
+    def _write(self, src_l1, dst, size, noc, ln, name):
+        t = self._issue(ln, name)
+        dst_mem = self._mem((dst.x, dst.y), ln)
+        me = self._e.l1[self.core].mem
+        check_range(me, src_l1, size, f"{name} source", self.core, self._th.kind, ln)
+        check_range(dst_mem, dst.addr, size, f"{name} destination", self.core, self._th.kind, ln)
+        dst_mem[dst.addr:dst.addr + size] = me[src_l1:src_l1 + size]
+        landed, acked = self._noc.write(t, self.noc_index if noc is None else noc,
+                                        (self.my_x, self.my_y), (dst.x, dst.y), size)
+        self._write_landed = max(self._write_landed, landed)
+        self._write_acked = max(self._write_acked, acked)
+
+    def noc_async_write_multicast(self, src_l1, mcast, size, num_dests=None, include_self=False,
+                                  noc=None):
+        ln = caller_line()
+        t = self._issue(ln, "noc_async_write_multicast")
+        me = self._e.l1[self.core].mem
+        check_range(me, src_l1, size, "multicast source", self.core, self._th.kind, ln)
+        cores = self._mcast_cores(mcast, include_self, num_dests, ln)
+        data = me[src_l1:src_l1 + size]
+        for xy in cores:
+            m = self._e.mem_at(xy)
+            check_range(m, mcast.addr, size, "multicast destination", self.core, self._th.kind, ln)
+            m[mcast.addr:mcast.addr + size] = data
+        landed, acked = self._noc.multicast_write(
+            t, self.noc_index if noc is None else noc, (self.my_x, self.my_y),
+            (mcast.x0, mcast.y0, mcast.x1, mcast.y1), size, include_self)
+        self._write_landed = max(self._write_landed, landed)
+        self._write_acked = max(self._write_acked, acked)
+
+    def _mcast_cores(self, m, include_self, num_dests, ln):
+        sd = self._e.sd
+        xs = [x for x in sd.worker_x if min(m.x0, m.x1) <= x <= max(m.x0, m.x1)]
+        ys = [y for y in sd.worker_y if min(m.y0, m.y1) <= y <= max(m.y0, m.y1)]
+        me = (self.my_x, self.my_y)
+        cores = [(x, y) for y in ys for x in xs if include_self or (x, y) != me]
+        if not cores:
+            raise NocError(f"multicast rectangle ({m.x0},{m.y0})-({m.x1},{m.y1}) holds no worker core",
+                           core=self.core, thread=self._th.kind, line=ln)
+        if num_dests is not None and num_dests != len(cores):
+            raise NocError(f"multicast says num_dests={num_dests} but the rectangle "
+                           f"({m.x0},{m.y0})-({m.x1},{m.y1}) holds {len(cores)} destination cores",
+                           core=self.core, thread=self._th.kind, line=ln)
+        return cores
+
+    def noc_async_read_barrier(self):
+        ln = caller_line()
+        th = self._th
+        th.charge(self._c_barrier, "noc_async_read_barrier", ln)
+        th.stall_until(self._read_done, "noc read", ln)
+
+    def noc_async_write_barrier(self):
+        ln = caller_line()
+        th = self._th
+        th.charge(self._c_barrier, "noc_async_write_barrier", ln)
+        th.stall_until(self._write_acked, "noc write", ln)
+
+    def noc_async_writes_flushed(self):
+        ln = caller_line()
+        th = self._th
+        th.charge(self._c_barrier, "noc_async_writes_flushed", ln)
+        th.stall_until(self._write_landed, "noc write", ln)
+
+    # --- semaphores ---------------------------------------------------------------------
+    def get_semaphore(self, sem_id):
+        try:
+            return self._e.semaphores[self.core][sem_id]
+        except (KeyError, IndexError):
+            raise NocError(f"semaphore {sem_id} is not created on core {self.core}",
+                           core=self.core, thread=self._th.kind, line=caller_line()) from None
+
+    def _sem_value(self, addr):
+        return int(self._e.l1[self.core].mem[addr:addr + 4].view(np.uint32)[0])
+
+    def noc_semaphore_set(self, addr, value):
+        ln = caller_line()
+        self._th.charge(self._c_sem, "noc_semaphore_set", ln)
+        self._th.sync(ln)
+        self._e.sem_write((self.my_x, self.my_y), addr, value)
+
+    def _sem_wait(self, addr, ok, what, ln):
+        th = self._th
+        th.charge(self._c_sem, "noc_semaphore_wait", ln)
+        th.sync(ln)
+        while not ok(self._sem_value(addr)):
+            ev = self._e.env.event()
+            self._e.sem_waiters.setdefault(((self.my_x, self.my_y), addr), []).append(ev)
+            th.block(ev, f"semaphore {addr:#x} {what} (now {self._sem_value(addr)})", ln)
+            th.stall_until(self._e.env.now, "semaphore", ln)
+
+    def noc_semaphore_wait(self, addr, value):
+        ln = caller_line()
+        self._sem_wait(addr, lambda v: v == value, f"== {value}", ln)
+
+    def noc_semaphore_wait_min(self, addr, value):
+        ln = caller_line()
+        self._sem_wait(addr, lambda v: v >= value, f">= {value}", ln)
+
+    def noc_semaphore_inc(self, dst, incr=1, noc=None):
+        ln = caller_line()
+        t = self._issue(ln, "noc_semaphore_inc")
+        if self._e.mem_at((dst.x, dst.y)) is None:
+            raise NocError(f"semaphore increment to ({dst.x},{dst.y}), which is not a worker core",
+                           core=self.core, thread=self._th.kind, line=ln)
+        at = self._noc.atomic_inc(t, self.noc_index if noc is None else noc,
+                                  (self.my_x, self.my_y), (dst.x, dst.y))
+        self._e.at(at, lambda: self._e.sem_add((dst.x, dst.y), dst.addr, incr))
+
+    def noc_semaphore_set_remote(self, src_l1, dst, noc=None):
+        ln = caller_line()
+        t = self._issue(ln, "noc_semaphore_set_remote")
+        value = self._sem_value(src_l1)
+        landed, acked = self._noc.write(t, self.noc_index if noc is None else noc,
+                                        (self.my_x, self.my_y), (dst.x, dst.y), 4)
+        self._write_acked = max(self._write_acked, acked)
+        self._e.at(landed, lambda: self._e.sem_write((dst.x, dst.y), dst.addr, value))
+
+    def noc_semaphore_set_multicast(self, src_l1, mcast, num_dests=None, include_self=False, noc=None):
+        ln = caller_line()
+        t = self._issue(ln, "noc_semaphore_set_multicast")
+        value = self._sem_value(src_l1)
+        cores = self._mcast_cores(mcast, include_self, num_dests, ln)
+        landed, acked = self._noc.multicast_write(
+            t, self.noc_index if noc is None else noc, (self.my_x, self.my_y),
+            (mcast.x0, mcast.y0, mcast.x1, mcast.y1), 4, include_self)
+        self._write_acked = max(self._write_acked, acked)
+
+        def apply():
+            for xy in cores:
+                self._e.sem_write(xy, mcast.addr, value)
+        self._e.at(landed, apply)

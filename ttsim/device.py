@@ -1,0 +1,134 @@
+"""The simulated chip as the host sees it: memories, tensors, and running programs."""
+from __future__ import annotations
+
+import numpy as np
+
+import sysdesc
+
+from . import formats, session
+from .errors import TTSimError
+from .memory import L1, DramBank, align
+
+
+class Tensor:
+    """A tilized tensor interleaved page by page (one tile a page) over DRAM banks or L1s."""
+
+    def __init__(self, device, shape, fmt, memory, address):
+        self.device, self.shape, self.dtype, self.memory, self.address = \
+            device, tuple(shape), fmt, memory, address
+        self.page_size = fmt.tile_bytes
+        *lead, h, w = self.shape
+        self.tiles = (h // 32, w // 32)
+        self.num_pages = int(np.prod(lead, dtype=np.int64)) * self.tiles[0] * self.tiles[1]
+
+    @property
+    def tile_shape(self):
+        """Shape in tiles: leading dims, then rows and columns of tiles."""
+        return self.shape[:-2] + self.tiles
+
+    def _bank_views(self):
+        banks = self.device._banks(self.memory)
+        n = len(banks)
+        for b, mem in enumerate(banks):
+            count = len(range(b, self.num_pages, n))
+            if count:
+                yield b, n, mem[self.address:self.address + count * self.page_size]
+
+    def write(self, array):
+        a = np.asarray(array)
+        if a.shape != self.shape:
+            raise TTSimError(f"writing an array of shape {a.shape} into a tensor of shape {self.shape}")
+        pages = formats.encode_tiles(formats.tilize(a), self.dtype).reshape(self.num_pages, self.page_size)
+        for b, n, view in self._bank_views():
+            view[:] = pages[b::n].reshape(-1)
+
+    def to_numpy(self):
+        pages = np.empty((self.num_pages, self.page_size), np.uint8)
+        for b, n, view in self._bank_views():
+            pages[b::n] = view.reshape(-1, self.page_size)
+        tiles = formats.decode_tiles(pages.reshape(-1), self.dtype, self.num_pages)
+        return formats.untilize(tiles, self.shape)
+
+    def __repr__(self):
+        return (f"Tensor(shape={self.shape}, dtype={self.dtype.value}, {self.memory} "
+                f"interleaved at {self.address:#x})")
+
+
+class Device:
+    """One chip described by a sysdesc. DRAM and L1 buffers persist across program runs."""
+
+    def __init__(self, desc=None):
+        if desc is None and session.default_sysdesc is not None:
+            desc = session.default_sysdesc
+        self.sd = desc if isinstance(desc, sysdesc.SysDesc) else sysdesc.load(desc)
+        sd = self.sd
+        self.grid = sd.worker_grid()
+        self.cores = [(x, y) for y in range(self.grid[1]) for x in range(self.grid[0])]
+        self.l1 = {c: L1(c, sd.l1_size, sd.l1_reserved) for c in self.cores}
+        self.dram = [DramBank(b.id, tuple(b.noc_xy)) for b in sd.dram_banks]
+        self._dram_next = 0
+        self._by_xy = {}
+        for c in self.cores:
+            self._by_xy[sd.worker_noc_xy(*c)] = ("l1", c)
+        for i, b in enumerate(self.dram):
+            self._by_xy[b.noc_xy] = ("dram", i)
+
+    # --- memory lookup ------------------------------------------------------------------
+    def mem_at(self, xy):
+        """The byte array behind a NoC endpoint (a worker's L1 or a DRAM bank), or None."""
+        hit = self._by_xy.get(xy)
+        if hit is None:
+            return None
+        return self.l1[hit[1]].mem if hit[0] == "l1" else self.dram[hit[1]].mem
+
+    def bank_xys(self, dram=True):
+        if dram:
+            return [b.noc_xy for b in self.dram]
+        return [self.sd.worker_noc_xy(*c) for c in self.cores]
+
+    def _banks(self, memory):
+        if memory == "dram":
+            return [b.mem for b in self.dram]
+        return [self.l1[c].mem for c in self.cores]
+
+    # --- tensors ------------------------------------------------------------------------
+    def empty(self, shape, dtype="bf16", memory="dram"):
+        fmt = formats.parse_format(dtype)
+        shape = tuple(int(s) for s in shape)
+        if len(shape) < 2 or shape[-1] % 32 or shape[-2] % 32 or min(shape) <= 0:
+            raise TTSimError(f"tensor shape {shape}: the last two dims must be positive multiples of 32 "
+                             "(tile layout)")
+        if memory not in ("dram", "l1"):
+            raise TTSimError(f"tensor memory must be 'dram' or 'l1', got {memory!r}")
+        n_banks = len(self.dram) if memory == "dram" else len(self.cores)
+        *lead, h, w = shape
+        pages = int(np.prod(lead, dtype=np.int64)) * (h // 32) * (w // 32)
+        per_bank = -(-pages // n_banks) * fmt.tile_bytes
+        if memory == "dram":
+            addr = self._dram_next
+            self._dram_next = align(addr + per_bank)
+            for b in self.dram:
+                b.ensure(self._dram_next)
+        else:
+            addrs = {self.l1[c].alloc_high(per_bank, f"L1 tensor {shape}") for c in self.cores}
+            addr = min(addrs)
+        return Tensor(self, shape, fmt, memory, addr)
+
+    def tensor(self, array, dtype="bf16", memory="dram"):
+        """Allocate and fill a tensor; values are rounded to `dtype` as the hardware stores them."""
+        a = np.asarray(array)
+        t = self.empty(a.shape, dtype, memory)
+        t.write(a)
+        return t
+
+    def zeros(self, shape, dtype="bf16", memory="dram"):
+        return self.tensor(np.zeros(shape, np.float32), dtype, memory)
+
+    # --- running ------------------------------------------------------------------------
+    def run(self, program, trace=False, max_cycles=1e12, _reverse_spawn=False):
+        """Simulate `program`; returns a RunReport (cycles, per-thread and per-line figures)."""
+        from .engine import Engine
+        report = Engine(self, program, trace=trace or session.trace, max_cycles=max_cycles,
+                        reverse_spawn=_reverse_spawn).run()
+        session.record(report)
+        return report

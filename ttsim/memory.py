@@ -1,0 +1,82 @@
+"""Byte-addressed memories: each worker core's L1 and each DRAM bank.
+
+Memory holds real bytes in the hardware's tile layout, so kernels can move tiles or
+arbitrary byte ranges and the numerics see exactly what the hardware formats hold.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import L1OverflowError, NocError
+
+ALIGN = 32  # L1 and DRAM allocations are 32-byte aligned, as the NoC requires
+
+
+def align(n, a=ALIGN):
+    return (n + a - 1) // a * a
+
+
+class L1:
+    """One core's L1: CBs and semaphores grow up from the reserved region, buffers down from the top."""
+
+    def __init__(self, core, size, reserved):
+        self.core, self.size, self.reserved = core, size, reserved
+        self._mem = None
+        self.low = reserved        # next free byte for CBs / semaphores (program scope)
+        self.high = size           # lowest byte used by long-lived L1 buffers (device scope)
+        self.allocs: list[tuple[str, int, int]] = []
+
+    @property
+    def mem(self):
+        if self._mem is None:
+            self._mem = np.zeros(self.size, np.uint8)
+        return self._mem
+
+    def alloc_low(self, nbytes, what):
+        addr = align(self.low)
+        if addr + nbytes > self.high:
+            used = "\n".join(f"    {w}: {n} bytes at {a:#x}" for w, a, n in self.allocs)
+            raise L1OverflowError(
+                f"L1 overflow allocating {what} ({nbytes} bytes): core ({self.core[0]},{self.core[1]}) "
+                f"has {self.high - addr} bytes free of {self.size} ({self.reserved} reserved for "
+                f"firmware).\n  Already allocated:\n{used or '    nothing'}\n"
+                f"  Use fewer or smaller buffers (fewer pages, a smaller block shape).",
+                core=self.core)
+        self.low = addr + nbytes
+        self.allocs.append((what, addr, nbytes))
+        return addr
+
+    def alloc_high(self, nbytes, what):
+        addr = (self.high - nbytes) // ALIGN * ALIGN
+        if addr < self.low:
+            raise L1OverflowError(f"L1 overflow allocating {what} ({nbytes} bytes) on core "
+                                  f"({self.core[0]},{self.core[1]}): {self.high - self.low} bytes free",
+                                  core=self.core)
+        self.high = addr
+        self.allocs.append((what, addr, nbytes))
+        return addr
+
+    def reset_program(self):
+        """Free program-scoped allocations (CBs, semaphores) between program runs."""
+        self.low = self.reserved
+        self.allocs = [a for a in self.allocs if a[1] >= self.high]
+
+
+class DramBank:
+    """One DRAM bank's memory, grown on demand as tensors are allocated."""
+
+    def __init__(self, bank_id, noc_xy):
+        self.id, self.noc_xy = bank_id, noc_xy
+        self.mem = np.zeros(0, np.uint8)
+
+    def ensure(self, nbytes):
+        if nbytes > self.mem.size:
+            new = np.zeros(max(nbytes, 2 * self.mem.size), np.uint8)
+            new[: self.mem.size] = self.mem
+            self.mem = new
+
+
+def check_range(mem, addr, nbytes, what, core=None, thread=None, line=None):
+    if addr < 0 or addr + nbytes > mem.size:
+        raise NocError(f"{what}: bytes [{addr:#x}, {addr + nbytes:#x}) are outside the memory "
+                       f"({mem.size} bytes)", core=core, thread=thread, line=line)

@@ -1,0 +1,137 @@
+"""Host-side program description, after TT-Metalium's host API.
+
+A Program collects circular buffers, semaphores and kernels on ranges of logical cores;
+`Device.run(program)` simulates it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from . import formats
+from .compute import ComputeConfig
+from .errors import TTSimError
+
+
+@dataclass(frozen=True)
+class CoreRange:
+    """Logical worker cores (x0..x1, y0..y1), inclusive."""
+    start: tuple[int, int]
+    end: tuple[int, int]
+
+    def cores(self):
+        (x0, y0), (x1, y1) = self.start, self.end
+        return [(x, y) for y in range(min(y0, y1), max(y0, y1) + 1)
+                for x in range(min(x0, x1), max(x0, x1) + 1)]
+
+
+def as_cores(spec, grid) -> list[tuple[int, int]]:
+    """Accept a core, a list of cores, a CoreRange, a (w, h) grid shape via `grid=`, or "all"."""
+    if spec == "all":
+        return CoreRange((0, 0), (grid[0] - 1, grid[1] - 1)).cores()
+    if isinstance(spec, CoreRange):
+        cores = spec.cores()
+    elif isinstance(spec, tuple) and len(spec) == 2 and all(isinstance(v, int) for v in spec):
+        cores = [spec]
+    else:
+        cores = [tuple(c) for c in spec]
+    for c in cores:
+        if not (0 <= c[0] < grid[0] and 0 <= c[1] < grid[1]):
+            raise TTSimError(f"core ({c[0]},{c[1]}) is outside the {grid[0]}x{grid[1]} worker grid")
+    return cores
+
+
+@dataclass
+class CBSpec:
+    index: int
+    fmt: formats.DataFormat
+    num_pages: int
+    page_size: int
+
+
+@dataclass
+class KernelSpec:
+    kind: str                       # "reader", "writer" or "compute"
+    fn: Callable
+    cores: list
+    args: object                    # list, or callable(core) -> list
+    compile_args: list
+    noc: int = 0
+    config: ComputeConfig | None = None
+    per_core_args: dict = field(default_factory=dict)
+    name: str = ""
+
+    def args_for(self, core):
+        if core in self.per_core_args:
+            return self.per_core_args[core]
+        return self.args(core) if callable(self.args) else list(self.args)
+
+
+class Program:
+    def __init__(self, device):
+        self.device = device
+        self.grid = device.sd.worker_grid()
+        self.cbs: dict[tuple, dict[int, CBSpec]] = {}
+        self.semaphores: dict[tuple, list[int]] = {}
+        self.kernels: list[KernelSpec] = []
+
+    def circular_buffer(self, cores, index, dtype="bf16", num_pages=2, page_size=None):
+        """CreateCircularBuffer: `num_pages` pages of `page_size` bytes (default: one tile)."""
+        fmt = formats.parse_format(dtype)
+        if not 0 <= index < self.device.sd.max_cbs:
+            raise TTSimError(f"cb index {index} out of range: a core has {self.device.sd.max_cbs} CBs "
+                             f"(0..{self.device.sd.max_cbs - 1})")
+        if num_pages < 1:
+            raise TTSimError(f"cb {index}: num_pages must be >= 1, got {num_pages}")
+        spec = CBSpec(index, fmt, int(num_pages), int(page_size or fmt.tile_bytes))
+        for c in as_cores(cores, self.grid):
+            cbs = self.cbs.setdefault(c, {})
+            if index in cbs:
+                raise TTSimError(f"cb {index} is created twice on core ({c[0]},{c[1]})")
+            cbs[index] = spec
+        return index
+
+    def semaphore(self, cores, initial=0):
+        """CreateSemaphore: returns the id to pass to `get_semaphore` in kernels."""
+        ids = set()
+        for c in as_cores(cores, self.grid):
+            lst = self.semaphores.setdefault(c, [])
+            ids.add(len(lst))
+            lst.append(int(initial))
+        if len(ids) != 1:
+            raise TTSimError("semaphore ids differ across the core range: create semaphores on the "
+                             "same cores in the same order")
+        return ids.pop()
+
+    def _kernel(self, kind, cores, fn, args, compile_args, **kw):
+        if not callable(fn):
+            raise TTSimError(f"{kind} kernel must be a function taking the kernel context, got {fn!r}")
+        cs = as_cores(cores, self.grid)
+        for k in self.kernels:
+            if k.kind == kind and set(k.cores) & set(cs):
+                both = sorted(set(k.cores) & set(cs))[0]
+                raise TTSimError(f"core ({both[0]},{both[1]}) gets two {kind} kernels "
+                                 f"({k.name} and {getattr(fn, '__name__', '?')})")
+        spec = KernelSpec(kind, fn, cs, args if args is not None else [], list(compile_args or []),
+                          name=getattr(fn, "__name__", kind), **kw)
+        self.kernels.append(spec)
+        return spec
+
+    def reader(self, cores, fn, args=None, compile_args=None, noc=1):
+        """Data-movement kernel on RISCV_1 (NCRISC); by default on NoC 1, as tt-metal's readers."""
+        return self._kernel("reader", cores, fn, args, compile_args, noc=noc)
+
+    def writer(self, cores, fn, args=None, compile_args=None, noc=0):
+        """Data-movement kernel on RISCV_0 (BRISC); by default on NoC 0."""
+        return self._kernel("writer", cores, fn, args, compile_args, noc=noc)
+
+    def compute(self, cores, fn, args=None, compile_args=None, math_fidelity="HiFi4",
+                fp32_dest_acc_en=False, dst_full_sync_en=False):
+        cfg = ComputeConfig(math_fidelity, fp32_dest_acc_en, dst_full_sync_en)
+        return self._kernel("compute", cores, fn, args, compile_args, config=cfg)
+
+    def set_runtime_args(self, kernel: KernelSpec, core, args):
+        core = tuple(core)
+        if core not in kernel.cores:
+            raise TTSimError(f"kernel {kernel.name} does not run on core ({core[0]},{core[1]})")
+        kernel.per_core_args[core] = list(args)

@@ -1,0 +1,124 @@
+"""One hardware thread (a RISC running a kernel) with its own clock.
+
+A thread runs its kernel in a greenlet and keeps a local clock `t` that runs ahead of
+simpy's `env.now`. Work that touches only the thread itself (an op's cost) just moves the
+clock. A thread suspends into simpy only when it needs something that has not happened
+yet in execution order (`block`), or when it is about to touch a shared, order-sensitive
+resource such as the NoC and must let global time catch up first (`sync`). Everything it
+charges is attributed to the kernel source line that asked for it.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+import greenlet
+
+from .errors import KernelError, SimLimitError, TTSimError
+
+_PKG_DIR = os.path.dirname(os.path.abspath(__file__))
+# Frames in these files are the kernel API itself; the first frame outside them is the
+# kernel line that called it (library kernels under ttsim/library count as kernels).
+_API_FILES = frozenset(os.path.join(_PKG_DIR, f) for f in
+                       ("thread.py", "fifo.py", "cb.py", "dataflow.py", "compute.py", "memory.py"))
+_frame = sys._getframe
+
+
+def caller_line():
+    """(filename, lineno) of the kernel line that called the API."""
+    f = _frame(2)
+    while f is not None and f.f_code.co_filename in _API_FILES:
+        f = f.f_back
+    return (f.f_code.co_filename, f.f_lineno) if f is not None else None
+
+
+class Thread:
+    __slots__ = ("engine", "env", "core", "kind", "fn", "ctx", "t", "busy", "stalls", "lines",
+                 "trace", "glet", "blocked", "done", "end", "limit")
+
+    def __init__(self, engine, core, kind, fn, ctx, t0, trace, limit):
+        self.engine, self.env = engine, engine.env
+        self.core, self.kind, self.fn, self.ctx = core, kind, fn, ctx
+        self.t = float(t0)
+        self.busy = 0.0
+        self.stalls: dict[str, float] = {}
+        self.lines: dict[tuple, list] = {}
+        self.trace = [] if trace else None
+        self.blocked = None
+        self.done = False
+        self.end = None
+        self.limit = limit
+        self.glet = None
+
+    # --- accounting -------------------------------------------------------------------
+    def charge(self, cycles, name, line):
+        """Spend `cycles` of busy time on `line`."""
+        rec = self.lines.get(line)
+        if rec is None:
+            rec = self.lines[line] = [0, 0.0, 0.0]
+        rec[0] += 1
+        rec[1] += cycles
+        if self.trace is not None:
+            self.trace.append((name, self.t, cycles, line))
+        self.t += cycles
+        self.busy += cycles
+        if self.t > self.limit:
+            raise SimLimitError(f"thread passed the cycle limit of {self.limit:.0f} cycles",
+                                core=self.core, thread=self.kind, line=line)
+
+    def stall_until(self, t, reason, line):
+        """Wait (idle, not busy) until `t`, attributing the wait to `reason` and `line`."""
+        d = t - self.t
+        if d <= 0:
+            return
+        self.stalls[reason] = self.stalls.get(reason, 0.0) + d
+        rec = self.lines.get(line)
+        if rec is None:
+            rec = self.lines[line] = [0, 0.0, 0.0]
+        rec[2] += d
+        if self.trace is not None:
+            self.trace.append(("wait " + reason, self.t, d, line))
+        self.t = t
+
+    # --- suspension -------------------------------------------------------------------
+    def block(self, event, what, line):
+        """Suspend until the simpy `event` fires; `what` is shown if the run deadlocks."""
+        self.blocked = (what, line)
+        value = self.glet.parent.switch(event)
+        self.blocked = None
+        return value
+
+    def sync(self, line):
+        """Let global time catch up with this thread's clock before a shared-resource access."""
+        now = self.env.now
+        if self.t > now:
+            self.block(self.env.timeout(self.t - now), "global time (sync)", line)
+
+    # --- running ----------------------------------------------------------------------
+    def _run(self):
+        try:
+            self.fn(self.ctx)
+        except TTSimError as e:
+            if e.core is None and not hasattr(e, "blocked"):
+                e.core, e.thread = self.core, self.kind
+                e.args = (f"{e.message}\n  at core ({self.core[0]},{self.core[1]}) {self.kind}",)
+            raise
+        except Exception as e:  # a bug in kernel code: report it where it ran
+            tb = traceback.extract_tb(e.__traceback__)
+            user = [fr for fr in tb if fr.filename not in _API_FILES and
+                    not fr.filename.startswith(os.path.dirname(greenlet.__file__))]
+            fr = user[-1] if user else tb[-1]
+            raise KernelError(f"{type(e).__name__} in kernel {getattr(self.fn, '__name__', '?')}: {e}",
+                              core=self.core, thread=self.kind,
+                              line=(fr.filename, fr.lineno)) from e
+
+    def process(self):
+        """The simpy process that drives the greenlet: it yields whatever the kernel blocks on."""
+        self.glet = greenlet.greenlet(self._run)
+        ev = self.glet.switch()
+        while not self.glet.dead:
+            yield ev
+            ev = self.glet.switch(ev.value if hasattr(ev, "value") else None)
+        self.done = True
+        self.end = self.t
