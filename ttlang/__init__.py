@@ -1,0 +1,23 @@
+"""ttlang: a Python kernel language for Tensix, compiled onto the ttsim simulator.
+
+The surface follows Tenstorrent's TT-Lang (see LANGUAGE.md in the project's shared docs):
+
+    import ttlang as ttl
+
+    @ttl.kernel(grid=(2, 2))
+    def scale_exp(a, out):
+        a_buf = ttl.make_dataflow_buffer_like(a, shape=(1, 1), buffer_factor=2)
+        ...
+"""
+from . import math
+from .errors import CompileError
+from .kernel import (Kernel, compute, datamovement, kernel, make_circular_buffer_like,
+                     make_dataflow_buffer_like)
+from .runtime import copy, core, grid_size
+from .tensor import (Tensor, bfloat8_b, bfloat16, device, empty, float32, from_numpy, full, rand,
+                     randn, set_device, zeros)
+
+__all__ = ["math", "CompileError", "Kernel", "compute", "datamovement", "kernel",
+           "make_circular_buffer_like", "make_dataflow_buffer_like", "copy", "core", "grid_size",
+           "Tensor", "bfloat16", "float32", "bfloat8_b", "device", "empty", "from_numpy", "full",
+           "rand", "randn", "set_device", "zeros"]

@@ -80,11 +80,12 @@ class ComputeContext(KernelContext):
     def binary_dest_reuse_tiles(self, op, cb, i, d, dst_as="a"): self._dst_index(d, None)
     def reduce_tile(self, cb, cb_scaler, i, i_scaler, d, op="sum", dim="row"): self._dst_index(d, None)
     def transpose_wh_tile(self, cb, i, d): self._dst_index(d, None)
+    def unary_bcast(self, cb, i, d, dim): self._dst_index(d, None)
     def sfpu_unary(self, op, d, *params): pass
     def sfpu_binary(self, op, d0, d1, d_out=None): pass
     def fill_tile(self, d, value): pass
     def copy_dest_values(self, d_dst, d_src): pass
-    def pack_tile(self, d, cb, out_index=None): pass
+    def pack_tile(self, d, cb, out_index=None, accumulate=False): pass
 
     # tt-metal names built on the generic calls
     def acquire_dst(self): self.tile_regs_acquire(); self.tile_regs_wait()
@@ -227,6 +228,14 @@ class UnpackContext(ComputeContext):
         self._hand_over(("transpose", numerics.transpose(v)), self._c_unpack[f], "unpack transpose", ln)
 
 
+    def unary_bcast(self, cb, i, d, dim):
+        ln = caller_line()
+        _check_choice(dim, _BCAST[1:], "broadcast", self, ln)
+        self._dst_index(d, ln)
+        v, f = self._read(cb, i, ln)
+        self._hand_over(("copy", numerics.bcast(v, dim)), self._c_unpack[f], f"unpack bcast {dim}", ln)
+
+
 class MathContext(ComputeContext):
     """TRISC1: drives the FPU and SFPU on the DST register file."""
 
@@ -324,6 +333,12 @@ class MathContext(ComputeContext):
         p = self._take("transpose", self._c_transpose, "transpose_wh_tile", ln)
         self._put(d, p[1])
 
+    def unary_bcast(self, cb, i, d, dim):
+        ln = caller_line()
+        self._dst_index(d, ln)
+        p = self._take("copy", self._c_copy, f"unary_bcast_{dim}", ln)
+        self._put(d, p[1])
+
     def _sfpu_cost(self, op, ln):
         try:
             return self._c[f"cost.sfpu.{op}"]
@@ -402,7 +417,11 @@ class PackContext(ComputeContext):
         self._s.dst.pop(th, 1, ln)
         self._dst = None
 
-    def pack_tile(self, d, cb, out_index=None):
+    def pack_tile(self, d, cb, out_index=None, accumulate=False):
+        """Pack DST tile d into the next (or the out_index-th) reserved page of cb.
+
+        With accumulate=True the packer adds to what the page holds (L1 accumulation).
+        """
         ln = caller_line()
         self._dst_index(d, ln)
         if self._dst is None:
@@ -412,6 +431,10 @@ class PackContext(ComputeContext):
         k = c.pack_offset if out_index is None else out_index
         addr = c.back_addr(k, self._th, ln)
         self._th.charge(self._c_pack[c.fmt], "pack_tile", ln)
-        self._l1.mem[addr:addr + c.page_size] = formats.encode_tiles(self._dst[d][None], c.fmt)
+        tile = self._dst[d]
+        if accumulate:
+            old = formats.decode_tiles(self._l1.mem[addr:addr + c.page_size], c.fmt, 1)[0]
+            tile = old + tile
+        self._l1.mem[addr:addr + c.page_size] = formats.encode_tiles(tile[None], c.fmt)
         if out_index is None:
             c.pack_offset += 1

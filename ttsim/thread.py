@@ -20,8 +20,14 @@ from .errors import KernelError, SimLimitError, TTSimError
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
 # Frames in these files are the kernel API itself; the first frame outside them is the
 # kernel line that called it (library kernels under ttsim/library count as kernels).
-_API_FILES = frozenset(os.path.join(_PKG_DIR, f) for f in
-                       ("thread.py", "fifo.py", "cb.py", "dataflow.py", "compute.py", "memory.py"))
+_API_FILES = {os.path.join(_PKG_DIR, f) for f in
+              ("thread.py", "fifo.py", "cb.py", "dataflow.py", "compute.py", "memory.py")}
+
+
+def register_api_file(path):
+    """Treat frames in `path` as API, not kernel code: a compiler's runtime registers itself
+    here so that cycles land on the user's source line rather than on the runtime's."""
+    _API_FILES.add(path if path.startswith("<") else os.path.abspath(path))
 _frame = sys._getframe
 
 

@@ -1,0 +1,218 @@
+"""Block expressions: the tree a compute statement builds before it is lowered to tile ops.
+
+Shapes are in tiles, (rows, cols). Broadcasting follows the hardware's convention: a block
+of one tile column (a row reduction's result) carries its values in column 0 of each tile
+and broadcasts across columns; one tile row (a column reduction) carries row 0 and
+broadcasts down; a single tile carries [0, 0] and broadcasts everywhere.
+"""
+from __future__ import annotations
+
+from .errors import CompileError
+
+UNARY_OPS = ("exp", "exp2", "log", "sqrt", "rsqrt", "recip", "tanh", "sigmoid", "relu", "gelu",
+             "silu", "abs", "neg", "square", "sin", "cos")
+BINARY_OPS = ("add", "sub", "mul", "div", "max", "min")
+
+
+class Node:
+    shape: tuple
+
+    def __add__(self, o): return Binary.make("add", self, o)
+    def __radd__(self, o): return Binary.make("add", o, self)
+    def __sub__(self, o): return Binary.make("sub", self, o)
+    def __rsub__(self, o): return Binary.make("sub", o, self)
+    def __mul__(self, o): return Binary.make("mul", self, o)
+    def __rmul__(self, o): return Binary.make("mul", o, self)
+    def __truediv__(self, o): return Binary.make("div", self, o)
+    def __rtruediv__(self, o): return Binary.make("div", o, self)
+    def __neg__(self): return Unary("neg", self)
+    def __matmul__(self, o): return Matmul.make(self, o)
+
+    # the seed's method forms
+    def transpose(self): return Transpose.make(self)
+    def exp(self): return Unary("exp", self)
+    def sqrt(self): return Unary("sqrt", self)
+    def recip(self): return Unary("recip", self)
+    def rowmax(self): return Reduce.make("max", self, (1,))
+    def rowsum(self): return Reduce.make("sum", self, (1,))
+    def colmax(self): return Reduce.make("max", self, (0,))
+    def colsum(self): return Reduce.make("sum", self, (0,))
+
+    def __bool__(self):
+        raise CompileError("a block expression has no truth value (its values exist only on the "
+                           "device); use Python conditions on indices, not on data")
+
+    @property
+    def T(self): return self.transpose()
+
+
+def as_node(x, like=None):
+    if isinstance(x, Node):
+        if not getattr(x, "readable", True):
+            raise CompileError(f"reads {x.name}, a block that was reserved, not waited for: its "
+                               "data is not there yet (use a block from .wait())")
+        return x
+    if isinstance(x, (int, float)):
+        return Const(float(x))
+    raise CompileError(f"cannot use {type(x).__name__} in a block expression "
+                       "(use blocks from buffers, Python numbers, or ttl.math ops)")
+
+
+class Leaf(Node):
+    """A block waited for in a dataflow buffer: tiles live in CB `cb`, row-major."""
+
+    def __init__(self, cb, shape, name):
+        self.cb, self.shape, self.name = cb, tuple(shape), name
+
+    def key(self):
+        return f"L{self.cb}{self.shape}"
+
+
+class Const(Node):
+    shape = None   # broadcasts to anything
+
+    def __init__(self, value):
+        self.value = value
+
+    def key(self):
+        return f"C{self.value!r}"
+
+
+class Fill(Node):
+    def __init__(self, shape, value):
+        self.shape, self.value = tuple(shape), float(value)
+
+    def key(self):
+        return f"F{self.shape}{self.value!r}"
+
+
+class Unary(Node):
+    def __init__(self, op, x):
+        if op not in UNARY_OPS:
+            raise CompileError(f"unknown unary op '{op}'; the hardware has: {', '.join(UNARY_OPS)}")
+        self.op, self.x = op, as_node(x)
+        if self.x.shape is None:
+            raise CompileError(f"{op} of a plain number: compute it in Python instead")
+        self.shape = self.x.shape
+
+    def key(self):
+        return f"{self.op}({self.x.key()})"
+
+
+def _bshape(a, b, what):
+    """Result shape of an elementwise op between shapes a and b, or a CompileError."""
+    if a is None and b is None:
+        raise CompileError(f"{what}: cannot tell the block shape (two open broadcasts?)")
+    if a is None:
+        return b
+    if b is None or a == b:
+        return a
+    r = a[0] if a[0] == b[0] else (b[0] if a[0] == 1 else (a[0] if b[0] == 1 else None))
+    c = a[1] if a[1] == b[1] else (b[1] if a[1] == 1 else (a[1] if b[1] == 1 else None))
+    if r is None or c is None:
+        raise CompileError(f"{what}: block shapes {a} and {b} (in tiles) do not match and cannot "
+                           "broadcast (one must be 1 tile along each differing dimension)")
+    return (r, c)
+
+
+class Binary(Node):
+    def __init__(self, op, x, y, shape):
+        self.op, self.x, self.y, self.shape = op, x, y, shape
+
+    @classmethod
+    def make(cls, op, x, y):
+        x, y = as_node(x), as_node(y)
+        if isinstance(x, Const) and isinstance(y, Const):
+            raise CompileError(f"{op} of two plain numbers: compute it in Python instead")
+        shape = _bshape(x.shape, y.shape, op)
+        x, y = Bcast.to(x, shape), Bcast.to(y, shape)
+        return cls(op, x, y, shape)
+
+    def key(self):
+        return f"{self.op}({self.x.key()},{self.y.key()})"
+
+
+class Bcast(Node):
+    """x broadcast to `shape`: "col" spreads column 0 across columns, "row" spreads row 0
+    down, "scalar" spreads element [0, 0]. An explicit `ttl.math.broadcast` leaves the shape
+    open (None) until a binary op fixes it."""
+
+    def __init__(self, x, shape, dim):
+        self.x, self.shape, self.dim = x, (tuple(shape) if shape else None), dim
+
+    @staticmethod
+    def dim_for(x, shape):
+        if isinstance(x, Reduce):
+            return {(1,): "col", (0,): "row", (0, 1): "scalar"}[x.dims]
+        (r, c), (R, C) = x.shape, shape
+        if r == 1 and c == 1:
+            return "col" if R == 1 else ("row" if C == 1 else "scalar")
+        return "col" if c == 1 else "row"
+
+    @staticmethod
+    def to(x, shape):
+        if isinstance(x, Bcast) and x.shape is None:
+            return Bcast(x.x, shape, x.dim)
+        if x.shape is None or x.shape == shape:
+            return x
+        return Bcast(x, shape, Bcast.dim_for(x, shape))
+
+    def key(self):
+        return f"B{self.dim}{self.shape}({self.x.key()})"
+
+
+class Matmul(Node):
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+        self.shape = (x.shape[0], y.shape[1])
+
+    @classmethod
+    def make(cls, x, y):
+        x, y = as_node(x), as_node(y)
+        if x.shape is None or y.shape is None:
+            raise CompileError("@ needs two blocks, not a number")
+        if x.shape[1] != y.shape[0]:
+            raise CompileError(f"matmul of blocks {x.shape} @ {y.shape} (in tiles): inner "
+                               f"dimensions {x.shape[1]} and {y.shape[0]} differ")
+        return cls(x, y)
+
+    def key(self):
+        return f"mm({self.x.key()},{self.y.key()})"
+
+
+class Reduce(Node):
+    def __init__(self, op, x, dims):
+        self.op, self.x, self.dims = op, x, tuple(sorted(dims))
+        r, c = x.shape
+        self.shape = (1 if 0 in self.dims else r, 1 if 1 in self.dims else c)
+
+    @classmethod
+    def make(cls, op, x, dims):
+        x = as_node(x)
+        dims = tuple(dims)
+        if not dims or any(d not in (0, 1) for d in dims):
+            raise CompileError(f"reduce_{op} dims must be [0], [1] or [0, 1]; got {list(dims)}")
+        return cls(op, x, dims)
+
+    def key(self):
+        return f"r{self.op}{self.dims}({self.x.key()})"
+
+
+class Transpose(Node):
+    def __init__(self, x):
+        self.x = x
+        self.shape = (x.shape[1], x.shape[0])
+
+    @classmethod
+    def make(cls, x):
+        x = as_node(x)
+        if isinstance(x, Transpose):
+            return x.x
+        return cls(x)
+
+    def key(self):
+        return f"T({self.x.key()})"
+
+
+def children(n):
+    return [getattr(n, a) for a in ("x", "y") if hasattr(n, a)]

@@ -1,0 +1,286 @@
+"""Lowering a block statement (`blk.store(expr)`) to low-level ttsim compute code.
+
+The compiler decides, per statement:
+- which unit runs each op: FPU for matmul, reductions, transposes and add/sub/mul whose
+  operands sit in buffers; SFPU for unary ops and for binary ops between DST registers;
+- what must be materialised first: the FPU reads its operands from circular buffers, so an
+  operand of a matmul, reduction, transpose or broadcast that is itself an expression is
+  computed into a compiler-owned spill buffer in L1 and read back;
+- DST allocation: each output tile needs a window of registers (one per value the tree
+  produces); as many output tiles as fit share one tile_regs_acquire; a tree that needs
+  more registers than DST has gets its largest subtree spilled until it fits;
+- the tile-register handshake between MATH and PACK around each group.
+
+It returns Python source for a function of the kernel context `k`, so the user can read
+exactly what their statement became (`ttlang show`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import CompileError
+from .expr import Bcast, Binary, Const, Fill, Leaf, Matmul, Node, Reduce, Transpose, Unary, children
+
+FPU_BINARY = ("add", "sub", "mul")
+
+
+@dataclass
+class Lowered:
+    source: str
+    fn_name: str
+    spill_pages: list = field(default_factory=list)   # pages needed per spill slot
+    uses_scaler: bool = False
+
+
+def _is_leaf(n):
+    return isinstance(n, Leaf)
+
+
+def _fpu_pair(n):
+    """Binary op the FPU does straight from two buffers (B optionally broadcast)."""
+    return (isinstance(n, Binary) and n.op in FPU_BINARY and _is_leaf(n.x) and
+            (_is_leaf(n.y) or (isinstance(n.y, Bcast) and _is_leaf(n.y.x))))
+
+
+def regs(n):
+    """DST registers one output tile of n needs (every produced value gets a fresh one)."""
+    if isinstance(n, (Leaf, Fill, Matmul, Reduce, Bcast, Transpose)):
+        return 1
+    if isinstance(n, Const):
+        return 1
+    if isinstance(n, Unary):
+        return regs(n.x)
+    if isinstance(n, Binary):
+        if _fpu_pair(n):
+            return 1
+        if isinstance(n.y, Const) and n.op in ("mul", "div"):
+            return regs(n.x)
+        if n.op in FPU_BINARY and _is_leaf(n.y):
+            return regs(n.x)
+        if n.op in FPU_BINARY and _is_leaf(n.x):
+            return regs(n.y)
+        return regs(n.x) + regs(n.y)
+    raise CompileError(f"cannot lower {type(n).__name__}")
+
+
+class Compiler:
+    """Lowers statements for one kernel; spill buffers and the scaler buffer are shared."""
+
+    def __init__(self, dst_tiles, scaler_cb, spill_base, max_cbs):
+        self.dst_tiles, self.scaler_cb, self.spill_base, self.max_cbs = \
+            dst_tiles, scaler_cb, spill_base, max_cbs
+        self.cache: dict[str, Lowered] = {}
+        self.spill_pages: list[int] = []
+        self.uses_scaler = False
+        self.count = 0
+
+    # --- preparing the tree -------------------------------------------------------------
+    def _spill(self, n, spills):
+        slot = len(spills)
+        if self.spill_base + slot >= self.max_cbs:
+            raise CompileError(f"the statement needs {slot + 1} intermediate buffers but only "
+                               f"{self.max_cbs - self.spill_base} CBs are left on the core: "
+                               "split it into several statements through your own buffers")
+        spills.append(n)
+        return Leaf(self.spill_base + slot, n.shape, f"spill{slot}")
+
+    def _prepare(self, n, spills):
+        """Rewrite n so every FPU operand that must come from L1 is a Leaf (spilling if not)."""
+        if isinstance(n, (Leaf, Const, Fill)):
+            return n
+        if isinstance(n, Unary):
+            return Unary(n.op, self._prepare(n.x, spills))
+        if isinstance(n, Binary):
+            return Binary(n.op, self._prepare(n.x, spills), self._prepare(n.y, spills), n.shape)
+        if isinstance(n, Matmul):
+            x = self._prepare(n.x, spills)
+            y = self._prepare(n.y, spills)
+            if not _is_leaf(x):
+                x = self._spill(x, spills)
+            if not (_is_leaf(y) or (isinstance(y, Transpose) and _is_leaf(y.x))):
+                y = self._spill(y, spills)
+            return Matmul(x, y)
+        if isinstance(n, (Reduce, Transpose, Bcast)):
+            x = self._prepare(n.x, spills)
+            if not _is_leaf(x):
+                x = self._spill(x, spills)
+            if isinstance(n, Reduce):
+                return Reduce(n.op, x, n.dims)
+            if isinstance(n, Transpose):
+                return Transpose(x)
+            return Bcast(x, n.shape, n.dim)
+        raise CompileError(f"cannot lower {type(n).__name__}")
+
+    def _fit(self, n, spills):
+        """Spill the largest subtrees until one output tile fits in DST."""
+        while regs(n) > self.dst_tiles:
+            best, path = None, None
+            stack = [(n, None, None)]
+            while stack:
+                m, parent, attr = stack.pop()
+                if m is not n and not isinstance(m, (Leaf, Const)) and regs(m) > 1:
+                    if best is None or regs(m) > regs(best):
+                        best, path = m, (parent, attr)
+                for a in ("x", "y"):
+                    if hasattr(m, a):
+                        stack.append((getattr(m, a), m, a))
+            if best is None:
+                raise CompileError(f"an output tile needs {regs(n)} DST registers and DST holds "
+                                   f"{self.dst_tiles}; no subtree can be spilled")
+            sub = self._fit(best, spills)
+            setattr(path[0], path[1], self._spill(sub, spills))
+        return n
+
+    # --- code generation ----------------------------------------------------------------
+    def _gen(self, n, out, base, lines, ind):
+        """Emit code leaving n's value for output tile (i, j) in register b+base; returns
+        the next free register offset. `out` is the output shape (R, C)."""
+        p = " " * ind
+        if isinstance(n, Leaf):
+            lines.append(f"{p}k.copy_tile({n.cb}, {_idx(n, 'i', 'j')}, b + {base})")
+            return base + 1
+        if isinstance(n, (Const, Fill)):
+            lines.append(f"{p}k.fill_tile(b + {base}, {n.value!r})")
+            return base + 1
+        if isinstance(n, Bcast):
+            lines.append(f"{p}k.unary_bcast({n.x.cb}, {_bidx(n)}, b + {base}, {n.dim!r})")
+            return base + 1
+        if isinstance(n, Transpose):
+            lines.append(f"{p}k.transpose_wh_tile({n.x.cb}, {n.x.shape[1]} * j + i, b + {base})")
+            return base + 1
+        if isinstance(n, Matmul):
+            x, y = n.x, n.y
+            kt = x.shape[1]
+            lines.append(f"{p}for kk in range({kt}):")
+            if isinstance(y, Transpose):
+                lines.append(f"{p}    k.matmul_tiles({x.cb}, {y.x.cb}, i * {kt} + kk, "
+                             f"j * {kt} + kk, b + {base}, True)")
+            else:
+                lines.append(f"{p}    k.matmul_tiles({x.cb}, {y.cb}, i * {kt} + kk, "
+                             f"kk * {y.shape[1]} + j, b + {base})")
+            return base + 1
+        if isinstance(n, Reduce):
+            self.uses_scaler = True
+            r, c = n.x.shape
+            dim = {(1,): "row", (0,): "col", (0, 1): "scalar"}[n.dims]
+            if dim == "row":
+                lines.append(f"{p}for kk in range({c}):")
+                idx = f"i * {c} + kk"
+            elif dim == "col":
+                lines.append(f"{p}for kk in range({r}):")
+                idx = f"kk * {c} + j"
+            else:
+                lines.append(f"{p}for kk in range({r * c}):")
+                idx = "kk"
+            lines.append(f"{p}    k.reduce_tile({n.x.cb}, {self.scaler_cb}, {idx}, 0, b + {base}, "
+                         f"{n.op!r}, {dim!r})")
+            return base + 1
+        if isinstance(n, Unary):
+            nxt = self._gen(n.x, out, base, lines, ind)
+            lines.append(f"{p}k.sfpu_unary({n.op!r}, b + {base})")
+            return nxt
+        if isinstance(n, Binary):
+            return self._gen_binary(n, out, base, lines, ind)
+        raise CompileError(f"cannot lower {type(n).__name__}")
+
+    def _gen_binary(self, n, out, base, lines, ind):
+        p = " " * ind
+        x, y, op = n.x, n.y, n.op
+        if _fpu_pair(n):
+            if isinstance(y, Bcast):
+                lines.append(f"{p}k.binary_tiles({op!r}, {x.cb}, {y.x.cb}, {_idx(x, 'i', 'j')}, "
+                             f"{_bidx(y)}, b + {base}, {y.dim!r})")
+            else:
+                lines.append(f"{p}k.binary_tiles({op!r}, {x.cb}, {y.cb}, {_idx(x, 'i', 'j')}, "
+                             f"{_idx(y, 'i', 'j')}, b + {base})")
+            return base + 1
+        if isinstance(y, Const) and op in ("mul", "div"):
+            nxt = self._gen(x, out, base, lines, ind)
+            s = y.value if op == "mul" else 1.0 / y.value
+            lines.append(f"{p}k.sfpu_unary('scale', b + {base}, {s!r})")
+            return nxt
+        if op in FPU_BINARY and _is_leaf(y):
+            nxt = self._gen(x, out, base, lines, ind)
+            lines.append(f"{p}k.binary_dest_reuse_tiles({op!r}, {y.cb}, {_idx(y, 'i', 'j')}, "
+                         f"b + {base}, 'a')")
+            return nxt
+        if op in FPU_BINARY and _is_leaf(x):
+            nxt = self._gen(y, out, base, lines, ind)
+            lines.append(f"{p}k.binary_dest_reuse_tiles({op!r}, {x.cb}, {_idx(x, 'i', 'j')}, "
+                         f"b + {base}, 'b')")
+            return nxt
+        mid = self._gen(x, out, base, lines, ind)
+        nxt = self._gen(y, out, mid, lines, ind)
+        lines.append(f"{p}k.sfpu_binary({op!r}, b + {base}, b + {mid}, b + {base})")
+        return nxt
+
+    def _store_code(self, n, cb, shape, acc, lines, spill):
+        r, c = shape
+        ntiles = r * c
+        w = regs(n)
+        per = max(1, min(ntiles, self.dst_tiles // w))
+        if spill:
+            lines.append(f"    k.cb_reserve_back({cb}, {ntiles})")
+        lines.append(f"    for t0 in range(0, {ntiles}, {per}):")
+        lines.append("        k.tile_regs_acquire()")
+        lines.append(f"        for t in range(t0, min(t0 + {per}, {ntiles})):")
+        lines.append(f"            i, j = divmod(t, {c})")
+        lines.append(f"            b = (t - t0) * {w}")
+        self._gen(n, shape, 0, lines, 12)
+        lines.append("        k.tile_regs_commit()")
+        lines.append("        k.tile_regs_wait()")
+        lines.append(f"        for t in range(t0, min(t0 + {per}, {ntiles})):")
+        lines.append(f"            k.pack_tile((t - t0) * {w}, {cb}, t{', accumulate=True' if acc else ''})")
+        lines.append("        k.tile_regs_release()")
+        if spill:
+            lines.append(f"    k.cb_push_back({cb}, {ntiles})")
+            lines.append(f"    k.cb_wait_front({cb}, {ntiles})")
+
+    def lower_store(self, expr: Node, out_cb, out_shape, acc=False) -> Lowered:
+        if expr.shape is None:
+            raise CompileError("store of a plain number: use ttl.math.fill(block, value)")
+        if tuple(expr.shape) != tuple(out_shape):
+            raise CompileError(f"store of a {expr.shape[0]}x{expr.shape[1]}-tile expression into a "
+                               f"{out_shape[0]}x{out_shape[1]}-tile block: shapes must match")
+        key = f"{expr.key()}->{out_cb}{tuple(out_shape)}{acc}"
+        hit = self.cache.get(key)
+        if hit is not None:
+            return hit
+        spills: list[Node] = []
+        n = self._prepare(expr, spills)
+        if not _is_leaf(n) or True:
+            n = self._fit(n, spills)
+        self.count += 1
+        name = f"_store_{self.count}"
+        lines = [f"def {name}(k):"]
+        for s, sub in enumerate(spills):
+            lines.append(f"    # intermediate {s}: {sub.shape[0]}x{sub.shape[1]} tiles into spill cb "
+                         f"{self.spill_base + s}")
+            self._store_code(sub, self.spill_base + s, sub.shape, False, lines, True)
+        lines.append(f"    # result into cb {out_cb}")
+        self._store_code(n, out_cb, tuple(out_shape), acc, lines, False)
+        for s, sub in enumerate(spills):
+            lines.append(f"    k.cb_pop_front({self.spill_base + s}, {sub.shape[0] * sub.shape[1]})")
+        pages = [sub.shape[0] * sub.shape[1] for sub in spills]
+        for s, pg in enumerate(pages):
+            if s >= len(self.spill_pages):
+                self.spill_pages.append(pg)
+            else:
+                self.spill_pages[s] = max(self.spill_pages[s], pg)
+        low = Lowered("\n".join(lines) + "\n", name, pages, self.uses_scaler)
+        self.cache[key] = low
+        return low
+
+
+def _idx(leaf, i, j):
+    return f"{i} * {leaf.shape[1]} + {j}"
+
+
+def _bidx(b):
+    """Tile index inside a broadcast leaf for output tile (i, j)."""
+    r, c = b.x.shape
+    if b.dim == "col":
+        return "i" if c == 1 and r > 1 else ("0" if r == 1 else "i")
+    if b.dim == "row":
+        return "j" if r == 1 and c > 1 else "0"
+    return "0"

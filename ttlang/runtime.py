@@ -1,0 +1,200 @@
+"""What ttlang calls do inside a running kernel thread.
+
+A ttlang thread function runs as a ttsim kernel; Python control flow runs as written.
+Buffer operations map one-to-one onto the CB protocol, `ttl.copy` onto NoC tile reads and
+writes, and `blk.store(expr)` onto the low-level code the compiler generated for that
+statement (see lower.py). The thread's environment is found through the current greenlet,
+so user code needs no context argument, as in TT-Lang.
+"""
+from __future__ import annotations
+
+import greenlet
+
+from .errors import CompileError
+from .expr import Leaf
+from .tensor import TensorSlice
+
+_envs: dict = {}
+
+
+class ThreadEnv:
+    """One running (or dry-run) ttlang thread on one core."""
+
+    def __init__(self, build, kind, core, k=None):
+        self.build, self.kind, self.core, self.k = build, kind, core, k
+        self.dry = k is None
+        self.pending: list = []           # copies not yet waited on
+        self.addrgens: dict = {}
+
+    def __enter__(self):
+        _envs[greenlet.getcurrent()] = self
+        return self
+
+    def __exit__(self, *exc):
+        _envs.pop(greenlet.getcurrent(), None)
+
+
+def env() -> ThreadEnv:
+    e = _envs.get(greenlet.getcurrent())
+    if e is None:
+        raise CompileError("this ttlang call only works inside a kernel thread "
+                           "(a function decorated with @ttl.compute() or @ttl.datamovement())")
+    return e
+
+
+class DataflowBuffer:
+    """A circular buffer of `buffer_factor` blocks of `shape` tiles, in each core's L1."""
+
+    def __init__(self, build, cb, shape, buffer_factor, dtype, name, line):
+        self.build, self.cb, self.shape, self.factor, self.dtype, self.name, self.line = \
+            build, cb, tuple(shape), int(buffer_factor), dtype, name, line
+        self.tiles = self.shape[0] * self.shape[1]
+
+    def reserve(self):
+        e = env()
+        if not e.dry:
+            e.k.cb_reserve_back(self.cb, self.tiles)
+        return Block(self, "reserved")
+
+    def wait(self):
+        e = env()
+        if not e.dry:
+            e.k.cb_wait_front(self.cb, self.tiles)
+        return Block(self, "waited")
+
+    def push(self):
+        e = env()
+        for h in e.pending:
+            if h.block is not None and h.block.buf is self:
+                raise CompileError(f"pushing {self.name} while the copy into it (line {h.line[1]}) "
+                                   "has not been waited on: call .wait() on the copy first",
+                                   e.build.user_line())
+        if not e.dry:
+            e.k.cb_push_back(self.cb, self.tiles)
+
+    def pop(self):
+        e = env()
+        if not e.dry:
+            e.k.cb_pop_front(self.cb, self.tiles)
+
+    def __repr__(self):
+        return f"DataflowBuffer({self.name}: cb {self.cb}, {self.shape} tiles x {self.factor})"
+
+
+class Block(Leaf):
+    """A reserved (writable) or waited-for (readable) block of a dataflow buffer."""
+
+    def __init__(self, buf, mode):
+        super().__init__(buf.cb, buf.shape, buf.name)
+        self.buf, self.mode = buf, mode
+        self.readable = mode == "waited"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *rest):
+        if exc_type is None:
+            (self.buf.push if self.mode == "reserved" else self.buf.pop)()
+
+    def push(self):
+        self.buf.push()
+
+    def pop(self):
+        self.buf.pop()
+
+    def store(self, expr, acc=False):
+        if self.mode != "reserved":
+            raise CompileError(f"store into {self.name}, a block that was waited for: store into "
+                               "a block from .reserve()")
+        e = env()
+        if e.kind != "compute":
+            raise CompileError("store runs on the compute thread; data-movement threads use ttl.copy")
+        low = e.build.lower(expr, self.cb, self.shape, acc)
+        if not e.dry:
+            low.fn(e.k)
+
+
+class CopyHandle:
+    def __init__(self, e, direction, block, line):
+        self.env, self.direction, self.block, self.line, self.done = e, direction, block, line, False
+
+    def wait(self):
+        e = self.env
+        if not e.dry:
+            if self.direction == "read":
+                e.k.noc_async_read_barrier()
+            else:
+                e.k.noc_async_write_barrier()
+        self.done = True
+        if self in e.pending:
+            e.pending.remove(self)
+
+
+def _addrgen(e, tensor):
+    g = e.addrgens.get(id(tensor))
+    if g is None:
+        g = e.addrgens[id(tensor)] = e.k.interleaved_addr_gen(tensor.device_tensor)
+    return g
+
+
+def copy(src, dst):
+    """Move a block between a tensor slice and a buffer block; returns a handle to wait on."""
+    e = env()
+    if e.kind != "datamovement":
+        raise CompileError("ttl.copy runs on data-movement threads (@ttl.datamovement())")
+    line = e.build.user_line()
+    if isinstance(src, TensorSlice) and isinstance(dst, Block):
+        sl, blk, direction = src, dst, "read"
+        if blk.mode != "reserved":
+            raise CompileError(f"copy into {blk.name}, a block that was waited for: copy into a "
+                               "block from .reserve()")
+    elif isinstance(src, Block) and isinstance(dst, TensorSlice):
+        sl, blk, direction = dst, src, "write"
+        if blk.mode != "waited":
+            raise CompileError(f"copy out of {blk.name}, a block that was only reserved: copy out "
+                               "of a block from .wait()")
+    else:
+        raise CompileError(f"ttl.copy({type(src).__name__}, {type(dst).__name__}): copy a tensor slice "
+                           "into a reserved block, or a waited block into a tensor slice")
+    if sl.shape != blk.shape:
+        raise CompileError(f"copy between a {sl.shape[0]}x{sl.shape[1]}-tile slice and a "
+                           f"{blk.shape[0]}x{blk.shape[1]}-tile block of {blk.name}: shapes must match")
+    if sl.tensor.device_tensor.dtype != blk.buf.dtype:
+        raise CompileError(f"copy between a {sl.tensor.dtype} tensor and {blk.name} "
+                           f"({blk.buf.dtype.value}): make the buffer with the tensor's dtype")
+    h = CopyHandle(e, direction, blk, line)
+    if not e.dry:
+        k = e.k
+        g = _addrgen(e, sl.tensor)
+        ps = g.page_size
+        if direction == "read":
+            p = k.get_write_ptr(blk.cb)
+            for page in sl.pages():
+                k.noc_async_read_tile(page, g, p)
+                p += ps
+        else:
+            p = k.get_read_ptr(blk.cb)
+            for page in sl.pages():
+                k.noc_async_write_tile(page, g, p)
+                p += ps
+    e.pending.append(h)
+    return h
+
+
+def core(dims=2):
+    c = env().core
+    if dims == 2:
+        return c
+    if dims == 1:
+        gx, _ = env().build.grid
+        return c[1] * gx + c[0]
+    raise CompileError(f"ttl.core(dims={dims}): dims must be 1 or 2")
+
+
+def grid_size(dims=2):
+    g = env().build.grid
+    if dims == 2:
+        return g
+    if dims == 1:
+        return g[0] * g[1]
+    raise CompileError(f"ttl.grid_size(dims={dims}): dims must be 1 or 2")
