@@ -140,7 +140,7 @@ class Compiler:
             lines.append(f"{p}k.copy_tile({n.cb}, {_idx(n, 'i', 'j')}, b + {base})")
             return base + 1
         if isinstance(n, (Const, Fill)):
-            lines.append(f"{p}k.fill_tile(b + {base}, {n.value!r})")
+            lines.append(f"{p}k.fill_tile(b + {base}, {_num(n.value)})")
             return base + 1
         if isinstance(n, Bcast):
             lines.append(f"{p}k.unary_bcast({n.x.cb}, {_bidx(n)}, b + {base}, {n.dim!r})")
@@ -197,7 +197,7 @@ class Compiler:
         if isinstance(y, Const) and op in ("mul", "div"):
             nxt = self._gen(x, out, base, lines, ind)
             s = y.value if op == "mul" else 1.0 / y.value
-            lines.append(f"{p}k.sfpu_unary('scale', b + {base}, {s!r})")
+            lines.append(f"{p}k.sfpu_unary('scale', b + {base}, {_num(s)})")
             return nxt
         if op in FPU_BINARY and _is_leaf(y):
             nxt = self._gen(x, out, base, lines, ind)
@@ -270,6 +270,11 @@ class Compiler:
         low = Lowered("\n".join(lines) + "\n", name, pages, self.uses_scaler)
         self.cache[key] = low
         return low
+
+
+def _num(v):
+    """A float as Python source, infinities and NaN included."""
+    return f"float('{v}')" if v != v or v in (float("inf"), float("-inf")) else repr(v)
 
 
 def _idx(leaf, i, j):

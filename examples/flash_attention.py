@@ -1,0 +1,243 @@
+"""Flash attention (FlashAttention-2 forward, online softmax) in ttlang, on the simulator.
+
+    out = softmax(Q K^T * scale [+ causal mask]) V
+
+Each core takes whole (batch, head, Q-chunk) work units. For every KV chunk it computes
+S = Q K^T * scale, the new running row max m, P = exp(S - m), the rescale factor
+alpha = exp(m_old - m), the running row sum l = alpha * l + rowsum(P), and the output
+accumulator O = alpha * O + P V; at the end out = O / l. The running state (m, l, O) is
+carried from one KV chunk to the next through dataflow buffers.
+
+    python examples/flash_attention.py --heads 8 --seq 2048 --dim 64 --grid 8x8
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+
+import numpy as np
+
+import ttlang as ttl
+
+
+def make_kernel(n_units, units_per_core, heads_x_batch, sq_t, d_t, q_chunk, kv_chunk, scale,
+                causal, grid, kv_dtype, buffers, **compute_cfg):
+    """Build the ttlang kernel for one problem and schedule."""
+    n_q_chunks = sq_t // q_chunk
+    n_kv_chunks = sq_t // kv_chunk
+
+    def kv_blocks(unit):
+        qi = unit % n_q_chunks
+        if not causal:
+            return n_kv_chunks
+        return qi + 1            # causal runs need q_chunk == kv_chunk: blocks 0..qi
+
+    @ttl.kernel(grid=grid, **compute_cfg)
+    def flash_attention(q, k, v, mask, out):
+        q_buf = ttl.make_dataflow_buffer_like(q, shape=(q_chunk, d_t), buffer_factor=2)
+        k_buf = ttl.make_dataflow_buffer_like(k, shape=(kv_chunk, d_t), buffer_factor=buffers)
+        v_buf = ttl.make_dataflow_buffer_like(v, shape=(kv_chunk, d_t), buffer_factor=buffers)
+        mask_buf = ttl.make_dataflow_buffer_like(mask, shape=(q_chunk, kv_chunk), buffer_factor=1)
+        out_buf = ttl.make_dataflow_buffer_like(out, shape=(q_chunk, d_t), buffer_factor=2)
+        s_buf = ttl.make_dataflow_buffer_like(out, shape=(q_chunk, kv_chunk), buffer_factor=1)
+        p_buf = ttl.make_dataflow_buffer_like(out, shape=(q_chunk, kv_chunk), buffer_factor=1)
+        m_buf = ttl.make_dataflow_buffer_like(out, shape=(q_chunk, 1), buffer_factor=2)
+        mn_buf = ttl.make_dataflow_buffer_like(out, shape=(q_chunk, 1), buffer_factor=1)
+        alpha_buf = ttl.make_dataflow_buffer_like(out, shape=(q_chunk, 1), buffer_factor=1)
+        l_buf = ttl.make_dataflow_buffer_like(out, shape=(q_chunk, 1), buffer_factor=2)
+        o_buf = ttl.make_dataflow_buffer_like(out, shape=(q_chunk, d_t), buffer_factor=2)
+
+        def my_units():
+            c = ttl.core(dims=1)
+            return range(c * units_per_core, min(n_units, (c + 1) * units_per_core))
+
+        @ttl.datamovement()
+        def reader():
+            if causal:
+                with mask_buf.reserve() as mb:
+                    ttl.copy(mask[0:q_chunk, 0:kv_chunk], mb).wait()
+            for unit in my_units():
+                bh, qi = divmod(unit, n_q_chunks)
+                with q_buf.reserve() as qb:
+                    ttl.copy(q[bh, qi * q_chunk:(qi + 1) * q_chunk, :], qb).wait()
+                for j in range(kv_blocks(unit)):
+                    with k_buf.reserve() as kb:
+                        ttl.copy(k[bh, j * kv_chunk:(j + 1) * kv_chunk, :], kb).wait()
+                    with v_buf.reserve() as vb:
+                        ttl.copy(v[bh, j * kv_chunk:(j + 1) * kv_chunk, :], vb).wait()
+
+        @ttl.compute()
+        def compute():
+            if causal:
+                mask_blk = mask_buf.wait()
+            for unit in my_units():
+                qi = unit % n_q_chunks
+                with q_buf.wait() as qb:
+                    with m_buf.reserve() as m0:
+                        m0.store(ttl.math.fill(m0, -math.inf))
+                    with l_buf.reserve() as l0:
+                        l0.store(ttl.math.fill(l0, 0.0))
+                    with o_buf.reserve() as o0:
+                        o0.store(ttl.math.fill(o0, 0.0))
+                    for j in range(kv_blocks(unit)):
+                        with k_buf.wait() as kb, s_buf.reserve() as s:
+                            if causal and j == qi:
+                                s.store(qb @ kb.transpose() * scale + mask_blk)
+                            else:
+                                s.store(qb @ kb.transpose() * scale)
+                        with s_buf.wait() as s, m_buf.wait() as m:
+                            with mn_buf.reserve() as mn:
+                                mn.store(ttl.math.max(m, s.rowmax()))
+                            with mn_buf.wait() as mn:
+                                with alpha_buf.reserve() as alpha:
+                                    alpha.store(ttl.math.exp(m - mn))
+                                with p_buf.reserve() as p:
+                                    p.store(ttl.math.exp(s - mn))
+                                with m_buf.reserve() as m_next:
+                                    m_next.store(mn)
+                        with alpha_buf.wait() as alpha, p_buf.wait() as p:
+                            with l_buf.wait() as l, l_buf.reserve() as l_next:
+                                l_next.store(alpha * l + p.rowsum())
+                            with v_buf.wait() as vb, o_buf.wait() as o, o_buf.reserve() as o_next:
+                                o_next.store(alpha * o + p @ vb)
+                    with o_buf.wait() as o, l_buf.wait() as l, m_buf.wait() as m:
+                        with out_buf.reserve() as ob:
+                            ob.store(o / l)
+            if causal:
+                mask_blk.pop()
+
+        @ttl.datamovement()
+        def writer():
+            for unit in my_units():
+                bh, qi = divmod(unit, n_q_chunks)
+                with out_buf.wait() as ob:
+                    ttl.copy(ob, out[bh, qi * q_chunk:(qi + 1) * q_chunk, :]).wait()
+
+    return flash_attention
+
+
+def reference(q, k, v, scale, causal):
+    """float64 attention on the same (format-rounded) inputs."""
+    s = np.einsum("bhqd,bhkd->bhqk", q, k) * scale
+    if causal:
+        n = s.shape[-1]
+        s = s + np.triu(np.full((n, n), -np.inf), 1)
+    s = s - s.max(-1, keepdims=True)
+    p = np.exp(s)
+    return np.einsum("bhqk,bhkd->bhqd", p / p.sum(-1, keepdims=True), v)
+
+
+def run(batch=1, heads=8, seq=2048, dim=64, grid=(8, 8), q_chunk=2, kv_chunk=4, buffers=2,
+        kv_dtype="bf16", math_fidelity="HiFi4", fp32_dest_acc_en=False, causal=False, seed=0,
+        sysdesc=None):
+    """Run flash attention once; returns a dict of correctness and cycle figures."""
+    if sysdesc is not None:
+        ttl.set_device(sysdesc)
+    dev = ttl.device()
+    if seq % 32 or dim % 32:
+        raise ValueError("seq and dim must be multiples of 32")
+    sq_t, d_t = seq // 32, dim // 32
+    if sq_t % q_chunk or sq_t % kv_chunk:
+        raise ValueError(f"seq {seq} ({sq_t} tiles) must be a multiple of q_chunk={q_chunk} and "
+                         f"kv_chunk={kv_chunk} tiles")
+    if causal and q_chunk != kv_chunk:
+        raise ValueError("causal runs need q_chunk == kv_chunk")
+    bh = batch * heads
+    n_units = bh * (sq_t // q_chunk)
+    cores = grid[0] * grid[1]
+    per = math.ceil(n_units / cores)
+    scale = 1.0 / math.sqrt(dim)
+    r = np.random.default_rng(seed)
+    shape = (bh, seq, dim)
+    qh, kh, vh = (r.standard_normal(shape).astype(np.float32) for _ in range(3))
+    q = ttl.from_numpy(qh, "bf16")
+    k = ttl.from_numpy(kh, kv_dtype)
+    v = ttl.from_numpy(vh, kv_dtype)
+    mask = ttl.from_numpy(np.triu(np.full((q_chunk * 32, kv_chunk * 32), -np.inf, np.float32), 1)
+                          if causal else np.zeros((32, 32), np.float32), "bf16")
+    out = ttl.empty(shape, "bf16")
+    kern = make_kernel(n_units, per, bh, sq_t, d_t, q_chunk, kv_chunk, scale, causal, grid, kv_dtype,
+                       buffers, math_fidelity=math_fidelity, fp32_dest_acc_en=fp32_dest_acc_en)
+    t0 = time.perf_counter()
+    rep = kern(q, k, v, mask, out)
+    wall = time.perf_counter() - t0
+    o = out.to_numpy().astype(np.float64).reshape(batch, heads, seq, dim)
+    f64 = lambda t: t.to_numpy().astype(np.float64).reshape(batch, heads, seq, dim)
+    ref = reference(f64(q), f64(k), f64(v), scale, causal)
+    err = np.abs(o - ref)
+    flops = 4.0 * bh * seq * seq * dim * (0.5 if causal else 1.0)
+    peak = peak_tflops(dev.sd)
+    res = {
+        "pcc": float(np.corrcoef(o.ravel(), ref.ravel())[0, 1]),
+        "max_abs_err": float(err.max()),
+        "rel_err": float(np.linalg.norm(o - ref) / np.linalg.norm(ref)),
+        "cycles": float(rep.cycles),
+        "us": float(rep.us),
+        "tflops": flops / (rep.us * 1e-6) / 1e12,
+        "peak_tflops": peak,
+        "bottleneck": rep.bottleneck(),
+        "wall_s": wall,
+        "utilisation": {kd: round(d["busy"], 4) for kd, d in rep.per_kind().items()},
+    }
+    return res, rep, kern
+
+
+def peak_tflops(sd):
+    """The chip's HiFi4 FPU peak: one 32x32x32 tile product per 4 x matmul-phase cycles per core."""
+    gx, gy = sd.worker_grid()
+    per_tile = sd.value("cost.math.matmul") * 4
+    return gx * gy * sd.clock_ghz.value * 1e9 * 2 * 32 ** 3 / per_tile / 1e12
+
+
+def grid_arg(s):
+    x, y = s.lower().split("x")
+    return int(x), int(y)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--heads", type=int, default=8)
+    p.add_argument("--seq", type=int, default=2048)
+    p.add_argument("--dim", type=int, default=64)
+    p.add_argument("--grid", type=grid_arg, default=None, help="e.g. 8x8 (default: the full worker grid)")
+    p.add_argument("--q-chunk", type=int, default=2, help="Q rows per chunk, in tiles")
+    p.add_argument("--kv-chunk", type=int, default=4, help="K/V rows per chunk, in tiles")
+    p.add_argument("--buffers", type=int, default=2, help="K/V buffer depth (blocks)")
+    p.add_argument("--kv-dtype", default="bf16", choices=["bf16", "bfp8_b"])
+    p.add_argument("--fidelity", default="HiFi4")
+    p.add_argument("--fp32-acc", action="store_true")
+    p.add_argument("--causal", action="store_true")
+    p.add_argument("--sysdesc", default=None)
+    p.add_argument("--json", default=None)
+    p.add_argument("--show", action="store_true", help="print the generated low-level code")
+    a = p.parse_args(argv)
+    if a.sysdesc:
+        ttl.set_device(a.sysdesc)
+    grid = a.grid or ttl.device().sd.worker_grid()
+    res, rep, kern = run(a.batch, a.heads, a.seq, a.dim, grid, a.q_chunk, a.kv_chunk, a.buffers,
+                         a.kv_dtype, a.fidelity, a.fp32_acc, a.causal)
+    sd = ttl.device().sd
+    print(f"flash attention: batch {a.batch}, heads {a.heads}, seq {a.seq}, head dim {a.dim}"
+          f"{', causal' if a.causal else ''} on {sd.name} ({grid[0]}x{grid[1]} cores)")
+    print(f"schedule: q_chunk {a.q_chunk} tiles, kv_chunk {a.kv_chunk} tiles, K/V {a.kv_dtype}, "
+          f"{a.fidelity}{', fp32 acc' if a.fp32_acc else ''}, K/V buffer depth {a.buffers}")
+    print(f"correctness vs float64: pcc {res['pcc']:.6f}, max abs err {res['max_abs_err']:.4g}, "
+          f"rel err {res['rel_err']:.3g}")
+    print(f"cycles: {res['cycles']:,.0f} = {res['us']:,.1f} us at {sd.clock_ghz.value} GHz; "
+          f"{res['tflops']:.2f} TFLOP/s of {res['peak_tflops']:.1f} peak "
+          f"({res['tflops'] / res['peak_tflops']:.1%})")
+    print(rep.summary())
+    print(f"(simulated in {res['wall_s']:.1f} s)")
+    if a.show:
+        print(kern.show())
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(res, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
