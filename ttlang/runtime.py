@@ -66,9 +66,10 @@ class DataflowBuffer:
         e = env()
         for h in e.pending:
             if h.block is not None and h.block.buf is self:
-                raise CompileError(f"pushing {self.name} while the copy into it (line {h.line[1]}) "
-                                   "has not been waited on: call .wait() on the copy first",
-                                   e.build.user_line())
+                push = e.build.user_line()
+                raise CompileError(f"this copy into {self.name} is never waited on before the block "
+                                   f"is pushed (line {push[1] if push else '?'}): call .wait() on "
+                                   "the handle ttl.copy returns", h.line)
         if not e.dry:
             e.k.cb_push_back(self.cb, self.tiles)
 

@@ -100,13 +100,15 @@ class Engine:
     def run(self):
         self._allocate()
         self._spawn()
+        failure = None
         try:
             self.env.run()
         except Exception as e:
             # simpy re-raises a failed process's exception as a copy made from its args;
-            # the original, with its core/thread/line attributes, is the cause.
-            orig = e.__cause__ if isinstance(e.__cause__, type(e)) else e
-            raise orig.with_traceback(orig.__traceback__) from None
+            # the original, with its core/thread/line attributes and cause, is the copy's cause.
+            failure = e.__cause__ if isinstance(e.__cause__, type(e)) else e
+        if failure is not None:
+            raise failure
         stuck = [th for th in self.threads if not th.done]
         if stuck:
             raise DeadlockError([(th.core, th.kind, th.blocked[0] if th.blocked else "?",

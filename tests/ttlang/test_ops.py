@@ -1,0 +1,125 @@
+"""Every ttlang op, reduction and broadcast direction against a float64 reference."""
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+import ttlang as ttl
+from ttlang import testing as tt
+from tests.ttlang.conftest import run_blocks
+
+UNARY_REF = {
+    "exp": np.exp, "exp2": np.exp2, "log": np.log, "sqrt": np.sqrt, "rsqrt": lambda x: 1 / np.sqrt(x),
+    "recip": lambda x: 1 / x, "tanh": np.tanh, "sigmoid": lambda x: 1 / (1 + np.exp(-x)),
+    "relu": lambda x: np.maximum(x, 0), "abs": np.abs, "neg": np.negative, "square": np.square,
+    "sin": np.sin, "cos": np.cos, "silu": lambda x: x / (1 + np.exp(-x)),
+    "gelu": lambda x: 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3))),
+}
+POSITIVE = {"log", "sqrt", "rsqrt", "recip"}
+
+
+@pytest.mark.parametrize("op", sorted(UNARY_REF))
+@given(seed=tt.seeds())
+def test_unary(op, seed):
+    lo, hi = (0.25, 4.0) if op in POSITIVE else (-3.0, 3.0)
+    x = tt.array((64, 64), "bf16", seed, lo, hi)
+    (xq,), out, _, _ = run_blocks(getattr(ttl.math, op), [x], block=(1, 2), grid=(2, 1))
+    ref = UNARY_REF[op](xq)
+    # one rounding to bf16 (DST) of a float32 SFPU result; sin/cos near zero need an absolute floor
+    tt.assert_close(out, ref, "bf16", ops=1.05, atol=2 ** -9 if op in ("sin", "cos") else 1e-30)
+
+
+@pytest.mark.parametrize("op", ["add", "sub", "mul", "div", "max", "min"])
+@given(seed=tt.seeds(), fmt=tt.formats(), block=st.sampled_from([(1, 1), (2, 2), (1, 4)]),
+       grid=st.sampled_from([(1, 1), (2, 2)]))
+def test_binary(op, seed, fmt, block, grid):
+    a = tt.array((64, 128), fmt, seed)
+    b = tt.array((64, 128), fmt, seed + 1, 0.5, 2.0) * np.where(np.arange(128) % 2, 1, -1)
+    b = tt.quantize(b, fmt)
+    f = {"add": lambda x, y: x + y, "sub": lambda x, y: x - y, "mul": lambda x, y: x * y,
+         "div": lambda x, y: x / y, "max": ttl.math.max, "min": ttl.math.min}[op]
+    (aq, bq), out, _, _ = run_blocks(f, [a, b], block, grid, fmt, out_dtype="fp32",
+                                     fp32_dest_acc_en=True)
+    ref = {"add": aq + bq, "sub": aq - bq, "mul": aq * bq, "div": aq / bq,
+           "max": np.maximum(aq, bq), "min": np.minimum(aq, bq)}[op]
+    scale = np.abs(aq) + np.abs(bq) if op in ("add", "sub") else np.abs(ref)
+    # fp32 operands of FPU ops pass through 19-bit source registers (TF32)
+    u_ops = 2 ** -11 / 2 ** -24 if fmt == "fp32" and op in ("add", "sub", "mul") else 2
+    tt.assert_close(out, ref, "fp32", ops=2 * u_ops, scale=scale)
+
+
+@pytest.mark.parametrize("kind", ["max", "sum"])
+@pytest.mark.parametrize("dims", [[1], [0], [0, 1]])
+def test_reductions(kind, dims):
+    x = tt.array((64, 96), "bf16", 3)
+    red = getattr(ttl.math, f"reduce_{kind}")
+    ob = {(1,): (2, 1), (0,): (1, 3), (0, 1): (1, 1)}[tuple(dims)]
+    (xq,), out, _, _ = run_blocks(lambda a: red(a, dims=dims), [x], block=(2, 3), out_block=ob,
+                                  out_dtype="fp32", fp32_dest_acc_en=True)
+    f = np.max if kind == "max" else np.sum
+    if dims == [1]:
+        got, ref = out[:, 0], f(xq, axis=1)
+    elif dims == [0]:
+        got, ref = out[0, :], f(xq, axis=0)
+    else:
+        got, ref = out[0, 0], f(xq)
+    tt.assert_close(np.atleast_1d(got), np.atleast_1d(ref), "fp32", ops=64,
+                    scale=np.abs(xq).sum() if kind == "sum" else np.abs(ref))
+
+
+@pytest.mark.parametrize("dims", [[1], [0], [0, 1]])
+def test_broadcast_directions(dims):
+    x = tt.array((64, 64), "bf16", 5)
+    v = tt.array((64, 64), "bf16", 6)
+    red = {(1,): [1], (0,): [0], (0, 1): [0, 1]}[tuple(dims)]
+    f = lambda a, b: a - ttl.math.broadcast(ttl.math.reduce_max(b, dims=red), dims=dims)
+    (aq, bq), out, _, _ = run_blocks(f, [x, v], block=(2, 2), out_dtype="fp32", fp32_dest_acc_en=True)
+    m = bq.max(axis=tuple(dims), keepdims=True)
+    tt.assert_close(out, aq - m, "fp32", ops=4, scale=np.abs(aq) + np.abs(m))
+
+
+def test_method_forms_and_transpose():
+    x = tt.array((64, 64), "bf16", 7, 0.5, 2.0)
+    f = lambda a: a.transpose().exp().sqrt().recip()
+    (xq,), out, _, _ = run_blocks(f, [x], block=(2, 2))
+    tt.assert_close(out, 1 / np.sqrt(np.exp(xq.T)), "bf16", ops=3)
+    f2 = lambda a: a - ttl.math.broadcast(a.rowmax(), dims=[1]) + ttl.math.broadcast(a.rowsum(), dims=[1])
+    (xq,), out, _, _ = run_blocks(f2, [x], block=(2, 2), out_dtype="fp32", fp32_dest_acc_en=True)
+    ref = xq - xq.max(1, keepdims=True) + xq.sum(1, keepdims=True)
+    tt.assert_close(out, ref, "fp32", ops=70, scale=np.abs(xq).sum(1, keepdims=True) + np.abs(xq))
+
+
+@given(m=st.integers(1, 3), k=st.integers(1, 4), n=st.integers(1, 3), seed=tt.seeds(),
+       fmt=tt.formats(("bf16", "bfp8_b")), fid=tt.fidelities())
+def test_matmul(m, k, n, seed, fmt, fid):
+    a = tt.array((32 * m, 32 * k), fmt, seed)
+    b = tt.array((32 * k, 32 * n), fmt, seed + 1)
+    ttl.set_device("wormhole_b0")
+    ta, tb = ttl.from_numpy(a, fmt), ttl.from_numpy(b, fmt)
+    out = ttl.empty((32 * m, 32 * n), "fp32")
+
+    @ttl.kernel(grid=(1, 1), math_fidelity=fid, fp32_dest_acc_en=True)
+    def mm(x, y, o):
+        xb = ttl.make_dataflow_buffer_like(x, shape=(m, k))
+        yb = ttl.make_dataflow_buffer_like(y, shape=(k, n))
+        ob = ttl.make_dataflow_buffer_like(o, shape=(m, n))
+
+        @ttl.datamovement()
+        def rd():
+            with xb.reserve() as p, yb.reserve() as q:
+                h1, h2 = ttl.copy(x[:, :], p), ttl.copy(y[:, :], q)
+                h1.wait(); h2.wait()
+
+        @ttl.compute()
+        def cp():
+            with xb.wait() as p, yb.wait() as q, ob.reserve() as r:
+                r.store(p @ q)
+
+        @ttl.datamovement()
+        def wr():
+            with ob.wait() as r:
+                ttl.copy(r, o[:, :]).wait()
+
+    mm(ta, tb, out)
+    aq, bq = ta.to_numpy().astype(np.float64), tb.to_numpy().astype(np.float64)
+    tt.assert_close(out.to_numpy(), aq @ bq, "fp32", ops=32 * k, scale=np.abs(aq) @ np.abs(bq),
+                    fidelity=fid if not (fmt == "bfp8_b" and fid != "LoFi") else "HiFi4")
