@@ -22,11 +22,15 @@ import numpy as np
 import ttlang as ttl
 
 
-def make_kernel(n_units, units_per_core, heads_x_batch, sq_t, d_t, q_chunk, kv_chunk, scale,
-                causal, grid, kv_dtype, buffers, **compute_cfg):
+def make_kernel(n_units, units_per_core, sq_t, skv_t, d_t, q_chunk, kv_chunk, scale, causal, grid,
+                buffers, **compute_cfg):
     """Build the ttlang kernel for one problem and schedule."""
     n_q_chunks = sq_t // q_chunk
-    n_kv_chunks = sq_t // kv_chunk
+    n_kv_chunks = skv_t // kv_chunk
+
+    def bcast(col):
+        """Row statistics live in column 0 of their tiles: spread them across the columns."""
+        return ttl.math.broadcast(col, dims=[1])
 
     def kv_blocks(unit):
         qi = unit % n_q_chunks
@@ -94,17 +98,17 @@ def make_kernel(n_units, units_per_core, heads_x_batch, sq_t, d_t, q_chunk, kv_c
                                 with alpha_buf.reserve() as alpha:
                                     alpha.store(ttl.math.exp(m - mn))
                                 with p_buf.reserve() as p:
-                                    p.store(ttl.math.exp(s - mn))
+                                    p.store(ttl.math.exp(s - bcast(mn)))
                                 with m_buf.reserve() as m_next:
                                     m_next.store(mn)
                         with alpha_buf.wait() as alpha, p_buf.wait() as p:
                             with l_buf.wait() as l, l_buf.reserve() as l_next:
                                 l_next.store(alpha * l + p.rowsum())
                             with v_buf.wait() as vb, o_buf.wait() as o, o_buf.reserve() as o_next:
-                                o_next.store(alpha * o + p @ vb)
+                                o_next.store(bcast(alpha) * o + p @ vb)
                     with o_buf.wait() as o, l_buf.wait() as l, m_buf.wait() as m:
                         with out_buf.reserve() as ob:
-                            ob.store(o / l)
+                            ob.store(o / bcast(l))
             if causal:
                 mask_blk.pop()
 
@@ -131,43 +135,47 @@ def reference(q, k, v, scale, causal):
 
 def run(batch=1, heads=8, seq=2048, dim=64, grid=(8, 8), q_chunk=2, kv_chunk=4, buffers=2,
         kv_dtype="bf16", math_fidelity="HiFi4", fp32_dest_acc_en=False, causal=False, seed=0,
-        sysdesc=None):
-    """Run flash attention once; returns a dict of correctness and cycle figures."""
+        sysdesc=None, kv_seq=None):
+    """Run flash attention once; returns (figures, RunReport, kernel).
+
+    `kv_seq` (default `seq`) sets the K/V sequence length separately from Q's.
+    """
     if sysdesc is not None:
         ttl.set_device(sysdesc)
     dev = ttl.device()
-    if seq % 32 or dim % 32:
-        raise ValueError("seq and dim must be multiples of 32")
-    sq_t, d_t = seq // 32, dim // 32
-    if sq_t % q_chunk or sq_t % kv_chunk:
-        raise ValueError(f"seq {seq} ({sq_t} tiles) must be a multiple of q_chunk={q_chunk} and "
-                         f"kv_chunk={kv_chunk} tiles")
-    if causal and q_chunk != kv_chunk:
-        raise ValueError("causal runs need q_chunk == kv_chunk")
+    kv_seq = kv_seq or seq
+    if seq % 32 or dim % 32 or kv_seq % 32:
+        raise ValueError("seq, kv_seq and dim must be multiples of 32")
+    sq_t, skv_t, d_t = seq // 32, kv_seq // 32, dim // 32
+    if sq_t % q_chunk or skv_t % kv_chunk:
+        raise ValueError(f"seq {seq} ({sq_t} tiles) must be a multiple of q_chunk={q_chunk} tiles and "
+                         f"kv_seq {kv_seq} ({skv_t} tiles) of kv_chunk={kv_chunk}")
+    if causal and (q_chunk != kv_chunk or kv_seq != seq):
+        raise ValueError("causal runs need q_chunk == kv_chunk and kv_seq == seq")
     bh = batch * heads
     n_units = bh * (sq_t // q_chunk)
     cores = grid[0] * grid[1]
     per = math.ceil(n_units / cores)
     scale = 1.0 / math.sqrt(dim)
     r = np.random.default_rng(seed)
-    shape = (bh, seq, dim)
-    qh, kh, vh = (r.standard_normal(shape).astype(np.float32) for _ in range(3))
+    shape, kv_shape = (bh, seq, dim), (bh, kv_seq, dim)
+    qh, kh, vh = (r.standard_normal(s).astype(np.float32) for s in (shape, kv_shape, kv_shape))
     q = ttl.from_numpy(qh, "bf16")
     k = ttl.from_numpy(kh, kv_dtype)
     v = ttl.from_numpy(vh, kv_dtype)
     mask = ttl.from_numpy(np.triu(np.full((q_chunk * 32, kv_chunk * 32), -np.inf, np.float32), 1)
                           if causal else np.zeros((32, 32), np.float32), "bf16")
     out = ttl.empty(shape, "bf16")
-    kern = make_kernel(n_units, per, bh, sq_t, d_t, q_chunk, kv_chunk, scale, causal, grid, kv_dtype,
+    kern = make_kernel(n_units, per, sq_t, skv_t, d_t, q_chunk, kv_chunk, scale, causal, grid,
                        buffers, math_fidelity=math_fidelity, fp32_dest_acc_en=fp32_dest_acc_en)
     t0 = time.perf_counter()
     rep = kern(q, k, v, mask, out)
     wall = time.perf_counter() - t0
-    o = out.to_numpy().astype(np.float64).reshape(batch, heads, seq, dim)
-    f64 = lambda t: t.to_numpy().astype(np.float64).reshape(batch, heads, seq, dim)
+    f64 = lambda t: t.to_numpy().astype(np.float64).reshape(batch, heads, -1, dim)
+    o = f64(out)
     ref = reference(f64(q), f64(k), f64(v), scale, causal)
     err = np.abs(o - ref)
-    flops = 4.0 * bh * seq * seq * dim * (0.5 if causal else 1.0)
+    flops = 4.0 * bh * seq * kv_seq * dim * (0.5 if causal else 1.0)
     peak = peak_tflops(dev.sd)
     res = {
         "pcc": float(np.corrcoef(o.ravel(), ref.ravel())[0, 1]),
@@ -202,6 +210,7 @@ def main(argv=None):
     p.add_argument("--heads", type=int, default=8)
     p.add_argument("--seq", type=int, default=2048)
     p.add_argument("--dim", type=int, default=64)
+    p.add_argument("--kv-seq", type=int, default=None, help="K/V length (default: --seq)")
     p.add_argument("--grid", type=grid_arg, default=None, help="e.g. 8x8 (default: the full worker grid)")
     p.add_argument("--q-chunk", type=int, default=2, help="Q rows per chunk, in tiles")
     p.add_argument("--kv-chunk", type=int, default=4, help="K/V rows per chunk, in tiles")
@@ -218,7 +227,7 @@ def main(argv=None):
         ttl.set_device(a.sysdesc)
     grid = a.grid or ttl.device().sd.worker_grid()
     res, rep, kern = run(a.batch, a.heads, a.seq, a.dim, grid, a.q_chunk, a.kv_chunk, a.buffers,
-                         a.kv_dtype, a.fidelity, a.fp32_acc, a.causal)
+                         a.kv_dtype, a.fidelity, a.fp32_acc, a.causal, kv_seq=a.kv_seq)
     sd = ttl.device().sd
     print(f"flash attention: batch {a.batch}, heads {a.heads}, seq {a.seq}, head dim {a.dim}"
           f"{', causal' if a.causal else ''} on {sd.name} ({grid[0]}x{grid[1]} cores)")
