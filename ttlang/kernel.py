@@ -21,6 +21,7 @@ for _f in _SKIP:
     register_api_file(_f)
 
 _building = []   # the Build being defined (outer kernel function running)
+build_hooks = []  # called with each finished Build (`ttlang show` prints it)
 
 
 def _current_build():
@@ -149,6 +150,8 @@ class Kernel:
                     self._call(cp[0][1], b)
         b.dm, b.cp, b.cores = dm, cp, cores
         self._check_l1(b)
+        for hook in build_hooks:
+            hook(b)
         return b
 
     @staticmethod

@@ -6,13 +6,14 @@ from .fifo import Fifo
 
 
 class CircularBuffer(Fifo):
-    __slots__ = ("index", "fmt", "page_size", "base", "l1", "pack_offset")
+    __slots__ = ("index", "fmt", "page_size", "base", "l1", "pack_offset", "decoded")
 
     def __init__(self, env, core, index, fmt, num_pages, page_size, base, l1):
         super().__init__(env, num_pages, f"cb {index}", core=core,
                          stall_full=f"cb {index} full", stall_empty=f"cb {index} empty")
         self.index, self.fmt, self.page_size, self.base, self.l1 = index, fmt, page_size, base, l1
         self.pack_offset = 0
+        self.decoded = {}   # slot -> (page sequence number, value as unpacked): see UNPACK
 
     @property
     def num_pages(self):
@@ -44,13 +45,13 @@ class CircularBuffer(Fifo):
         Fifo.push(self, th, n, line, payload)
         self.pack_offset = 0
 
-    def front_addr(self, i, th, line):
-        """L1 address of the i-th waited-for page, for the unpacker."""
+    def front_seq(self, i, th, line):
+        """Sequence number of the i-th waited-for page (its slot is seq % num_pages)."""
         if self.popped + i >= self.waited_upto or i < 0:
             raise CBError(f"reads page {i} of {self.name} but only {self.waited_upto - self.popped} "
                           f"pages were waited for (cb_wait_front)", core=th.core, thread=th.kind,
                           line=line, cb=self.index)
-        return self.base + ((self.popped + i) % self.capacity) * self.page_size
+        return self.popped + i
 
     def back_addr(self, i, th, line):
         """L1 address of the i-th reserved page, for the packer."""

@@ -1,0 +1,46 @@
+"""`ttlang show SCRIPT.py [-- args]`: run a script and print the low-level code its kernels became."""
+from __future__ import annotations
+
+import argparse
+import os
+import runpy
+import sys
+
+from .kernel import build_hooks, render
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="ttlang", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("show", help="print each kernel's generated code, under its source lines")
+    s.add_argument("script")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    script_args = []
+    if "--" in argv:
+        i = argv.index("--")
+        argv, script_args = argv[:i], argv[i + 1:]
+    a = p.parse_args(argv)
+    shown = []
+
+    def on_build(b):
+        text = render(b)
+        if text not in shown:
+            shown.append(text)
+            print(text, flush=True)
+
+    build_hooks.append(on_build)
+    sys.argv = [a.script] + script_args
+    sys.path.insert(0, os.path.dirname(os.path.abspath(a.script)))
+    try:
+        runpy.run_path(a.script, run_name="__main__")
+    except SystemExit as e:
+        if e.code not in (0, None):
+            return e.code if isinstance(e.code, int) else 1
+    if not shown:
+        print("ttlang: the script ran no ttlang kernel", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
