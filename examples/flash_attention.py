@@ -22,21 +22,47 @@ import numpy as np
 import ttlang as ttl
 
 
-def make_kernel(n_units, units_per_core, sq_t, skv_t, d_t, q_chunk, kv_chunk, scale, causal, grid,
-                buffers, **compute_cfg):
+def work_split(bh, n_q_chunks, grid, kv_mcast):
+    """Which (batch*head, Q chunk) units each core computes, in order.
+
+    Without multicast, units are dealt out in contiguous runs. With multicast, each grid row
+    takes whole heads and its cores take that head's Q chunks in lockstep, so one core per
+    row can read each K/V chunk and multicast it to the others.
+    """
+    gx, gy = grid
+    units = {}
+    if not kv_mcast:
+        n = bh * n_q_chunks
+        per = math.ceil(n / (gx * gy))
+        for y in range(gy):
+            for x in range(gx):
+                c = y * gx + x
+                units[(x, y)] = [divmod(u, n_q_chunks) for u in range(c * per, min(n, (c + 1) * per))]
+        return units
+    if n_q_chunks % gx:
+        raise ValueError(f"K/V multicast needs the {n_q_chunks} Q chunks of a head to split evenly "
+                         f"over the {gx} cores of a grid row")
+    heads_per_row = math.ceil(bh / gy)
+    for y in range(gy):
+        heads = range(y * heads_per_row, min(bh, (y + 1) * heads_per_row))
+        for x in range(gx):
+            units[(x, y)] = [(h, r * gx + x) for h in heads for r in range(n_q_chunks // gx)]
+    return units
+
+
+def make_kernel(units, sq_t, skv_t, d_t, q_chunk, kv_chunk, scale, causal, grid, buffers,
+                kv_mcast=False, **compute_cfg):
     """Build the ttlang kernel for one problem and schedule."""
     n_q_chunks = sq_t // q_chunk
     n_kv_chunks = skv_t // kv_chunk
+    mcast = kv_mcast and grid[0] > 1
 
     def bcast(col):
         """Row statistics live in column 0 of their tiles: spread them across the columns."""
         return ttl.math.broadcast(col, dims=[1])
 
-    def kv_blocks(unit):
-        qi = unit % n_q_chunks
-        if not causal:
-            return n_kv_chunks
-        return qi + 1            # causal runs need q_chunk == kv_chunk: blocks 0..qi
+    def kv_blocks(qi):
+        return qi + 1 if causal else n_kv_chunks   # causal: q_chunk == kv_chunk, blocks 0..qi
 
     @ttl.kernel(grid=grid, **compute_cfg)
     def flash_attention(q, k, v, mask, out):
@@ -54,30 +80,45 @@ def make_kernel(n_units, units_per_core, sq_t, skv_t, d_t, q_chunk, kv_chunk, sc
         o_buf = ttl.make_dataflow_buffer_like(out, shape=(q_chunk, d_t), buffer_factor=2)
 
         def my_units():
-            c = ttl.core(dims=1)
-            return range(c * units_per_core, min(n_units, (c + 1) * units_per_core))
+            return units[ttl.core(dims=2)]
+
+        if mcast:   # core (0, y) reads K/V and multicasts them along row y
+            net = ttl.PipeNet([ttl.Pipe(src=(0, y), dst=(slice(1, grid[0]), y))
+                               for y in range(grid[1])])
+
+        def fetch(buf, t, bh, j):
+            rows = slice(j * kv_chunk, (j + 1) * kv_chunk)
+            with buf.reserve() as blk:
+                if not mcast:
+                    ttl.copy(t[bh, rows, :], blk).wait()
+                    return
+
+                def send(pipe):
+                    ttl.copy(t[bh, rows, :], blk).wait()
+                    ttl.copy(blk, pipe).wait()
+
+                def recv(pipe):
+                    ttl.copy(pipe, blk).wait()
+                net.if_src(send)
+                net.if_dst(recv)
 
         @ttl.datamovement()
         def reader():
             if causal:
                 with mask_buf.reserve() as mb:
                     ttl.copy(mask[0:q_chunk, 0:kv_chunk], mb).wait()
-            for unit in my_units():
-                bh, qi = divmod(unit, n_q_chunks)
+            for bh, qi in my_units():
                 with q_buf.reserve() as qb:
                     ttl.copy(q[bh, qi * q_chunk:(qi + 1) * q_chunk, :], qb).wait()
-                for j in range(kv_blocks(unit)):
-                    with k_buf.reserve() as kb:
-                        ttl.copy(k[bh, j * kv_chunk:(j + 1) * kv_chunk, :], kb).wait()
-                    with v_buf.reserve() as vb:
-                        ttl.copy(v[bh, j * kv_chunk:(j + 1) * kv_chunk, :], vb).wait()
+                for j in range(kv_blocks(qi)):
+                    fetch(k_buf, k, bh, j)
+                    fetch(v_buf, v, bh, j)
 
         @ttl.compute()
         def compute():
             if causal:
                 mask_blk = mask_buf.wait()
-            for unit in my_units():
-                qi = unit % n_q_chunks
+            for _, qi in my_units():
                 with q_buf.wait() as qb:
                     with m_buf.reserve() as m0:
                         m0.store(ttl.math.fill(m0, -math.inf))
@@ -85,7 +126,7 @@ def make_kernel(n_units, units_per_core, sq_t, skv_t, d_t, q_chunk, kv_chunk, sc
                         l0.store(ttl.math.fill(l0, 0.0))
                     with o_buf.reserve() as o0:
                         o0.store(ttl.math.fill(o0, 0.0))
-                    for j in range(kv_blocks(unit)):
+                    for j in range(kv_blocks(qi)):
                         with k_buf.wait() as kb, s_buf.reserve() as s:
                             if causal and j == qi:
                                 s.store(qb @ kb.transpose() * scale + mask_blk)
@@ -114,8 +155,7 @@ def make_kernel(n_units, units_per_core, sq_t, skv_t, d_t, q_chunk, kv_chunk, sc
 
         @ttl.datamovement()
         def writer():
-            for unit in my_units():
-                bh, qi = divmod(unit, n_q_chunks)
+            for bh, qi in my_units():
                 with out_buf.wait() as ob:
                     ttl.copy(ob, out[bh, qi * q_chunk:(qi + 1) * q_chunk, :]).wait()
 
@@ -135,10 +175,11 @@ def reference(q, k, v, scale, causal):
 
 def run(batch=1, heads=8, seq=2048, dim=64, grid=(8, 8), q_chunk=2, kv_chunk=4, buffers=2,
         kv_dtype="bf16", math_fidelity="HiFi4", fp32_dest_acc_en=False, causal=False, seed=0,
-        sysdesc=None, kv_seq=None):
+        sysdesc=None, kv_seq=None, kv_mcast=False):
     """Run flash attention once; returns (figures, RunReport, kernel).
 
-    `kv_seq` (default `seq`) sets the K/V sequence length separately from Q's.
+    `kv_seq` (default `seq`) sets the K/V sequence length separately from Q's; `kv_mcast`
+    has one core per grid row read each K/V chunk and multicast it to the rest of the row.
     """
     if sysdesc is not None:
         ttl.set_device(sysdesc)
@@ -152,10 +193,11 @@ def run(batch=1, heads=8, seq=2048, dim=64, grid=(8, 8), q_chunk=2, kv_chunk=4, 
                          f"kv_seq {kv_seq} ({skv_t} tiles) of kv_chunk={kv_chunk}")
     if causal and (q_chunk != kv_chunk or kv_seq != seq):
         raise ValueError("causal runs need q_chunk == kv_chunk and kv_seq == seq")
+    if causal and kv_mcast:
+        raise ValueError("K/V multicast needs every core of a row to walk the same K/V chunks; "
+                         "causal runs do not")
     bh = batch * heads
-    n_units = bh * (sq_t // q_chunk)
-    cores = grid[0] * grid[1]
-    per = math.ceil(n_units / cores)
+    units = work_split(bh, sq_t // q_chunk, grid, kv_mcast)
     scale = 1.0 / math.sqrt(dim)
     r = np.random.default_rng(seed)
     shape, kv_shape = (bh, seq, dim), (bh, kv_seq, dim)
@@ -166,8 +208,8 @@ def run(batch=1, heads=8, seq=2048, dim=64, grid=(8, 8), q_chunk=2, kv_chunk=4, 
     mask = ttl.from_numpy(np.triu(np.full((q_chunk * 32, kv_chunk * 32), -np.inf, np.float32), 1)
                           if causal else np.zeros((32, 32), np.float32), "bf16")
     out = ttl.empty(shape, "bf16")
-    kern = make_kernel(n_units, per, sq_t, skv_t, d_t, q_chunk, kv_chunk, scale, causal, grid,
-                       buffers, math_fidelity=math_fidelity, fp32_dest_acc_en=fp32_dest_acc_en)
+    kern = make_kernel(units, sq_t, skv_t, d_t, q_chunk, kv_chunk, scale, causal, grid, buffers,
+                       kv_mcast, math_fidelity=math_fidelity, fp32_dest_acc_en=fp32_dest_acc_en)
     t0 = time.perf_counter()
     rep = kern(q, k, v, mask, out)
     wall = time.perf_counter() - t0
@@ -219,6 +261,8 @@ def main(argv=None):
     p.add_argument("--fidelity", default="HiFi4")
     p.add_argument("--fp32-acc", action="store_true")
     p.add_argument("--causal", action="store_true")
+    p.add_argument("--kv-mcast", action="store_true",
+                   help="one core per grid row reads K/V and multicasts it to the row")
     p.add_argument("--sysdesc", default=None)
     p.add_argument("--json", default=None)
     p.add_argument("--show", action="store_true", help="print the generated low-level code")
@@ -227,12 +271,14 @@ def main(argv=None):
         ttl.set_device(a.sysdesc)
     grid = a.grid or ttl.device().sd.worker_grid()
     res, rep, kern = run(a.batch, a.heads, a.seq, a.dim, grid, a.q_chunk, a.kv_chunk, a.buffers,
-                         a.kv_dtype, a.fidelity, a.fp32_acc, a.causal, kv_seq=a.kv_seq)
+                         a.kv_dtype, a.fidelity, a.fp32_acc, a.causal, kv_seq=a.kv_seq,
+                         kv_mcast=a.kv_mcast)
     sd = ttl.device().sd
     print(f"flash attention: batch {a.batch}, heads {a.heads}, seq {a.seq}, head dim {a.dim}"
           f"{', causal' if a.causal else ''} on {sd.name} ({grid[0]}x{grid[1]} cores)")
     print(f"schedule: q_chunk {a.q_chunk} tiles, kv_chunk {a.kv_chunk} tiles, K/V {a.kv_dtype}, "
-          f"{a.fidelity}{', fp32 acc' if a.fp32_acc else ''}, K/V buffer depth {a.buffers}")
+          f"{a.fidelity}{', fp32 acc' if a.fp32_acc else ''}, K/V buffer depth {a.buffers}, "
+          f"K/V {'multicast along rows' if a.kv_mcast else 'read by every core'}")
     print(f"correctness vs float64: pcc {res['pcc']:.6f}, max abs err {res['max_abs_err']:.4g}, "
           f"rel err {res['rel_err']:.3g}")
     print(f"cycles: {res['cycles']:,.0f} = {res['us']:,.1f} us at {sd.clock_ghz.value} GHz; "

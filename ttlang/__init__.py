@@ -13,11 +13,12 @@ from . import math
 from .errors import CompileError
 from .kernel import (Kernel, compute, datamovement, kernel, make_circular_buffer_like,
                      make_dataflow_buffer_like)
+from .pipe import Pipe, PipeNet
 from .runtime import copy, core, grid_size
 from .tensor import (Tensor, bfloat8_b, bfloat16, device, empty, float32, from_numpy, full, rand,
                      randn, set_device, zeros)
 
 __all__ = ["math", "CompileError", "Kernel", "compute", "datamovement", "kernel",
-           "make_circular_buffer_like", "make_dataflow_buffer_like", "copy", "core", "grid_size",
+           "make_circular_buffer_like", "make_dataflow_buffer_like", "Pipe", "PipeNet", "copy", "core", "grid_size",
            "Tensor", "bfloat16", "float32", "bfloat8_b", "device", "empty", "from_numpy", "full",
            "rand", "randn", "set_device", "zeros"]

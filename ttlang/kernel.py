@@ -36,6 +36,7 @@ class Build:
     def __init__(self, kernel, grid, dev):
         self.kernel, self.grid, self.dev = kernel, grid, dev
         self.buffers: list[DataflowBuffer] = []
+        self.pipes: list = []
         self.threads: list[tuple] = []       # (kind, fn, options)
         self.compiler = None
         self.gen_files: dict = {}
@@ -186,6 +187,8 @@ class Kernel:
         cores = b.cores
         for buf in b.buffers:
             prog.circular_buffer(cores, buf.cb, buf.dtype, buf.tiles * buf.factor)
+        for pipe in b.pipes:
+            pipe.sems = (prog.semaphore(cores, 0), prog.semaphore(cores, 0))
         comp = b.compiler
         spill_fmt = "fp32" if b.cfg["fp32_dest_acc_en"] else "bf16"
         if comp.uses_scaler:

@@ -12,6 +12,7 @@ import greenlet
 
 from .errors import CompileError
 from .expr import Leaf
+from .pipe import Pipe
 from .tensor import TensorSlice
 
 _envs: dict = {}
@@ -116,16 +117,22 @@ class Block(Leaf):
 
 
 class CopyHandle:
-    def __init__(self, e, direction, block, line):
+    def __init__(self, e, direction, block, line, pipe=None):
         self.env, self.direction, self.block, self.line, self.done = e, direction, block, line, False
+        self.pipe = pipe
 
     def wait(self):
         e = self.env
         if not e.dry:
+            k = e.k
             if self.direction == "read":
-                e.k.noc_async_read_barrier()
+                k.noc_async_read_barrier()
+            elif self.direction == "recv":
+                valid = k.get_semaphore(self.pipe.sems[1])
+                k.noc_semaphore_wait(valid, 1)
+                k.noc_semaphore_set(valid, 0)
             else:
-                e.k.noc_async_write_barrier()
+                k.noc_async_write_barrier()
         self.done = True
         if self in e.pending:
             e.pending.remove(self)
@@ -144,6 +151,8 @@ def copy(src, dst):
     if e.kind != "datamovement":
         raise CompileError("ttl.copy runs on data-movement threads (@ttl.datamovement())")
     line = e.build.user_line()
+    if isinstance(dst, Pipe) or isinstance(src, Pipe):
+        return _pipe_copy(e, src, dst, line)
     if isinstance(src, TensorSlice) and isinstance(dst, Block):
         sl, blk, direction = src, dst, "read"
         if blk.mode != "reserved":
@@ -178,6 +187,47 @@ def copy(src, dst):
             for page in sl.pages():
                 k.noc_async_write_tile(page, g, p)
                 p += ps
+    e.pending.append(h)
+    return h
+
+
+def _pipe_copy(e, src, dst, line):
+    if isinstance(dst, Pipe) and isinstance(src, Block):
+        pipe, blk, direction = dst, src, "send"
+        if e.core != pipe.src:
+            raise CompileError(f"core {e.core} sends on {pipe}, whose source is {pipe.src}: send "
+                               "inside net.if_src")
+    elif isinstance(src, Pipe) and isinstance(dst, Block):
+        pipe, blk, direction = src, dst, "recv"
+        if e.core not in pipe.dst_cores:
+            raise CompileError(f"core {e.core} receives on {pipe}, which does not reach it: "
+                               "receive inside net.if_dst")
+        if blk.mode != "reserved":
+            raise CompileError(f"receive into {blk.name}, a block that was waited for: receive "
+                               "into a block from .reserve()")
+    else:
+        raise CompileError("a pipe copy goes from a block to a pipe (send) or from a pipe to a "
+                           "block (receive)")
+    h = CopyHandle(e, direction, blk, line, pipe)
+    if not e.dry:
+        k = e.k
+        ready = k.get_semaphore(pipe.sems[0])
+        if direction == "recv":
+            sx, sy = k.logical_to_noc(*pipe.src)
+            k.noc_semaphore_inc(k.get_noc_addr(sx, sy, ready), 1)
+        else:
+            n = len(pipe.dst_cores)
+            k.noc_semaphore_wait(ready, n)
+            k.noc_semaphore_set(ready, 0)
+            x0, y0 = k.logical_to_noc(pipe.rect[0], pipe.rect[1])
+            x1, y1 = k.logical_to_noc(pipe.rect[2], pipe.rect[3])
+            addr = k.get_write_ptr(blk.cb) if blk.mode == "reserved" else k.get_read_ptr(blk.cb)
+            size = blk.buf.tiles * blk.buf.dtype.tile_bytes
+            k.noc_async_write_multicast(addr, k.get_noc_multicast_addr(x0, y0, x1, y1, addr), size, n)
+            valid = k.get_semaphore(pipe.sems[1])
+            k.noc_semaphore_set(valid, 1)
+            k.noc_semaphore_set_multicast(valid, k.get_noc_multicast_addr(x0, y0, x1, y1, valid), n)
+            k.noc_semaphore_set(valid, 0)
     e.pending.append(h)
     return h
 
