@@ -1,0 +1,72 @@
+"""Pipes: a block read once and multicast along a row reaches every destination intact."""
+import numpy as np
+import pytest
+
+import ttlang as ttl
+from ttlang import testing as tt
+
+
+def test_row_multicast_delivers_the_block_to_every_core():
+    ttl.set_device("wormhole_b0")
+    gx, gy = 4, 2
+    x = tt.array((32 * gy, 32), "bf16", 11)
+    src = ttl.from_numpy(x)
+    out = ttl.empty((32 * gy, 32 * gx))
+
+    @ttl.kernel(grid=(gx, gy))
+    def bcast_rows(src, out):
+        buf = ttl.make_dataflow_buffer_like(src, shape=(1, 1))
+        ob = ttl.make_dataflow_buffer_like(out, shape=(1, 1))
+        net = ttl.PipeNet([ttl.Pipe(src=(0, y), dst=(slice(1, gx), y)) for y in range(gy)])
+
+        @ttl.datamovement()
+        def read():
+            _, y = ttl.core(dims=2)
+            with buf.reserve() as blk:
+                def send(pipe):
+                    ttl.copy(src[y:y + 1, 0:1], blk).wait()
+                    ttl.copy(blk, pipe).wait()
+
+                def recv(pipe):
+                    ttl.copy(pipe, blk).wait()
+                net.if_src(send)
+                net.if_dst(recv)
+
+        @ttl.compute()
+        def comp():
+            with buf.wait() as b, ob.reserve() as o:
+                o.store(b * 2.0)
+
+        @ttl.datamovement()
+        def write():
+            x_, y = ttl.core(dims=2)
+            with ob.wait() as o:
+                ttl.copy(o, out[y:y + 1, x_:x_ + 1]).wait()
+
+    rep = bcast_rows(src, out)
+    got = out.to_numpy()
+    xq = src.to_numpy()
+    for y in range(gy):
+        for c in range(gx):
+            np.testing.assert_array_equal(got[32 * y:32 * y + 32, 32 * c:32 * c + 32],
+                                          xq[32 * y:32 * y + 32] * 2)
+    receivers = [t for t in rep.threads if t.kind == "reader" and t.core[0] > 0]
+    assert all(t.stalls.get("semaphore", 0) > 0 for t in receivers)
+
+
+def test_send_outside_if_src_is_an_error():
+    ttl.set_device("wormhole_b0")
+    src = ttl.from_numpy(np.ones((32, 32), np.float32))
+
+    @ttl.kernel(grid=(2, 1))
+    def bad(src):
+        buf = ttl.make_dataflow_buffer_like(src, shape=(1, 1))
+        net = ttl.PipeNet([ttl.Pipe(src=(0, 0), dst=(1, 0))])
+
+        @ttl.datamovement()
+        def read():
+            with buf.reserve() as blk:
+                ttl.copy(blk, net.pipes[0]).wait()
+
+    with pytest.raises(ttl.CompileError, match="send inside net.if_src"):
+        bad(src)
