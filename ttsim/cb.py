@@ -13,7 +13,7 @@ class CircularBuffer(Fifo):
                          stall_full=f"cb {index} full", stall_empty=f"cb {index} empty")
         self.index, self.fmt, self.page_size, self.base, self.l1 = index, fmt, page_size, base, l1
         self.pack_offset = 0
-        self.decoded = {}   # slot -> (page sequence number, value as unpacked): see UNPACK
+        self.decoded = {}   # slot -> (page sequence number, as decoded, as in a source register)
 
     @property
     def num_pages(self):

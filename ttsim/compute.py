@@ -26,10 +26,15 @@ _REDUCE_DIMS = ("row", "col", "scalar")
 class ComputeConfig:
     """Per-kernel compute settings (TT-Metalium's ComputeConfig)."""
 
-    def __init__(self, math_fidelity="HiFi4", fp32_dest_acc_en=False, dst_full_sync_en=False):
+    def __init__(self, math_fidelity="HiFi4", fp32_dest_acc_en=False, dst_full_sync_en=False,
+                 unpack_to_dest_fp32=None):
         self.fidelity = numerics.parse_fidelity(math_fidelity)
         self.fp32_acc = bool(fp32_dest_acc_en)
         self.full_sync = bool(dst_full_sync_en)
+        # copy_tile of an fp32 CB straight into an fp32 DST, past the 19-bit source registers
+        # (tt-metal's UnpackToDestFp32); on by default whenever DST is fp32, as TT-Lang does.
+        self.unpack_to_dest = self.fp32_acc if unpack_to_dest_fp32 is None else \
+            bool(unpack_to_dest_fp32) and self.fp32_acc
 
 
 class _ComputeShared:
@@ -76,6 +81,8 @@ class ComputeContext(KernelContext):
     def tile_regs_release(self): pass
     def copy_tile(self, cb, i, d): self._dst_index(d, None)
     def matmul_tiles(self, cb_a, cb_b, ia, ib, d, transpose=False): self._dst_index(d, None)
+    def matmul_block(self, cb_a, cb_b, ia, ib, d, transpose=False, ct_dim=1, rt_dim=1, kt_dim=1):
+        self._dst_index(d + rt_dim * ct_dim - 1, None)
     def binary_tiles(self, op, cb_a, cb_b, ia, ib, d, bcast="none"): self._dst_index(d, None)
     def binary_dest_reuse_tiles(self, op, cb, i, d, dst_as="a"): self._dst_index(d, None)
     def reduce_tile(self, cb, cb_scaler, i, i_scaler, d, op="sum", dim="row"): self._dst_index(d, None)
@@ -164,8 +171,9 @@ class UnpackContext(ComputeContext):
         self._th.charge(self._c["cost.api.cb_pop_front"], "cb_pop_front", ln)
         self._cb(cb, ln).pop(self._th, n, ln)
 
-    def _read(self, cb, i, ln):
-        """The i-th waited-for tile of cb as it sits in a source register.
+    def _read(self, cb, i, ln, to_dest=False):
+        """The i-th waited-for tile of cb as it sits in a source register (or, with
+        `to_dest`, as unpacked straight to DST: fp32 keeps all its bits).
 
         A page does not change between its push and the reuse of its slot (writing a pushed
         page is a race on hardware too), so the decoded value is kept per page: a tile that
@@ -175,13 +183,11 @@ class UnpackContext(ComputeContext):
         seq = c.front_seq(i, self._th, ln)
         slot = seq % c.capacity
         hit = c.decoded.get(slot)
-        if hit is not None and hit[0] == seq:
-            return hit[1], c.fmt
-        addr = c.base + slot * c.page_size
-        raw = self._l1.mem[addr:addr + c.page_size]
-        v = numerics.to_src(formats.decode_tiles(raw, c.fmt, 1)[0], c.fmt)
-        c.decoded[slot] = (seq, v)
-        return v, c.fmt
+        if hit is None or hit[0] != seq:
+            addr = c.base + slot * c.page_size
+            raw = formats.decode_tiles(self._l1.mem[addr:addr + c.page_size], c.fmt, 1)[0]
+            hit = c.decoded[slot] = (seq, raw, numerics.to_src(raw, c.fmt))
+        return hit[1 if to_dest else 2], c.fmt
 
     def _hand_over(self, payload, cost, name, ln):
         th, src = self._th, self._s.src
@@ -195,7 +201,7 @@ class UnpackContext(ComputeContext):
     def copy_tile(self, cb, i, d):
         ln = caller_line()
         self._dst_index(d, ln)
-        v, f = self._read(cb, i, ln)
+        v, f = self._read(cb, i, ln, to_dest=self.cfg.unpack_to_dest)
         self._hand_over(("copy", v), self._c_unpack[f], "unpack copy_tile", ln)
 
     def matmul_tiles(self, cb_a, cb_b, ia, ib, d, transpose=False):
@@ -206,6 +212,22 @@ class UnpackContext(ComputeContext):
         if transpose:
             b = numerics.transpose(b)
         self._hand_over(("matmul", a, b), self._cost2(fa, fb), "unpack matmul_tiles", ln)
+
+    def matmul_block(self, cb_a, cb_b, ia, ib, d, transpose=False, ct_dim=1, rt_dim=1, kt_dim=1):
+        """One k step of an rt_dim x ct_dim output block: in0 tiles ia + r * kt_dim, in1
+        tiles ib + c, each unpacked once for all the products that use it (tt-metal's
+        matmul_block); DST[d + r * ct_dim + c] += in0[r] @ in1[c]."""
+        ln = caller_line()
+        self._dst_index(d + rt_dim * ct_dim - 1, ln)
+        rows = [self._read(cb_a, ia + r * kt_dim, ln) for r in range(rt_dim)]
+        cols = [self._read(cb_b, ib + c, ln) for c in range(ct_dim)]
+        if transpose:
+            cols = [(numerics.transpose(b), f) for b, f in cols]
+        fa, fb = rows[0][1], cols[0][1]
+        cost = max(rt_dim * self._c_unpack[fa], ct_dim * self._c_unpack[fb],
+                   (rt_dim * fa.tile_bytes + ct_dim * fb.tile_bytes) / self._dual_bw)
+        self._hand_over(("matmul_block", [a for a, _ in rows], [b for b, _ in cols]), cost,
+                        "unpack matmul_block", ln)
 
     def binary_tiles(self, op, cb_a, cb_b, ia, ib, d, bcast="none"):
         ln = caller_line()
@@ -317,6 +339,16 @@ class MathContext(ComputeContext):
         self._dst_index(d, ln)
         p = self._take("matmul", self._c_mm, "matmul_tiles", ln)
         self._put(d, self._dst[d] + numerics.matmul(p[1], p[2], self.cfg.fidelity))
+
+    def matmul_block(self, cb_a, cb_b, ia, ib, d, transpose=False, ct_dim=1, rt_dim=1, kt_dim=1):
+        ln = caller_line()
+        self._dst_index(d + rt_dim * ct_dim - 1, ln)
+        p = self._take("matmul_block", self._c_mm * rt_dim * ct_dim, "matmul_block", ln)
+        fid = self.cfg.fidelity
+        for r, a in enumerate(p[1]):
+            for c, b in enumerate(p[2]):
+                k = d + r * ct_dim + c
+                self._put(k, self._dst[k] + numerics.matmul(a, b, fid))
 
     def binary_tiles(self, op, cb_a, cb_b, ia, ib, d, bcast="none"):
         ln = caller_line()

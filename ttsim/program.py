@@ -126,8 +126,8 @@ class Program:
         return self._kernel("writer", cores, fn, args, compile_args, noc=noc)
 
     def compute(self, cores, fn, args=None, compile_args=None, math_fidelity="HiFi4",
-                fp32_dest_acc_en=False, dst_full_sync_en=False):
-        cfg = ComputeConfig(math_fidelity, fp32_dest_acc_en, dst_full_sync_en)
+                fp32_dest_acc_en=False, dst_full_sync_en=False, unpack_to_dest_fp32=None):
+        cfg = ComputeConfig(math_fidelity, fp32_dest_acc_en, dst_full_sync_en, unpack_to_dest_fp32)
         return self._kernel("compute", cores, fn, args, compile_args, config=cfg)
 
     def set_runtime_args(self, kernel: KernelSpec, core, args):

@@ -139,9 +139,14 @@ def test_transpose_and_copy(rng):
     x = rng.uniform(-3, 3, (32, 32)).astype(np.float32)
     (xq,), out, _ = run_op(ttsim.Device(), "transpose", [x])
     assert np.array_equal(out, xq.T)
+    (xq,), out, _ = run_op(ttsim.Device(), "copy", [x], "fp32", "fp32", fp32_dest_acc_en=True,
+                           unpack_to_dest_fp32=False)
+    # through the source registers fp32 keeps TF32 precision ...
+    tf32 = numerics.to_src(xq.astype(np.float32), ttsim.DataFormat.FP32)
+    assert np.array_equal(out, tf32) and not np.array_equal(out, xq)
+    # ... unpacked straight to an fp32 DST (the default with fp32 DST) it keeps every bit
     (xq,), out, _ = run_op(ttsim.Device(), "copy", [x], "fp32", "fp32", fp32_dest_acc_en=True)
-    # copy_tile goes through source registers: fp32 keeps TF32 precision
-    assert np.array_equal(out, numerics.to_src(xq.astype(np.float32), ttsim.DataFormat.FP32))
+    assert np.array_equal(out, xq)
 
 
 def test_dst_16bit_accumulation_loses_precision(rng):

@@ -1,7 +1,8 @@
 """Multi-core blocked matmul, written as tt-metal kernels are: reader, compute, writer.
 
 Each core owns a rectangle of output tiles and walks it in subblocks of sm x sn tiles that
-stay in DST for the whole K loop; the reader streams K in blocks of kb tiles.
+stay in DST for the whole K loop; the reader streams K in blocks of kb tiles, and the compute
+kernel uses matmul_block so each operand tile is unpacked once per subblock.
 """
 from __future__ import annotations
 
@@ -58,9 +59,7 @@ def _compute(k):
                 k.cb_wait_front(CB_A, sm * kb)
                 k.cb_wait_front(CB_B, kb * sn)
                 for kk in range(kb):
-                    for i in range(sm):
-                        for j in range(sn):
-                            k.matmul_tiles(CB_A, CB_B, i * kb + kk, kk * sn + j, i * sn + j)
+                    k.matmul_block(CB_A, CB_B, kk, kk * sn, 0, False, sn, sm, kb)
                 k.cb_pop_front(CB_A, sm * kb)
                 k.cb_pop_front(CB_B, kb * sn)
             k.tile_regs_commit()
@@ -100,10 +99,17 @@ def matmul_program(device, a, b, c, grid=None, sm=None, sn=None, kb=None, buffer
     grid = grid or device.grid
     work = plan(mt, nt, grid)
     dst = device.sd.dst_tiles(fp32_dest_acc_en, False)
-    pm = max(w[1] for w in work.values())
-    pn = max(w[3] for w in work.values())
-    sn = sn or _largest_divisor(pn, dst)
-    sm = sm or _largest_divisor(pm, dst // sn)
+    pm = math.gcd(*(w[1] for w in work.values()))
+    pn = math.gcd(*(w[3] for w in work.values()))
+    if sm is None or sn is None:
+        # the subblock that fills DST and unpacks the fewest tiles per product: (sm + sn) / (sm sn)
+        cands = [(a, b) for a in range(1, pm + 1) for b in range(1, pn + 1)
+                 if pm % a == 0 and pn % b == 0 and a * b <= dst
+                 and (sm is None or a == sm) and (sn is None or b == sn)]
+        if not cands:
+            raise ValueError(f"no {sm or '?'}x{sn or '?'} subblock divides every core's output "
+                             f"tiles and fits the {dst} DST tiles")
+        sm, sn = max(cands, key=lambda ab: (ab[0] * ab[1], -(ab[0] + ab[1]), ab[1]))
     kb = kb or _largest_divisor(kt, 4)
     for core, (m0, mc, n0, nc) in work.items():
         if mc % sm or nc % sn:

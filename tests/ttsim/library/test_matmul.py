@@ -47,7 +47,7 @@ def test_deterministic_bits_and_cycles(rng):
 @pytest.mark.parametrize("fidelity", ["HiFi4", "HiFi2"])
 def test_single_core_matmul_is_math_bound(fidelity, rng):
     """With ample buffering, cycles are within 10% of tiles x matmul cost per tile."""
-    mt = kt = nt = 8
+    mt = kt = nt = 16
     a = rng.standard_normal((32 * mt, 32 * kt)).astype(np.float32)
     b = rng.standard_normal((32 * kt, 32 * nt)).astype(np.float32)
     _, _, _, rep = _mm((1, 1), a, b, buffers=4, math_fidelity=fidelity)

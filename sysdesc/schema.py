@@ -1,0 +1,123 @@
+"""The data model of a system description: structure plus figures with provenance."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+
+class SysdescError(ValueError):
+    """A malformed system description; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One hardware or cost figure and where it comes from."""
+    value: float
+    source: str
+    estimate: bool
+
+    def __float__(self):
+        return float(self.value)
+
+
+@dataclass(frozen=True)
+class DramBank:
+    id: int
+    noc_xy: tuple
+    bandwidth: Figure      # bytes per cycle, read or write
+    latency: Figure        # cycles from request arrival at the bank to first data
+
+
+SFPU_OPS = ("exp", "exp2", "log", "sqrt", "rsqrt", "recip", "tanh", "sigmoid", "relu", "gelu",
+            "silu", "abs", "neg", "square", "sin", "cos", "max", "min", "fill", "add", "sub",
+            "mul", "div", "copy", "scale")
+FORMATS = ("bf16", "fp32", "bfp8_b")
+
+REQUIRED_FIGURES = (
+    ["chip.clock_ghz",
+     "noc.link_bytes_per_cycle", "noc.hop_latency", "noc.niu_latency", "noc.max_packet_bytes",
+     "noc.l1_port_bytes_per_cycle", "noc.issue_cycles", "noc.header_flits",
+     "dram.bandwidth_bytes_per_cycle", "dram.latency",
+     "dst.tiles_16bit",
+     "cost.unpack.dual_bytes_per_cycle",
+     "cost.math.matmul", "cost.math.eltwise_mul", "cost.math.eltwise_add", "cost.math.eltwise_sub",
+     "cost.math.datacopy", "cost.math.reduce", "cost.math.transpose", "cost.math.fp32_acc_factor",
+     "cost.api.cb_wait_front", "cost.api.cb_pop_front", "cost.api.cb_reserve_back",
+     "cost.api.cb_push_back", "cost.api.tile_regs", "cost.api.semaphore", "cost.api.barrier",
+     "cost.api.get_arg", "cost.api.kernel_launch"]
+    + [f"cost.unpack.{f}" for f in FORMATS]
+    + [f"cost.pack.{f}" for f in FORMATS]
+    + [f"cost.sfpu.{op}" for op in SFPU_OPS]
+)
+
+
+@dataclass(frozen=True, eq=False)
+class SysDesc:
+    """A chip: its grid, memories, NoC, DST rules and cost figures (see docs/sysdesc.md)."""
+    name: str
+    format_version: int
+    path: str
+    description: str
+    clock_ghz: Figure
+    noc_grid: tuple
+    torus: bool
+    worker_x: tuple
+    worker_y: tuple
+    dram_banks: tuple
+    l1_size: int
+    l1_reserved: int
+    max_cbs: int
+    num_nocs: int
+    figures: Mapping[str, Figure] = field(repr=False)
+
+    def figure(self, key) -> Figure:
+        try:
+            return self.figures[key]
+        except KeyError:
+            raise SysdescError(f"{self.path}: no figure '{key}'") from None
+
+    def value(self, key) -> float:
+        return self.figure(key).value
+
+    def worker_grid(self):
+        return (len(self.worker_x), len(self.worker_y))
+
+    def worker_noc_xy(self, x, y):
+        gx, gy = self.worker_grid()
+        if not (0 <= x < gx and 0 <= y < gy):
+            raise SysdescError(f"{self.name}: logical core ({x},{y}) is outside the {gx}x{gy} worker grid")
+        return (self.worker_x[x], self.worker_y[y])
+
+    def is_worker(self, xy):
+        return xy[0] in self.worker_x and xy[1] in self.worker_y
+
+    def dram_bank_at(self, xy):
+        for b in self.dram_banks:
+            if tuple(b.noc_xy) == tuple(xy):
+                return b
+        return None
+
+    def dst_tiles(self, fp32_acc=False, full_sync=False):
+        """DST tiles math may use: 16 16-bit tiles, halved by fp32 and by half-sync."""
+        n = int(self.value("dst.tiles_16bit"))
+        if fp32_acc:
+            n //= 2
+        if not full_sync:
+            n //= 2
+        return n
+
+    def describe(self):
+        gx, gy = self.worker_grid()
+        est = sum(f.estimate for f in self.figures.values())
+        return "\n".join([
+            f"{self.name} (format {self.format_version}, {self.path})",
+            f"  {self.description}",
+            f"  clock {self.clock_ghz.value} GHz; worker grid {gx}x{gy} on a {self.noc_grid[0]}x"
+            f"{self.noc_grid[1]} NoC{' torus' if self.torus else ''}; {self.num_nocs} NoCs of "
+            f"{self.value('noc.link_bytes_per_cycle'):g} B/cycle links",
+            f"  L1 {self.l1_size // 1024} KiB per core ({self.l1_reserved // 1024} KiB reserved); "
+            f"DST {int(self.value('dst.tiles_16bit'))} 16-bit tiles",
+            f"  {len(self.dram_banks)} DRAM banks, "
+            f"{sum(b.bandwidth.value for b in self.dram_banks):g} B/cycle together",
+            f"  {len(self.figures)} figures, {est} of them estimates",
+        ])

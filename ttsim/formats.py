@@ -1,0 +1,149 @@
+"""Data formats and the tile layout in memory: bytes in L1 and DRAM are the hardware's.
+
+A tile is 32x32 values stored as four 16x16 faces (top-left, top-right, bottom-left,
+bottom-right), each face row by row. bf16 and fp32 pages hold the faces' values in order.
+A bfp8_b page holds 64 shared exponents (one per face row of 16 values, in face order),
+then 1024 one-byte mantissas: sign bit and 7 magnitude bits, the magnitude scaled to the
+block's largest exponent (so small values in a block with a large one lose bits).
+Rounding is to nearest, ties to even, everywhere; see docs/numerics.md.
+"""
+from __future__ import annotations
+
+from enum import Enum
+
+import ml_dtypes
+import numpy as np
+
+from .errors import TTSimError
+
+_BF16 = ml_dtypes.bfloat16
+BFP_MANT_BITS = 7           # magnitude bits of a bfp8_b mantissa (the implicit one included)
+
+
+class DataFormat(Enum):
+    BF16 = "bf16"
+    FP32 = "fp32"
+    BFP8_B = "bfp8_b"
+
+    @property
+    def tile_bytes(self) -> int:
+        return _TILE_BYTES[self]
+
+
+_TILE_BYTES = {DataFormat.BF16: 2048, DataFormat.FP32: 4096, DataFormat.BFP8_B: 1088}
+_ALIASES = {
+    "bf16": DataFormat.BF16, "bfloat16": DataFormat.BF16, "float16_b": DataFormat.BF16,
+    "fp32": DataFormat.FP32, "float32": DataFormat.FP32,
+    "bfp8_b": DataFormat.BFP8_B, "bfloat8_b": DataFormat.BFP8_B, "bfp8": DataFormat.BFP8_B,
+}
+
+
+def parse_format(fmt) -> DataFormat:
+    """A DataFormat from itself or a name ("bf16", "bfloat16", "fp32", "float32", "bfp8_b")."""
+    if isinstance(fmt, DataFormat):
+        return fmt
+    key = getattr(fmt, "name", fmt) if not isinstance(fmt, str) else fmt
+    hit = _ALIASES.get(str(key).lower())
+    if hit is None:
+        raise TTSimError(f"unknown data format {fmt!r}: use one of bf16, fp32, bfp8_b")
+    return hit
+
+
+# --- tile layout -------------------------------------------------------------------------
+def tilize(a) -> np.ndarray:
+    """(..., H, W) -> (n, 32, 32) float32 tiles, row-major over tiles, leading dims first."""
+    a = np.asarray(a, np.float32)
+    *lead, h, w = a.shape
+    if h % 32 or w % 32:
+        raise TTSimError(f"shape {a.shape}: the last two dims must be multiples of 32 to tilize")
+    t = a.reshape(-1, h // 32, 32, w // 32, 32).transpose(0, 1, 3, 2, 4)
+    return np.ascontiguousarray(t).reshape(-1, 32, 32)
+
+
+def untilize(tiles, shape) -> np.ndarray:
+    *lead, h, w = shape
+    t = np.asarray(tiles, np.float32).reshape(-1, h // 32, w // 32, 32, 32).transpose(0, 1, 3, 2, 4)
+    return np.ascontiguousarray(t).reshape(shape)
+
+
+def _to_faces(tiles):
+    """(n, 32, 32) -> (n, 1024) in face order."""
+    return tiles.reshape(-1, 2, 16, 2, 16).transpose(0, 1, 3, 2, 4).reshape(-1, 1024)
+
+
+def _from_faces(flat):
+    return flat.reshape(-1, 2, 2, 16, 16).transpose(0, 1, 3, 2, 4).reshape(-1, 32, 32)
+
+
+# --- bfp8_b ------------------------------------------------------------------------------
+def _bfp8_split(blocks):
+    """blocks (..., 16) float32 -> (biased shared exponent uint8 (...), signed mantissa int
+    (..., 16) in [-127, 127]); the value is mantissa * 2^(exp - 127 - 6)."""
+    x = np.asarray(blocks, np.float32)
+    mag = np.abs(x)
+    _, e = np.frexp(mag.max(axis=-1))            # max in [2^(e-1), 2^e)
+    shared = e.astype(np.int32) - 1                # unbiased exponent of the block's largest value
+    scale = np.ldexp(np.float32(1), shared - (BFP_MANT_BITS - 1))[..., None]
+    m = np.minimum(np.rint(mag / scale), 2 ** BFP_MANT_BITS - 1)
+    zero = mag.max(axis=-1) == 0
+    biased = np.clip(shared + 127, 0, 255)
+    biased[zero] = 0
+    m[zero] = 0
+    return biased.astype(np.uint8), np.where(np.signbit(x), -m, m).astype(np.int32)
+
+
+def _bfp8_join(biased, mant):
+    scale = np.ldexp(np.float32(1), biased.astype(np.int32) - 127 - (BFP_MANT_BITS - 1))
+    return (mant.astype(np.float32) * scale[..., None]).astype(np.float32)
+
+
+def quantize(x, fmt) -> np.ndarray:
+    """Values rounded to `fmt` as the hardware would store them (float32 result).
+
+    bfp8_b shares an exponent per 16 consecutive values of a row, aligned to 16 columns:
+    the face rows of the tile layout. The last dim must be a multiple of 16 for it.
+    """
+    fmt = parse_format(fmt)
+    x = np.asarray(x, np.float32)
+    if fmt is DataFormat.FP32:
+        return x.copy()
+    if fmt is DataFormat.BF16:
+        return x.astype(_BF16).astype(np.float32)
+    if x.shape[-1] % 16:
+        raise TTSimError(f"bfp8_b blocks are 16 values of a row; shape {x.shape} has a last dim "
+                         "that is not a multiple of 16")
+    blocks = x.reshape(*x.shape[:-1], -1, 16)
+    return _bfp8_join(*_bfp8_split(blocks)).reshape(x.shape)
+
+
+# --- pages -------------------------------------------------------------------------------
+def encode_tiles(tiles, fmt) -> np.ndarray:
+    """(n, 32, 32) values -> n pages of bytes (flat uint8, n * tile_bytes)."""
+    fmt = parse_format(fmt)
+    faces = _to_faces(np.asarray(tiles, np.float32))
+    if fmt is DataFormat.FP32:
+        return np.ascontiguousarray(faces).view(np.uint8).reshape(-1)
+    if fmt is DataFormat.BF16:
+        return faces.astype(_BF16).view(np.uint8).reshape(-1)
+    n = faces.shape[0]
+    exps, mant = _bfp8_split(faces.reshape(n, 64, 16))
+    out = np.empty((n, 1088), np.uint8)
+    out[:, :64] = exps
+    sign = (mant < 0).astype(np.uint8) << 7
+    out[:, 64:] = (sign | np.abs(mant).astype(np.uint8)).reshape(n, 1024)
+    return out.reshape(-1)
+
+
+def decode_tiles(raw, fmt, n) -> np.ndarray:
+    """n pages of bytes -> (n, 32, 32) float32 values."""
+    fmt = parse_format(fmt)
+    raw = np.asarray(raw, np.uint8).reshape(n, fmt.tile_bytes)
+    if fmt is DataFormat.FP32:
+        return _from_faces(raw.view(np.float32))
+    if fmt is DataFormat.BF16:
+        return _from_faces(raw.view(_BF16).astype(np.float32))
+    exps = raw[:, :64]
+    b = raw[:, 64:].reshape(n, 64, 16)
+    mant = (b & 0x7F).astype(np.int32)
+    mant = np.where(b & 0x80, -mant, mant)
+    return _from_faces(_bfp8_join(exps, mant).reshape(n, 1024))

@@ -1,0 +1,564 @@
+"""NoC and DRAM timing: a first-come-first-served reservation model (no simpy).
+
+The engine calls a `Noc` in non-decreasing global time order (it syncs first); each call
+reserves what its packets use and returns completion times at once. Resources:
+
+- links, one per (noc, x, y, direction): the link leaving router (x, y) towards
+  "+x", "-x", "+y" or "-y";
+- NIU ports: per core and per NoC one injection port (NIU -> router, reads the L1) and one
+  ejection port (router -> NIU, writes the L1), `noc.l1_port_bytes_per_cycle` wide;
+- DRAM banks, shared by both NoCs, with their bandwidth and latency. A DRAM endpoint has no
+  NIU port resource: its bank takes the port's place.
+
+A data packet carries at most `noc.max_packet_bytes` and is `noc.header_flits` +
+ceil(payload / link_bytes) flits. Its head reaches the source resource at its start s, the
+link of hop k at s + niu + k * hop and the destination resource at s + niu + h * hop
+(wormhole routing: the body streams behind the head). It holds each resource for
+flits * link_bytes / resource_bytes_per_cycle cycles from the moment its head arrives; its
+last byte lands s + 2 * niu + h * hop + (longest hold on the path), plus the bank latency
+when it lands in DRAM. A packet starts at the earliest time >= its lower bound at which
+every resource on its path is free for its whole hold; resources keep their busy intervals,
+so a later call can use a gap left before a reservation an earlier call made for the future,
+but never a time an earlier call holds. Header-only packets (read requests, write acks)
+pay their route's latency and hold only the NIU ports at their two ends.
+
+Reads: one request per response packet, requester -> source; for a DRAM source the data
+leaves bank-latency cycles after the request arrives. Writes: data source -> destination,
+one ack per packet back to the source, sent when the packet has landed. Everything is in
+whole cycles (times are rounded up). See docs/cycle-model.md, "NoC and DRAM".
+"""
+from __future__ import annotations
+
+from bisect import bisect_right as _bisect_right
+from math import ceil
+
+from .errors import NocError
+
+__all__ = ["Noc", "estimate_batch"]
+
+_EPS = 1e-9
+_PRUNE_AT = 16          # prune a resource's past intervals once it holds this many
+
+
+def _ceil(x) -> int:
+    return int(ceil(x - _EPS))
+
+
+class _Res:
+    """One resource: its busy intervals [starts[i], ends[i]) sorted, disjoint and merged
+    when they touch. Usage counters live in the plans that use it (see Noc.stats)."""
+    __slots__ = ("name", "kind", "starts", "ends", "ratio", "extra")
+
+    def __init__(self, name, kind, ratio, extra=None):
+        self.name, self.kind, self.ratio, self.extra = name, kind, ratio, extra
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+
+
+class _Path:
+    """The resources a packet from one endpoint to another crosses, with head offsets, and
+    per flit count a ready-made plan: ((starts, ends, offset, hold), ...), longest hold, and
+    a [packets, payload bytes] counter."""
+    __slots__ = ("entries", "hops", "src_lat", "dst_lat", "plans")
+
+    def __init__(self, entries, hops, src_lat, dst_lat):
+        self.entries, self.hops, self.src_lat, self.dst_lat = entries, hops, src_lat, dst_lat
+        self.plans: dict[int, tuple] = {}
+
+
+class Noc:
+    """FCFS reservation model of the NoCs, NIU ports and DRAM banks of one chip."""
+
+    def __init__(self, sd):
+        self.sd = sd
+        w, h = sd.noc_grid
+        self.grid = (int(w), int(h))
+        self.torus = bool(sd.torus)
+        self.num_nocs = int(sd.num_nocs)
+        v = sd.value
+        self.link_bytes = float(v("noc.link_bytes_per_cycle"))
+        self.hop = _ceil(v("noc.hop_latency"))
+        self.niu = _ceil(v("noc.niu_latency"))
+        self.max_packet = int(v("noc.max_packet_bytes"))
+        self.port_bytes = float(v("noc.l1_port_bytes_per_cycle"))
+        self.header_flits = int(v("noc.header_flits"))
+        for name, val in (("noc.link_bytes_per_cycle", self.link_bytes),
+                          ("noc.max_packet_bytes", self.max_packet),
+                          ("noc.l1_port_bytes_per_cycle", self.port_bytes)):
+            if val <= 0:
+                raise NocError(f"{name} must be > 0 (got {val})")
+        if self.header_flits < 1:
+            raise NocError(f"noc.header_flits must be >= 1 (got {self.header_flits})")
+        if self.hop < 0 or self.niu < 0:
+            raise NocError("noc.hop_latency and noc.niu_latency must be >= 0")
+        self._port_ratio = self.link_bytes / self.port_bytes
+
+        # DRAM banks by NoC endpoint. Banks that share an endpoint act as one resource with
+        # their summed bandwidth and the larger latency.
+        groups: dict[tuple, list] = {}
+        for b in sd.dram_banks:
+            groups.setdefault(tuple(int(c) for c in b.noc_xy), []).append(b)
+        self._dram: dict[tuple, tuple[_Res, int]] = {}
+        for xy, banks in groups.items():
+            bw = sum(float(b.bandwidth.value) for b in banks)
+            if bw <= 0:
+                raise NocError(f"DRAM bank {banks[0].id} at {xy}: bandwidth must be > 0")
+            lat = max(_ceil(b.latency.value) for b in banks)
+            ids = "+".join(str(b.id) for b in banks)
+            self._dram[xy] = (_Res(f"dram {ids} ({xy[0]},{xy[1]})", "dram", self.link_bytes / bw,
+                                   {"banks": [b.id for b in banks], "xy": list(xy),
+                                    "bytes_per_cycle": bw, "latency": lat}), lat)
+
+        self._worker_x = tuple(int(x) for x in sd.worker_x)
+        self._worker_y = tuple(int(y) for y in sd.worker_y)
+        self._links: dict[tuple, _Res] = {}
+        self._ports: dict[tuple, _Res] = {}
+        self._routes: dict[tuple, tuple] = {}
+        self._paths: dict[tuple, _Path] = {}
+        self._mcast: dict[tuple, tuple] = {}
+        self._recipes: dict[tuple, tuple] = {}
+        self._all_paths: list[_Path] = []
+        self._now = 0                  # latest issue time seen: intervals ending before it are dead
+        self._counts = {"read": 0, "write": 0, "multicast_write": 0, "atomic_inc": 0,
+                        "packets": 0, "acks": 0, "bytes": 0}
+
+    # --- routing ------------------------------------------------------------------------
+    def _check(self, noc, xy, what):
+        if not (0 <= noc < self.num_nocs):
+            raise NocError(f"NoC index {noc} does not exist (this chip has {self.num_nocs})")
+        w, h = self.grid
+        if not (0 <= xy[0] < w and 0 <= xy[1] < h):
+            raise NocError(f"{what} ({xy[0]},{xy[1]}) is outside the {w}x{h} NoC grid")
+
+    def route(self, noc: int, src_xy, dst_xy) -> tuple:
+        """The links a packet crosses from src to dst on `noc`, in order: (noc, x, y, dir),
+        the link leaving router (x, y) in direction dir ("+x", "-x", "+y", "-y").
+
+        Dimension-ordered: even NoCs (NoC 0) go X first in +x, then Y in +y; odd NoCs (NoC 1)
+        go Y first in -y, then X in -x. On a torus coordinates wrap, so a route always moves
+        in its NoC's directions; on a mesh each dimension moves towards the destination."""
+        key = (noc, src_xy[0], src_xy[1], dst_xy[0], dst_xy[1])
+        r = self._routes.get(key)
+        if r is None:
+            self._check(noc, src_xy, "source")
+            self._check(noc, dst_xy, "destination")
+            r = self._routes[key] = self._compute_route(noc, src_xy, dst_xy)
+        return r
+
+    def _compute_route(self, noc, src, dst):
+        w, h = self.grid
+        x, y = int(src[0]), int(src[1])
+        dx, dy = int(dst[0]), int(dst[1])
+        fwd = noc % 2 == 0
+        sign = 1 if fwd else -1
+        links = []
+        for dim in (("x", "y") if fwd else ("y", "x")):
+            if dim == "x":
+                while x != dx:
+                    step = sign if self.torus else (1 if dx > x else -1)
+                    links.append((noc, x, y, "+x" if step > 0 else "-x"))
+                    x = (x + step) % w
+            else:
+                while y != dy:
+                    step = sign if self.torus else (1 if dy > y else -1)
+                    links.append((noc, x, y, "+y" if step > 0 else "-y"))
+                    y = (y + step) % h
+        return tuple(links)
+
+    # --- resources and paths ------------------------------------------------------------
+    def _link(self, key):
+        r = self._links.get(key)
+        if r is None:
+            noc, x, y, d = key
+            r = self._links[key] = _Res(f"noc{noc} ({x},{y}) {d}", "link", 1.0)
+        return r
+
+    def _port(self, noc, xy, kind):
+        key = (noc, xy[0], xy[1], kind)
+        r = self._ports.get(key)
+        if r is None:
+            r = self._ports[key] = _Res(f"noc{noc} ({xy[0]},{xy[1]}) {kind}", "port",
+                                        self._port_ratio)
+        return r
+
+    def _new_path(self, entries, hops, src_lat=0, dst_lat=0):
+        p = _Path(tuple(entries), hops, src_lat, dst_lat)
+        self._all_paths.append(p)
+        return p
+
+    def _path(self, noc, src, dst, header_only=False):
+        """The _Path for packets src -> dst.
+
+        Data packets reserve the source's injection port (or DRAM bank), every link of the
+        route and the destination's ejection port (or DRAM bank). Header-only packets (read
+        requests, write acks) reserve only the NIU ports at their two ends, never a DRAM
+        bank or a link: they pay the route's latency but their one flit per link is left
+        out of link occupancy (see docs/cycle-model.md)."""
+        key = (noc, src[0], src[1], dst[0], dst[1], header_only)
+        p = self._paths.get(key)
+        if p is not None:
+            return p
+        links = self.route(noc, src, dst)
+        niu, hop = self.niu, self.hop
+        entries = []
+        ds = self._dram.get((src[0], src[1]))
+        dd = self._dram.get((dst[0], dst[1]))
+        if ds is None:
+            entries.append((self._port(noc, src, "inj"), 0))
+        elif not header_only:
+            entries.append((ds[0], 0))
+        if not header_only:
+            for k, lk in enumerate(links):
+                entries.append((self._link(lk), niu + k * hop))
+        if dd is None:
+            entries.append((self._port(noc, dst, "ej"), niu + len(links) * hop))
+        elif not header_only:
+            entries.append((dd[0], niu + len(links) * hop))
+        p = self._paths[key] = self._new_path(entries, len(links), ds[1] if ds else 0,
+                                              dd[1] if dd else 0)
+        return p
+
+    def _plan(self, path, flits):
+        pl = path.plans.get(flits)
+        if pl is None:
+            items = []
+            dmax = flits
+            for res, off in path.entries:
+                r = res.ratio
+                d = flits if r == 1.0 else _ceil(flits * r)
+                dmax = max(dmax, d)
+                items.append((res.starts, res.ends, off, d))
+            pl = path.plans[flits] = (tuple(items), dmax, [0, 0])
+        return pl
+
+    # --- the reservation core -------------------------------------------------------------
+    def _place(self, plan, lb, payload):
+        """Reserve one packet along `plan` at the earliest start >= lb at which every
+        resource is free for its holding time from the moment the head reaches it.
+
+        Returns (start, longest holding time on the path)."""
+        items, dmax, ctr = plan
+        bisect_right = _bisect_right
+        s = lb
+        moved = True
+        while moved:                       # converges: s only grows, to the least fixed point
+            moved = False
+            for st, en, off, d in items:
+                if en:
+                    a = s + off
+                    if en[-1] > a:
+                        j = bisect_right(en, a)
+                        if st[j] < a + d:
+                            m = len(en)
+                            b = en[j]
+                            j += 1
+                            while j < m and st[j] < b + d:
+                                b = en[j]
+                                j += 1
+                            s = b - off
+                            moved = True
+        for st, en, off, d in items:
+            x = s + off
+            e = x + d
+            if not en:
+                st.append(x)
+                en.append(e)
+                continue
+            last = en[-1]
+            if last <= x:
+                if last == x:
+                    en[-1] = e
+                else:
+                    st.append(x)
+                    en.append(e)
+                    if len(en) > _PRUNE_AT:
+                        k = bisect_right(en, self._now)
+                        if k:
+                            del st[:k], en[:k]
+            else:
+                j = bisect_right(en, x)      # first interval ending after x; it starts >= e
+                prev = j > 0 and en[j - 1] == x
+                nxt = st[j] == e
+                if prev and nxt:
+                    en[j - 1] = en[j]
+                    del st[j], en[j]
+                elif prev:
+                    en[j - 1] = e
+                elif nxt:
+                    st[j] = x
+                else:
+                    st.insert(j, x)
+                    en.insert(j, e)
+        ctr[0] += 1
+        ctr[1] += payload
+        return s, dmax
+
+    def _start(self, t):
+        t = _ceil(t)
+        if t > self._now:
+            self._now = t
+        return t
+
+    def _packets(self, nbytes):
+        nbytes = int(nbytes)
+        if nbytes < 0:
+            raise NocError(f"transfer of {nbytes} bytes")
+        mp = self.max_packet
+        if nbytes <= mp:
+            return (nbytes,)
+        full, rest = divmod(nbytes, mp)
+        return (mp,) * full + ((rest,) if rest else ())
+
+    def _flits(self, payload):
+        return self.header_flits + _ceil(payload / self.link_bytes)
+
+    # --- transfers ------------------------------------------------------------------------
+    def _recipe(self, kind, noc, a, b, nbytes):
+        """Cached per (kind, noc, endpoints, size): the data packets' (plan, payload) list,
+        the latency added to a data packet's start (plus its hold), and the header-only
+        packet's plan and latency (write: the ack b -> a; read: the request a -> b)."""
+        a = (a[0], a[1])
+        b = (b[0], b[1])
+        nbytes = int(nbytes)
+        niu2 = 2 * self.niu
+        if kind == "w":
+            path = self._path(noc, a, b)
+            hdr = self._path(noc, b, a, header_only=True)
+            lat = niu2 + path.hops * self.hop + path.dst_lat
+            hdr_lat = niu2 + hdr.hops * self.hop
+        else:                                  # read: requester a, source b
+            hdr = self._path(noc, a, b, header_only=True)
+            path = self._path(noc, b, a)
+            lat = niu2 + path.hops * self.hop
+            hdr_lat = niu2 + hdr.hops * self.hop + path.src_lat
+        data = tuple((self._plan(path, self._flits(p)), p) for p in self._packets(nbytes))
+        r = (data, lat, self._plan(hdr, self.header_flits), hdr_lat, nbytes)
+        self._recipes[(kind, noc, a[0], a[1], b[0], b[1], nbytes)] = r
+        return r
+
+    def write(self, t, noc, src_xy, dst_xy, nbytes):
+        """src core's L1 -> dst (a core's L1 or a DRAM bank). Returns (t_landed, t_acked):
+        the last byte written at dst, and the (last) write ack back at src."""
+        t = _ceil(t)
+        if t > self._now:
+            self._now = t
+        r = self._recipes.get(("w", noc, src_xy[0], src_xy[1], dst_xy[0], dst_xy[1], nbytes))
+        if r is None:
+            r = self._recipe("w", noc, src_xy, dst_xy, nbytes)
+        data, lat, ack_plan, ack_lat, nbytes = r
+        place = self._place
+        lb = landed = acked = t
+        for plan, payload in data:
+            s, dmax = place(plan, lb, payload)
+            lb = s + 1
+            done = s + lat + dmax
+            if done > landed:
+                landed = done
+            # one ack per packet, header only, back on the same NoC
+            sa, amax = place(ack_plan, done, 0)
+            a = sa + ack_lat + amax
+            if a > acked:
+                acked = a
+        c = self._counts
+        c["write"] += 1
+        c["packets"] += 2 * len(data)
+        c["acks"] += len(data)
+        c["bytes"] += nbytes
+        return landed, acked
+
+    def read(self, t, noc, requester_xy, src_xy, nbytes):
+        """requester asks src (a core's L1 or a DRAM bank) for nbytes; returns when the last
+        byte has landed in the requester's L1."""
+        t = _ceil(t)
+        if t > self._now:
+            self._now = t
+        r = self._recipes.get(("r", noc, requester_xy[0], requester_xy[1], src_xy[0], src_xy[1],
+                               nbytes))
+        if r is None:
+            r = self._recipe("r", noc, requester_xy, src_xy, nbytes)
+        data, lat, req_plan, req_lat, nbytes = r
+        place = self._place
+        req_lb = lb = landed = t
+        for plan, payload in data:
+            # one request per response packet, header only
+            sr, rmax = place(req_plan, req_lb, 0)
+            req_lb = sr + 1
+            at_src = sr + req_lat + rmax
+            s, dmax = place(plan, at_src if at_src > lb else lb, payload)
+            lb = s + 1
+            done = s + lat + dmax
+            if done > landed:
+                landed = done
+        c = self._counts
+        c["read"] += 1
+        c["packets"] += 2 * len(data)
+        c["bytes"] += nbytes
+        return landed
+
+    def multicast_write(self, t, noc, src_xy, rect, nbytes, include_src=False):
+        """src core's L1 -> every worker core in the NoC rectangle (x0, y0, x1, y1), inclusive
+        (the source itself only if include_src). Returns (t_all_landed, t_all_acked)."""
+        t = self._start(t)
+        src_xy = (src_xy[0], src_xy[1])
+        tree, dest_hops, ack_hops = self._mcast_tree(noc, src_xy, tuple(int(c) for c in rect),
+                                                     bool(include_src))
+        niu, hop, hf = self.niu, self.hop, self.header_flits
+        lb = tail = t
+        packets = self._packets(nbytes)
+        for payload in packets:
+            s, dmax = self._place(self._plan(tree, self._flits(payload)), lb, payload)
+            lb = s + 1
+            if s + dmax > tail:
+                tail = s + dmax
+        # Every destination sees the packets at the same head offsets along the tree.
+        landed_each = [tail + 2 * niu + h * hop for h in dest_hops]
+        landed = max(landed_each)
+        # Acks: one per destination, header only, sent when the destination has the last
+        # byte; like every header-only packet they hold only the source's ejection port
+        # (all of them funnel into it), taken in arrival order.
+        ack_plan = self._plan(self._ack_port_path(noc, src_xy), hf)
+        arrivals = sorted(ld + niu + ah * hop for ld, ah in zip(landed_each, ack_hops))
+        acked = t
+        for a in arrivals:
+            s, dmax = self._place(ack_plan, a, 0)
+            if s + dmax + niu > acked:
+                acked = s + dmax + niu
+        c = self._counts
+        c["multicast_write"] += 1
+        c["packets"] += len(packets) + len(arrivals)
+        c["acks"] += len(arrivals)
+        c["bytes"] += int(nbytes)
+        return landed, acked
+
+    def _ack_port_path(self, noc, src):
+        key = ("ackport", noc, src)
+        p = self._paths.get(key)
+        if p is None:
+            p = self._paths[key] = self._new_path(((self._port(noc, src, "ej"), 0),), 0)
+        return p
+
+    def _mcast_tree(self, noc, src, rect, include_src):
+        key = (noc, src, rect, include_src)
+        tr = self._mcast.get(key)
+        if tr is not None:
+            return tr
+        self._check(noc, src, "multicast source")
+        x0, y0, x1, y1 = rect
+        xlo, xhi = min(x0, x1), max(x0, x1)
+        ylo, yhi = min(y0, y1), max(y0, y1)
+        dests = [(x, y) for y in self._worker_y if ylo <= y <= yhi
+                 for x in self._worker_x if xlo <= x <= xhi
+                 if include_src or (x, y) != src]
+        if not dests:
+            raise NocError(f"multicast rectangle ({x0},{y0})-({x1},{y1}) holds no destination core")
+        niu, hop = self.niu, self.hop
+        depth: dict[tuple, int] = {}
+        dest_hops, ack_hops = [], []
+        for d in dests:
+            links = self.route(noc, src, d)
+            for k, lk in enumerate(links):
+                if depth.get(lk, k) >= k:
+                    depth[lk] = k
+            dest_hops.append(len(links))
+            ack_hops.append(len(self.route(noc, d, src)))
+        entries = [(self._port(noc, src, "inj"), 0)]
+        for lk, k in sorted(depth.items(), key=lambda kv: (kv[1], kv[0])):
+            entries.append((self._link(lk), niu + k * hop))
+        for d, h in zip(dests, dest_hops):
+            entries.append((self._port(noc, d, "ej"), niu + h * hop))
+        tr = self._mcast[key] = (self._new_path(entries, max(dest_hops)), tuple(dest_hops),
+                                 tuple(ack_hops))
+        return tr
+
+    def atomic_inc(self, t, noc, src_xy, dst_xy) -> int:
+        """A small packet (header + one data flit) src -> dst core; returns the time the
+        increment is applied at dst."""
+        t = self._start(t)
+        path = self._path(noc, (src_xy[0], src_xy[1]), (dst_xy[0], dst_xy[1]))
+        s, dmax = self._place(self._plan(path, self._flits(4)), t, 4)
+        self._counts["atomic_inc"] += 1
+        self._counts["packets"] += 1
+        return s + 2 * self.niu + path.hops * self.hop + dmax + path.dst_lat
+
+    # --- reporting ------------------------------------------------------------------------
+    def stats(self) -> dict:
+        """Usage per link, NIU port and DRAM bank that carried anything: payload bytes,
+        busy (held) cycles and packets; plus transfer, packet and ack counts. JSON-ready."""
+        use: dict[int, list] = {}
+        for p in self._all_paths:
+            for pl in p.plans.values():
+                n, nbytes = pl[2]
+                if not n:
+                    continue
+                for (res, _), (_, _, _, d) in zip(p.entries, pl[0]):
+                    u = use.get(id(res))
+                    if u is None:
+                        u = use[id(res)] = [0, 0, 0]
+                    u[0] += nbytes
+                    u[1] += n * d
+                    u[2] += n
+
+        def table(resources):
+            out = {}
+            for r in resources:
+                u = use.get(id(r))
+                if u:
+                    out[r.name] = {"bytes": u[0], "busy": u[1], "packets": u[2]}
+                    if r.extra:
+                        out[r.name].update(r.extra)
+            return out
+        out = dict(self._counts)
+        out["links"] = table(r for _, r in sorted(self._links.items()))
+        out["ports"] = table(r for _, r in sorted(self._ports.items()))
+        out["dram"] = table(r for _, (r, _) in sorted(self._dram.items()))
+        return out
+
+
+# --- calibration helper -----------------------------------------------------------------------
+def estimate_batch(noc_model, sd, pattern, memory, noc, n, nbytes, same_axis=False,
+                   issue_cycles=0, *, fixed_cycles=0, pair=None, bank=None):
+    """Cycles for "one core issues n transfers back to back and waits for all of them".
+
+    Mimics the tt-metal data-movement tests behind calibration/wormhole_noc_latency.csv
+    (used by benchmarks and tests/ttsim/test_noc.py): transfer i is handed to the NoC at
+    t = i * issue_cycles; the result is the time the last one completes (read: landed;
+    write: acked) plus `fixed_cycles` (per-batch software overhead, e.g. the barrier).
+
+    noc_model: the Noc class (or any callable sd -> model), or a fresh model instance.
+    pattern: "one_from_one" (read), "one_to_one" (write), "one_from_all" (read round-robin
+    from every DRAM bank). memory: "l1", "dram_sharded" or "dram_interleaved".
+    Placement (the CSV does not record it): the issuing core is logical worker (0, 0); its
+    L1 partner is worker (1, 1), or (0, 1) (same column) when same_axis; a sharded DRAM bank
+    is the first bank whose endpoint differs from the core in both coordinates, or shares
+    one when same_axis (or `bank`, an index). `pair` overrides the core pair as
+    ((x, y), (x, y)) logical coordinates. On a torus only the round trip matters, and it
+    is the same for every pair that differs in both coordinates (width + height hops)."""
+    model = noc_model if isinstance(noc_model, Noc) else noc_model(sd)
+    me_l, other_l = pair if pair is not None else ((0, 0), (0, 1) if same_axis else (1, 1))
+    me = (sd.worker_x[me_l[0]], sd.worker_y[me_l[1]])
+    if memory == "l1":
+        targets = [(sd.worker_x[other_l[0]], sd.worker_y[other_l[1]])]
+    elif memory == "dram_sharded":
+        if bank is not None:
+            targets = [tuple(sd.dram_banks[bank].noc_xy)]
+        else:
+            xys = [tuple(b.noc_xy) for b in sd.dram_banks]
+            want = [xy for xy in xys if (xy[0] == me[0] or xy[1] == me[1]) == bool(same_axis)]
+            targets = [(want or xys)[0]]
+    elif memory == "dram_interleaved":
+        targets = [tuple(b.noc_xy) for b in sd.dram_banks]
+    else:
+        raise ValueError(f"unknown memory {memory!r}")
+    done = 0
+    for i in range(n):
+        t = i * issue_cycles
+        tgt = targets[i % len(targets)]
+        if pattern in ("one_from_one", "one_from_all"):
+            c = model.read(t, noc, me, tgt, nbytes)
+        elif pattern == "one_to_one":
+            c = model.write(t, noc, me, tgt, nbytes)[1]
+        else:
+            raise ValueError(f"unknown pattern {pattern!r}")
+        if c > done:
+            done = c
+    return _ceil(done + fixed_cycles)
