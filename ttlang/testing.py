@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 
 from ttsim import formats as _formats
 
-UNIT_ROUNDOFF = {"bf16": 2.0 ** -8, "fp32": 2.0 ** -24, "bfp8_b": 2.0 ** -7}
+UNIT_ROUNDOFF = {"bf16": 2.0 ** -8, "fp32": 2.0 ** -24, "bfp8_b": 2.0 ** -7,
+                 "tf32": 2.0 ** -11}   # what a source register keeps of an fp32 value
 # Relative error of one product at each math fidelity: the phases drop the low mantissa
 # slices (SrcA keeps 5 significant bits per phase, SrcB 7), truncating: LoFi loses up to
 # 2^-4 of A and 2^-6 of B, HiFi2 2^-6 of B, HiFi3 the product of both low slices.
@@ -30,6 +31,9 @@ FIDELITY_ROUNDOFF = {"LoFi": 2.0 ** -4 + 2.0 ** -6 + 2.0 ** -10, "HiFi2": 2.0 **
 
 
 def unit_roundoff(fmt):
+    """u of a storage format, or of "tf32" (an fp32 value after a trip through SrcA/SrcB)."""
+    if fmt == "tf32":
+        return UNIT_ROUNDOFF[fmt]
     return UNIT_ROUNDOFF[_formats.parse_format(fmt).value]
 
 

@@ -196,7 +196,7 @@ class DataMovementContext(KernelContext):
         if done > self._read_done:
             self._read_done = done
 
-    def noc_async_read_tile(self, page, addrgen, dst_l1):
+    def noc_async_read_tile(self, page, addrgen, dst_l1, noc=None):
         ln = caller_line()
         src = addrgen.get_noc_addr(page)
         t = self._issue(ln, "noc_async_read_tile")
@@ -206,7 +206,8 @@ class DataMovementContext(KernelContext):
         check_range(src_mem, src.addr, size, "noc_async_read_tile source", self.core, self._th.kind, ln)
         check_range(me, dst_l1, size, "noc_async_read_tile destination", self.core, self._th.kind, ln)
         me[dst_l1:dst_l1 + size] = src_mem[src.addr:src.addr + size]
-        done = self._noc.read(t, self.noc_index, (self.my_x, self.my_y), (src.x, src.y), size)
+        done = self._noc.read(t, self.noc_index if noc is None else noc, (self.my_x, self.my_y),
+                              (src.x, src.y), size)
         if done > self._read_done:
             self._read_done = done
 
@@ -214,9 +215,9 @@ class DataMovementContext(KernelContext):
         ln = caller_line()
         self._write(src_l1, dst, size, noc, ln, "noc_async_write")
 
-    def noc_async_write_tile(self, page, addrgen, src_l1):
+    def noc_async_write_tile(self, page, addrgen, src_l1, noc=None):
         ln = caller_line()
-        self._write(src_l1, addrgen.get_noc_addr(page), addrgen.page_size, None, ln,
+        self._write(src_l1, addrgen.get_noc_addr(page), addrgen.page_size, noc, ln,
                     "noc_async_write_tile")
 
     def _write(self, src_l1, dst, size, noc, ln, name):

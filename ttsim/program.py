@@ -13,6 +13,15 @@ from .compute import ComputeConfig
 from .errors import TTSimError
 
 
+def dram_nocs(sd):
+    """(NoC for DRAM reads, NoC for DRAM writes) that kernels should use on this chip
+    (tt-metal's GetPreferredNOCForDRAMRead/Write): the one whose routes leave a DRAM
+    column along rows, so many cores' traffic does not pile onto one column's links."""
+    f = sd.figures
+    return (int(f["noc.dram_read_noc"].value) if "noc.dram_read_noc" in f else 0,
+            int(f["noc.dram_write_noc"].value) if "noc.dram_write_noc" in f else 1)
+
+
 @dataclass(frozen=True)
 class CoreRange:
     """Logical worker cores (x0..x1, y0..y1), inclusive."""

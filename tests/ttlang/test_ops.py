@@ -85,7 +85,8 @@ def test_method_forms_and_transpose():
     f2 = lambda a: a - ttl.math.broadcast(a.rowmax(), dims=[1]) + ttl.math.broadcast(a.rowsum(), dims=[1])
     (xq,), out, _, _ = run_blocks(f2, [x], block=(2, 2), out_dtype="fp32", fp32_dest_acc_en=True)
     ref = xq - xq.max(1, keepdims=True) + xq.sum(1, keepdims=True)
-    tt.assert_close(out, ref, "fp32", ops=70, scale=np.abs(xq).sum(1, keepdims=True) + np.abs(xq))
+    # fp32 DST, but the row statistics reach the broadcast through a source register (TF32)
+    tt.assert_close(out, ref, "tf32", ops=2, scale=np.abs(xq).sum(1, keepdims=True) + np.abs(xq))
 
 
 @given(m=st.integers(1, 3), k=st.integers(1, 4), n=st.integers(1, 3), seed=tt.seeds(),

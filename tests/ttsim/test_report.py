@@ -34,9 +34,9 @@ def test_lines_account_for_all_busy_cycles():
         busy_lines = sum(l.busy for l in rep.lines if l.kind == kind)
         assert abs(busy_threads - busy_lines) < 1e-6 * busy_threads
     mm = [l for l in rep.lines if l.kind == "math" and l.busy > 0]
-    assert any("matmul_tiles" in open(l.file).read().splitlines()[l.line - 1] for l in mm)
+    assert any("matmul_block" in open(l.file).read().splitlines()[l.line - 1] for l in mm)
     table = rep.line_table(top=5)
-    assert "matmul_tiles" in table
+    assert "matmul_block" in table
 
 
 def test_json_report_schema(tmp_path):
@@ -60,7 +60,7 @@ def test_trace_opens_as_chrome_trace(tmp_path):
     slices = [e for e in ev if e["ph"] == "X"]
     names = {e["args"]["name"] for e in ev if e["ph"] == "M" and e["name"] == "thread_name"}
     assert names == {"reader", "writer", "unpack", "math", "pack"}
-    assert any(e["name"] == "matmul_tiles" for e in slices)
+    assert any(e["name"] == "matmul_block" for e in slices)
     assert any(e["cat"] == "wait" for e in slices)
     assert all(e["dur"] >= 0 and e["ts"] >= 0 for e in slices)
     assert len({e["pid"] for e in slices}) == 2

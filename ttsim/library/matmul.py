@@ -1,14 +1,15 @@
 """Multi-core blocked matmul, written as tt-metal kernels are: reader, compute, writer.
 
-Each core owns a rectangle of output tiles and walks it in subblocks of sm x sn tiles that
-stay in DST for the whole K loop; the reader streams K in blocks of kb tiles, and the compute
-kernel uses matmul_block so each operand tile is unpacked once per subblock.
+Each core owns a rectangle of output tiles and walks it in output blocks that stay in L1
+while the reader streams K through in steps; the compute kernel multiplies sm x sn
+subblocks in DST with matmul_block (each operand tile unpacked once per subblock) and the
+packer accumulates them into the block in L1.
 """
 from __future__ import annotations
 
 import math
 
-from ..program import Program
+from ..program import Program, dram_nocs
 
 CB_A, CB_B, CB_OUT = 0, 1, 16
 
@@ -27,105 +28,247 @@ def plan(mt, nt, grid):
 
 
 def _reader(k):
-    a_base, b_base, kt, nt, m0, mc, n0, nc, sm, sn, kb = k.args
+    a_base, b_base, kt, nt, m0, mc, n0, nc, bm, bn, kb = k.args
     a = k.interleaved_addr_gen(a_base, k.get_compile_time_arg_val(0))
     b = k.interleaved_addr_gen(b_base, k.get_compile_time_arg_val(1))
-    for ms in range(m0, m0 + mc, sm):
-        for ns in range(n0, n0 + nc, sn):
+    for mb in range(m0, m0 + mc, bm):
+        for nb in range(n0, n0 + nc, bn):
             for k0 in range(0, kt, kb):
-                k.cb_reserve_back(CB_A, sm * kb)
+                k.cb_reserve_back(CB_A, bm * kb)
                 p = k.get_write_ptr(CB_A)
-                for i in range(sm):
+                for i in range(bm):
                     for kk in range(kb):
-                        k.noc_async_read_tile((ms + i) * kt + k0 + kk, a, p)
+                        k.noc_async_read_tile((mb + i) * kt + k0 + kk, a, p)
                         p += a.page_size
-                k.cb_reserve_back(CB_B, kb * sn)
+                k.cb_reserve_back(CB_B, kb * bn)
                 p = k.get_write_ptr(CB_B)
                 for kk in range(kb):
-                    for j in range(sn):
-                        k.noc_async_read_tile((k0 + kk) * nt + ns + j, b, p)
+                    for j in range(bn):
+                        k.noc_async_read_tile((k0 + kk) * nt + nb + j, b, p)
                         p += b.page_size
                 k.noc_async_read_barrier()
-                k.cb_push_back(CB_A, sm * kb)
-                k.cb_push_back(CB_B, kb * sn)
+                k.cb_push_back(CB_A, bm * kb)
+                k.cb_push_back(CB_B, kb * bn)
 
 
 def _compute(k):
-    kt, mc, nc, sm, sn, kb = k.args
-    for _ in range(0, mc, sm):
-        for _ in range(0, nc, sn):
-            k.tile_regs_acquire()
-            for _ in range(0, kt, kb):
-                k.cb_wait_front(CB_A, sm * kb)
-                k.cb_wait_front(CB_B, kb * sn)
-                for kk in range(kb):
-                    k.matmul_block(CB_A, CB_B, kk, kk * sn, 0, False, sn, sm, kb)
-                k.cb_pop_front(CB_A, sm * kb)
-                k.cb_pop_front(CB_B, kb * sn)
-            k.tile_regs_commit()
-            k.tile_regs_wait()
-            k.cb_reserve_back(CB_OUT, sm * sn)
-            for d in range(sm * sn):
-                k.pack_tile(d, CB_OUT)
-            k.cb_push_back(CB_OUT, sm * sn)
-            k.tile_regs_release()
+    kt, mc, nc, bm, bn, sm, sn, kb = k.args
+    for _ in range(0, mc * nc, bm * bn):
+        k.cb_reserve_back(CB_OUT, bm * bn)
+        for k0 in range(0, kt, kb):
+            k.cb_wait_front(CB_A, bm * kb)
+            k.cb_wait_front(CB_B, kb * bn)
+            for si in range(0, bm, sm):
+                for sj in range(0, bn, sn):
+                    k.tile_regs_acquire()
+                    for kk in range(kb):
+                        k.matmul_block(CB_A, CB_B, si * kb + kk, kk * bn + sj, 0, False, sn, sm, kb)
+                    k.tile_regs_commit()
+                    k.tile_regs_wait()
+                    for i in range(sm):
+                        for j in range(sn):
+                            k.pack_tile(i * sn + j, CB_OUT, (si + i) * bn + sj + j, accumulate=k0 > 0)
+                    k.tile_regs_release()
+            k.cb_pop_front(CB_A, bm * kb)
+            k.cb_pop_front(CB_B, kb * bn)
+        k.cb_push_back(CB_OUT, bm * bn)
 
 
 def _writer(k):
-    c_base, nt, m0, mc, n0, nc, sm, sn = k.args
+    c_base, nt, m0, mc, n0, nc, bm, bn = k.args
     c = k.interleaved_addr_gen(c_base, k.get_compile_time_arg_val(0))
-    for ms in range(m0, m0 + mc, sm):
-        for ns in range(n0, n0 + nc, sn):
-            k.cb_wait_front(CB_OUT, sm * sn)
+    for mb in range(m0, m0 + mc, bm):
+        for nb in range(n0, n0 + nc, bn):
+            k.cb_wait_front(CB_OUT, bm * bn)
             p = k.get_read_ptr(CB_OUT)
-            for i in range(sm):
-                for j in range(sn):
-                    k.noc_async_write_tile((ms + i) * nt + ns + j, c, p)
+            for i in range(bm):
+                for j in range(bn):
+                    k.noc_async_write_tile((mb + i) * nt + nb + j, c, p)
                     p += c.page_size
             k.noc_async_write_barrier()
-            k.cb_pop_front(CB_OUT, sm * sn)
+            k.cb_pop_front(CB_OUT, bm * bn)
+
+
+def _mcast_step(k, cb, ntiles, nbytes, fetch, role, ready, valid):
+    """One block into `cb` on every core of a row (or column): the sender fetches it from
+    DRAM and multicasts it to the same address on the receivers, with tt-metal's semaphore
+    handshake (receivers signal `ready` once they have room; the sender multicasts `valid`)."""
+    k.cb_reserve_back(cb, ntiles)
+    p = k.get_write_ptr(cb)
+    if role is None:                                   # alone in its row / column
+        fetch(p)
+    elif role[0] == "send":
+        _, rect, n_recv = role
+        fetch(p)
+        k.noc_semaphore_wait(ready, n_recv)
+        k.noc_semaphore_set(ready, 0)
+        k.noc_async_write_multicast(p, k.get_noc_multicast_addr(*rect, p), nbytes, n_recv)
+        k.noc_semaphore_set_multicast(valid, k.get_noc_multicast_addr(*rect, valid), n_recv)
+    else:
+        _, sx, sy = role
+        k.noc_semaphore_set(valid, 0)
+        k.noc_semaphore_inc(k.get_noc_addr(sx, sy, ready), 1)
+        k.noc_semaphore_wait(valid, 1)
+    k.cb_push_back(cb, ntiles)
+
+
+def _reader_mcast(k):
+    """in0 (A): the first core of each grid row reads A and multicasts it along the row."""
+    a_base, kt, m0, mc, nc, bm, bn, kb, role, s_ready, s_valid = k.args
+    a = k.interleaved_addr_gen(a_base, k.get_compile_time_arg_val(0))
+    ready, valid = k.get_semaphore(s_ready), k.get_semaphore(s_valid)
+    k.noc_semaphore_set(valid, 1) if role and role[0] == "send" else None
+    for mb in range(m0, m0 + mc, bm):
+        for _ in range(0, nc, bn):
+            for k0 in range(0, kt, kb):
+                def fetch(p, mb=mb, k0=k0):
+                    for i in range(bm):
+                        for kk in range(kb):
+                            k.noc_async_read_tile((mb + i) * kt + k0 + kk, a, p)
+                            p += a.page_size
+                    k.noc_async_read_barrier()
+                _mcast_step(k, CB_A, bm * kb, bm * kb * a.page_size, fetch, role, ready, valid)
+
+
+def _writer_mcast(k):
+    """in1 (B): the first core of each grid column reads B and multicasts it down the
+    column; then the output block goes to DRAM."""
+    b_base, c_base, kt, nt, m0, mc, n0, nc, bm, bn, kb, role, s_ready, s_valid, wr = k.args
+    b = k.interleaved_addr_gen(b_base, k.get_compile_time_arg_val(0))
+    c = k.interleaved_addr_gen(c_base, k.get_compile_time_arg_val(1))
+    ready, valid = k.get_semaphore(s_ready), k.get_semaphore(s_valid)
+    k.noc_semaphore_set(valid, 1) if role and role[0] == "send" else None
+    for mb in range(m0, m0 + mc, bm):
+        for nb in range(n0, n0 + nc, bn):
+            for k0 in range(0, kt, kb):
+                def fetch(p, nb=nb, k0=k0):
+                    for kk in range(kb):
+                        for j in range(bn):
+                            k.noc_async_read_tile((k0 + kk) * nt + nb + j, b, p)
+                            p += b.page_size
+                    k.noc_async_read_barrier()
+                _mcast_step(k, CB_B, kb * bn, kb * bn * b.page_size, fetch, role, ready, valid)
+            k.cb_wait_front(CB_OUT, bm * bn)
+            p = k.get_read_ptr(CB_OUT)
+            for i in range(bm):
+                for j in range(bn):
+                    k.noc_async_write_tile((mb + i) * nt + nb + j, c, p, wr)
+                    p += c.page_size
+            k.noc_async_write_barrier()
+            k.cb_pop_front(CB_OUT, bm * bn)
+
+
+def _roles(device, grid, along):
+    """Per core: None (no peers), ("send", noc rectangle, receivers) or ("recv", sender noc
+    x, y), for multicast along grid rows (along="row") or columns."""
+    sd, (gx, gy) = device.sd, grid
+    roles = {}
+    for y in range(gy):
+        for x in range(gx):
+            peers = gx if along == "row" else gy
+            if peers == 1:
+                roles[(x, y)] = None
+            elif (x if along == "row" else y) == 0:
+                far = (gx - 1, y) if along == "row" else (x, gy - 1)
+                near = (1, y) if along == "row" else (x, 1)
+                roles[(x, y)] = ("send", (*sd.worker_noc_xy(*near), *sd.worker_noc_xy(*far)), peers - 1)
+            else:
+                roles[(x, y)] = ("recv", *sd.worker_noc_xy(*((0, y) if along == "row" else (x, 0))))
+    return roles
+
+
+def _divisors(n):
+    return [d for d in range(1, n + 1) if n % d == 0]
 
 
 def _largest_divisor(n, limit):
-    return max(d for d in range(1, min(n, limit) + 1) if n % d == 0)
+    return max(d for d in _divisors(n) if d <= limit)
 
 
-def matmul_program(device, a, b, c, grid=None, sm=None, sn=None, kb=None, buffers=2,
-                   math_fidelity="HiFi4", fp32_dest_acc_en=False):
-    """Build the program computing c = a @ b (tilized 2-D tensors) on a `grid` of cores."""
+def choose_blocking(device, a, b, c, work, kt, buffers, fp32_dest_acc_en, sm=None, sn=None, kb=None,
+                    bm=None, bn=None, l1_share=0.85):
+    """Subblock (sm x sn, in DST), output block (bm x bn, in L1) and K step kb for `work`.
+
+    The subblock fills DST with the fewest unpacked tiles per product, (sm + sn) / (sm sn).
+    The output block is the one that fits `l1_share` of the free L1 (output block, plus
+    `buffers` K steps of A and B) and reads the fewest tiles per product, 1/bm + 1/bn.
+    kb depends on K only, so every grid accumulates in the same order (same bits).
+    """
+    dst = device.sd.dst_tiles(fp32_dest_acc_en, False)
+    pm = math.gcd(*(w[1] for w in work.values()))
+    pn = math.gcd(*(w[3] for w in work.values()))
+    kb = kb or _largest_divisor(kt, 8)
+    if sm is None or sn is None:
+        cands = [(x, y) for x in _divisors(pm) for y in _divisors(pn) if x * y <= dst
+                 and (sm is None or x == sm) and (sn is None or y == sn)]
+        if not cands:
+            raise ValueError(f"no {sm or '?'}x{sn or '?'} subblock divides every core's output "
+                             f"tiles and fits the {dst} DST tiles")
+        sm, sn = max(cands, key=lambda xy: (xy[0] * xy[1], -(xy[0] + xy[1]), xy[1]))
+    budget = l1_share * (device.sd.l1_size - device.sd.l1_reserved)
+    ta, tb, tc = a.page_size, b.page_size, c.page_size
+
+    def fits(x, y):
+        return x * y * tc + buffers * kb * (x * ta + y * tb) <= budget
+    if bm is None or bn is None:
+        cands = [(x, y) for x in _divisors(pm) for y in _divisors(pn)
+                 if x % sm == 0 and y % sn == 0 and fits(x, y)
+                 and (bm is None or x == bm) and (bn is None or y == bn)]
+        if not cands:
+            raise ValueError(f"no output block of {sm}x{sn} subblocks fits in L1 with kb={kb}")
+        bm, bn = min(cands, key=lambda xy: (1 / xy[0] + 1 / xy[1], -xy[0] * xy[1]))
+    for core, (m0, mc, n0, nc) in work.items():
+        if mc % bm or nc % bn or bm % sm or bn % sn or kt % kb:
+            raise ValueError(f"core {core} has {mc}x{nc} output tiles and K={kt} tiles: not a "
+                             f"multiple of the {bm}x{bn} block, {sm}x{sn} subblock, kb={kb}")
+    return sm, sn, bm, bn, kb
+
+
+def matmul_program(device, a, b, c, grid=None, sm=None, sn=None, kb=None, bm=None, bn=None,
+                   buffers=2, math_fidelity="HiFi4", fp32_dest_acc_en=False, mcast=None):
+    """Build the program computing c = a @ b (tilized 2-D tensors) on a `grid` of cores.
+
+    As tt-metal's large-block matmul: each core walks its output in bm x bn blocks that
+    stay in L1 while K streams through in steps of kb tiles; within a block, sm x sn
+    subblocks accumulate a K step in DST and the packer adds them to the block in L1.
+    With `mcast`, as tt-metal's 2-D multicast matmul: A is read once per grid row and
+    multicast along it, B once per grid column and multicast down it. By default it is on
+    whenever the output splits evenly over a grid of more than one core.
+    """
     (mt, kt), (kt2, nt) = a.tiles, b.tiles
     if kt != kt2 or c.tiles != (mt, nt):
         raise ValueError(f"matmul shapes do not agree: a {a.shape} @ b {b.shape} -> c {c.shape}")
     grid = grid or device.grid
     work = plan(mt, nt, grid)
-    dst = device.sd.dst_tiles(fp32_dest_acc_en, False)
-    pm = math.gcd(*(w[1] for w in work.values()))
-    pn = math.gcd(*(w[3] for w in work.values()))
-    if sm is None or sn is None:
-        # the subblock that fills DST and unpacks the fewest tiles per product: (sm + sn) / (sm sn)
-        cands = [(a, b) for a in range(1, pm + 1) for b in range(1, pn + 1)
-                 if pm % a == 0 and pn % b == 0 and a * b <= dst
-                 and (sm is None or a == sm) and (sn is None or b == sn)]
-        if not cands:
-            raise ValueError(f"no {sm or '?'}x{sn or '?'} subblock divides every core's output "
-                             f"tiles and fits the {dst} DST tiles")
-        sm, sn = max(cands, key=lambda ab: (ab[0] * ab[1], -(ab[0] + ab[1]), ab[1]))
-    kb = kb or _largest_divisor(kt, 4)
-    for core, (m0, mc, n0, nc) in work.items():
-        if mc % sm or nc % sn:
-            raise ValueError(f"core {core} has {mc}x{nc} output tiles, not a multiple of the "
-                             f"{sm}x{sn} subblock")
+    if mcast is None:
+        mcast = grid != (1, 1) and mt % grid[1] == 0 and nt % grid[0] == 0
+    if mcast and (mt % grid[1] or nt % grid[0]):
+        raise ValueError(f"multicast matmul needs {mt} row tiles split evenly over {grid[1]} grid rows "
+                         f"and {nt} column tiles over {grid[0]} columns")
+    sm, sn, bm, bn, kb = choose_blocking(device, a, b, c, work, kt, buffers, fp32_dest_acc_en,
+                                         sm, sn, kb, bm, bn)
     prog = Program(device)
     cores = list(work)
-    prog.circular_buffer(cores, CB_A, a.dtype, buffers * sm * kb)
-    prog.circular_buffer(cores, CB_B, b.dtype, buffers * kb * sn)
-    prog.circular_buffer(cores, CB_OUT, c.dtype, buffers * sm * sn)
-    prog.reader(cores, _reader, compile_args=[a.page_size, b.page_size],
-                args=lambda cr: [a.address, b.address, kt, nt, *work[cr], sm, sn, kb])
+    prog.circular_buffer(cores, CB_A, a.dtype, buffers * bm * kb)
+    prog.circular_buffer(cores, CB_B, b.dtype, buffers * kb * bn)
+    prog.circular_buffer(cores, CB_OUT, c.dtype, bm * bn)
+    rd, wr = dram_nocs(device.sd)
+    if mcast:
+        row, col = _roles(device, grid, "row"), _roles(device, grid, "col")
+        sems = [prog.semaphore(cores, 0) for _ in range(4)]
+        prog.reader(cores, _reader_mcast, compile_args=[a.page_size], noc=wr,
+                    args=lambda cr: [a.address, kt, work[cr][0], work[cr][1], work[cr][3], bm, bn, kb,
+                                     row[cr], sems[0], sems[1]])
+        prog.writer(cores, _writer_mcast, compile_args=[b.page_size, c.page_size], noc=rd,
+                    args=lambda cr: [b.address, c.address, kt, nt, *work[cr], bm, bn, kb, col[cr],
+                                     sems[2], sems[3], wr])
+    else:
+        prog.reader(cores, _reader, compile_args=[a.page_size, b.page_size], noc=rd,
+                    args=lambda cr: [a.address, b.address, kt, nt, *work[cr], bm, bn, kb])
+        prog.writer(cores, _writer, compile_args=[c.page_size], noc=wr,
+                    args=lambda cr: [c.address, nt, *work[cr], bm, bn])
     prog.compute(cores, _compute, math_fidelity=math_fidelity, fp32_dest_acc_en=fp32_dest_acc_en,
-                 args=lambda cr: [kt, work[cr][1], work[cr][3], sm, sn, kb])
-    prog.writer(cores, _writer, compile_args=[c.page_size],
-                args=lambda cr: [c.address, nt, *work[cr], sm, sn])
+                 args=lambda cr: [kt, work[cr][1], work[cr][3], bm, bn, sm, sn, kb])
     return prog
 
 

@@ -46,8 +46,9 @@ def test_deterministic_bits_and_cycles(rng):
 
 @pytest.mark.parametrize("fidelity", ["HiFi4", "HiFi2"])
 def test_single_core_matmul_is_math_bound(fidelity, rng):
-    """With ample buffering, cycles are within 10% of tiles x matmul cost per tile."""
-    mt = kt = nt = 16
+    """With ample buffering, cycles are within 10% of tiles x matmul cost per tile (what is
+    left is the first K step's read and the last block's write)."""
+    mt, kt, nt = 16, 32, 16
     a = rng.standard_normal((32 * mt, 32 * kt)).astype(np.float32)
     b = rng.standard_normal((32 * kt, 32 * nt)).astype(np.float32)
     _, _, _, rep = _mm((1, 1), a, b, buffers=4, math_fidelity=fidelity)
@@ -59,10 +60,22 @@ def test_single_core_matmul_is_math_bound(fidelity, rng):
 
 
 def test_more_cores_are_faster(rng):
-    a = rng.standard_normal((256, 256)).astype(np.float32)
-    b = rng.standard_normal((256, 256)).astype(np.float32)
-    c1 = _mm((1, 1), a, b)[3].cycles
-    c4 = _mm((2, 2), a, b)[3].cycles
-    c16 = _mm((4, 4), a, b)[3].cycles
-    assert c16 < c4 < c1
+    a = rng.standard_normal((512, 512)).astype(np.float32)
+    b = rng.standard_normal((512, 512)).astype(np.float32)
+    c1, c4, c16, c64 = (_mm(g, a, b)[3].cycles for g in ((1, 1), (2, 2), (4, 4), (8, 8)))
+    assert c64 < c16 < c4 < c1
     assert c1 / c4 > 2.5
+
+
+def test_multicast_reads_each_operand_once_per_grid_row_and_column(rng):
+    """2-D multicast: DRAM serves A once per grid row and B once per column, instead of once
+    per core, and the full grid gets faster for it."""
+    a = rng.standard_normal((512, 512)).astype(np.float32)
+    b = rng.standard_normal((512, 512)).astype(np.float32)
+    runs = {m: _mm((8, 8), a, b, mcast=m) for m in (False, True)}
+    dram = {m: sum(u["bytes"] for u in r[3].noc["dram"].values()) for m, r in runs.items()}
+    out_bytes = 512 * 512 * 2
+    assert dram[False] - out_bytes == 2 * 8 * 512 * 512 * 2      # every core: its A rows, B columns
+    assert dram[True] - out_bytes == 2 * 512 * 512 * 2           # each operand once
+    assert np.array_equal(runs[False][2], runs[True][2])
+    assert runs[True][3].cycles < 0.5 * runs[False][3].cycles
