@@ -1,6 +1,7 @@
 """Reading and validating system descriptions (TOML, format version 1)."""
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 
@@ -22,7 +23,7 @@ def load(name_or_path=None) -> SysDesc:
     name_or_path = name_or_path or DEFAULT
     if isinstance(name_or_path, SysDesc):
         return name_or_path
-    path = name_or_path
+    path = name_or_path = os.fspath(name_or_path)
     if not os.path.exists(path):
         if os.sep in path or path.endswith(".toml"):
             raise SysdescError(f"{path}: no such file")
@@ -42,8 +43,10 @@ def parse(path) -> SysDesc:
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)
-    except tomllib.TOMLDecodeError as e:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise SysdescError(f"{fname}: not valid TOML: {e}") from None
+    except OSError as e:
+        raise SysdescError(f"{path}: cannot read: {e.strerror}") from None
     return from_dict(data, fname, path)
 
 
@@ -70,16 +73,18 @@ class _V:
         return v
 
     def table(self, d, key, field):
-        v = self.get(d, key, field, (dict,))
-        return v
+        if key in d and not isinstance(d[key], dict):
+            raise self.err(field, f"must be a table ([{field}] or {{ ... }}), "
+                                  f"got {type(d[key]).__name__} {d[key]!r}")
+        return self.get(d, key, field, (dict,))
 
     def figure(self, v, field):
         if not isinstance(v, dict):
             raise self.err(field, f"a figure is written {{ value = ..., source = \"...\" }} or "
                                   f"{{ value = ..., estimate = \"why\" }}, got {v!r}")
         val = self.get(v, "value", f"{field}.value", (int, float))
-        if val < 0:
-            raise self.err(field, f"must be >= 0, got {val}")
+        if not math.isfinite(val) or val < 0:
+            raise self.err(field, f"must be a finite number >= 0, got {val}")
         has_s, has_e = "source" in v, "estimate" in v
         if has_s == has_e:
             raise self.err(field, "needs exactly one of 'source' (where the figure comes from) "
@@ -93,11 +98,21 @@ class _V:
         return Figure(float(val), text.strip(), has_e)
 
 
+def _is_int(c):
+    return isinstance(c, int) and not isinstance(c, bool)
+
+
+def _is_figure(x):
+    """A figure is an inline table with any of its keys (so a figure that lacks `value` is
+    reported as such, not taken for a table of figures)."""
+    return not isinstance(x, dict) or bool({"value", "source", "estimate"} & set(x))
+
+
 def _flatten(v: _V, d, prefix, out):
     """Every leaf inline table under d (a figure) into out by dotted key."""
     for k, x in d.items():
         key = f"{prefix}.{k}"
-        if isinstance(x, dict) and "value" not in x:
+        if not _is_figure(x):
             _flatten(v, x, key, out)
         else:
             out[key] = v.figure(x, key)
@@ -113,10 +128,10 @@ def from_dict(data, fname="<dict>", path="<dict>") -> SysDesc:
         raise v.err("format_version", f"version {ver} is not supported (this ttsim reads {FORMAT_VERSION})")
     chip = v.table(data, "chip", "chip")
     name = v.get(chip, "name", "chip.name", (str,))
-    desc = chip.get("description", "")
+    desc = v.get(chip, "description", "chip.description", (str,)) if "description" in chip else ""
     grid = v.table(data, "grid", "grid")
     ng = v.get(grid, "noc_grid", "grid.noc_grid", (list,))
-    if len(ng) != 2 or not all(isinstance(n, int) and n > 0 for n in ng):
+    if len(ng) != 2 or not all(_is_int(n) and n > 0 for n in ng):
         raise v.err("grid.noc_grid", f"must be [width, height] of positive ints, got {ng}")
     torus = v.get(grid, "torus", "grid.torus", (bool,))
     wx = v.get(grid, "worker_x", "grid.worker_x", (list,))
@@ -125,7 +140,9 @@ def from_dict(data, fname="<dict>", path="<dict>") -> SysDesc:
         if not vals:
             raise v.err(f, "must list at least one coordinate")
         for c in vals:
-            if not isinstance(c, int) or not 0 <= c < lim:
+            if not _is_int(c):
+                raise v.err(f, f"coordinate {c!r} must be an int")
+            if not 0 <= c < lim:
                 raise v.err(f, f"coordinate {c!r} is off the {ng[0]}x{ng[1]} NoC grid")
         if len(set(vals)) != len(vals):
             raise v.err(f, f"duplicate coordinates in {vals}")
@@ -138,6 +155,8 @@ def from_dict(data, fname="<dict>", path="<dict>") -> SysDesc:
     noc = v.table(data, "noc", "noc")
     num_nocs = v.get(noc, "count", "noc.count", (int,), positive=True)
 
+    for t in ("dram", "dst", "cost"):
+        v.table(data, t, t)
     figures = {}
     for top in ("chip", "noc", "dram", "dst", "cost"):
         sect = data.get(top, {})
@@ -149,18 +168,23 @@ def from_dict(data, fname="<dict>", path="<dict>") -> SysDesc:
             if top == "dram" and k == "banks":
                 continue
             key = f"{top}.{k}"
-            if isinstance(x, dict) and "value" not in x:
+            if not _is_figure(x):
                 _flatten(v, x, key, figures)
             else:
                 figures[key] = v.figure(x, key)
     missing = [k for k in REQUIRED_FIGURES if k not in figures]
     if missing:
-        raise v.err(missing[0], f"missing; every description needs these figures too: {', '.join(missing)}")
+        also = f"; also missing: {', '.join(missing[1:])}" if len(missing) > 1 else ""
+        raise v.err(missing[0], f"missing (a required figure, see sysdesc.REQUIRED_FIGURES){also}")
     for k in ("noc.link_bytes_per_cycle", "noc.max_packet_bytes", "noc.l1_port_bytes_per_cycle",
-              "dram.bandwidth_bytes_per_cycle", "chip.clock_ghz", "dst.tiles_16bit",
-              "cost.unpack.dual_bytes_per_cycle"):
+              "noc.header_flits", "dram.bandwidth_bytes_per_cycle", "chip.clock_ghz",
+              "dst.tiles_16bit", "cost.unpack.dual_bytes_per_cycle"):
         if figures[k].value <= 0:
             raise v.err(k, f"must be > 0, got {figures[k].value:g}")
+    dst16 = figures["dst.tiles_16bit"].value
+    if dst16 % 4:
+        raise v.err("dst.tiles_16bit", f"must be a multiple of 4 (halved for fp32 and again for "
+                                       f"half-sync), got {dst16:g}")
 
     dram = v.table(data, "dram", "dram")
     banks_raw = v.get(dram, "banks", "dram.banks", (list,))
@@ -172,9 +196,12 @@ def from_dict(data, fname="<dict>", path="<dict>") -> SysDesc:
         f = f"dram.banks[{i}]"
         if not isinstance(b, dict):
             raise v.err(f, "must be a table { id = ..., noc_xy = [x, y] }")
+        extra = set(b) - {"id", "noc_xy", "bandwidth", "latency"}
+        if extra:
+            raise v.err(f, f"unknown keys {sorted(extra)} (known: id, noc_xy, bandwidth, latency)")
         bid = v.get(b, "id", f"{f}.id", (int,), nonneg=True)
         xy = v.get(b, "noc_xy", f"{f}.noc_xy", (list,))
-        if len(xy) != 2 or not all(isinstance(c, int) for c in xy):
+        if len(xy) != 2 or not all(_is_int(c) for c in xy):
             raise v.err(f"{f}.noc_xy", f"must be [x, y], got {xy}")
         if not (0 <= xy[0] < ng[0] and 0 <= xy[1] < ng[1]):
             raise v.err(f"{f}.noc_xy", f"({xy[0]},{xy[1]}) is off the {ng[0]}x{ng[1]} NoC grid")
@@ -184,6 +211,8 @@ def from_dict(data, fname="<dict>", path="<dict>") -> SysDesc:
             raise v.err(f"{f}.noc_xy", f"({xy[0]},{xy[1]}) is used by another bank")
         seen.add(tuple(xy))
         bw = v.figure(b["bandwidth"], f"{f}.bandwidth") if "bandwidth" in b else figures["dram.bandwidth_bytes_per_cycle"]
+        if bw.value <= 0:
+            raise v.err(f"{f}.bandwidth", f"must be > 0, got {bw.value:g}")
         lat = v.figure(b["latency"], f"{f}.latency") if "latency" in b else figures["dram.latency"]
         banks.append(DramBank(bid, tuple(xy), bw, lat))
     return SysDesc(name=name, format_version=ver, path=path, description=desc,
