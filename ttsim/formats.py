@@ -4,7 +4,9 @@ A tile is 32x32 values stored as four 16x16 faces (top-left, top-right, bottom-l
 bottom-right), each face row by row. bf16 and fp32 pages hold the faces' values in order.
 A bfp8_b page holds 64 shared exponents (one per face row of 16 values, in face order),
 then 1024 one-byte mantissas: sign bit and 7 magnitude bits, the magnitude scaled to the
-block's largest exponent (so small values in a block with a large one lose bits).
+block's largest exponent (so small values in a block with a large one lose bits). A block
+holding inf or NaN has no shared exponent that fits: it is stored with exponent 255 and
+reads back as NaN, so the damage shows instead of passing for numbers.
 Rounding is to nearest, ties to even, everywhere; see docs/numerics.md.
 """
 from __future__ import annotations
@@ -83,17 +85,24 @@ def _bfp8_split(blocks):
     mag = np.abs(x)
     _, e = np.frexp(mag.max(axis=-1))            # max in [2^(e-1), 2^e)
     shared = e.astype(np.int32) - 1                # unbiased exponent of the block's largest value
-    scale = np.ldexp(np.float32(1), shared - (BFP_MANT_BITS - 1))[..., None]
-    m = np.minimum(np.rint(mag / scale), 2 ** BFP_MANT_BITS - 1)
     zero = mag.max(axis=-1) == 0
     biased = np.clip(shared + 127, 0, 255)
     biased[zero] = 0
+    # scale from the exponent actually stored: a block whose largest value is below 2^-126
+    # keeps exponent 0 and its values round to multiples of 2^-133 (or flush to zero)
+    scale = np.ldexp(np.float32(1), biased - 127 - (BFP_MANT_BITS - 1))[..., None]
+    m = np.minimum(np.rint(mag / scale), 2 ** BFP_MANT_BITS - 1)
     m[zero] = 0
+    bad = ~np.isfinite(mag).all(axis=-1)        # inf/NaN: the whole block reads back as NaN
+    biased[bad] = 255
+    m[bad] = 0
     return biased.astype(np.uint8), np.where(np.signbit(x), -m, m).astype(np.int32)
 
 
 def _bfp8_join(biased, mant):
-    scale = np.ldexp(np.float32(1), biased.astype(np.int32) - 127 - (BFP_MANT_BITS - 1))
+    b = biased.astype(np.int32)
+    scale = np.ldexp(np.float32(1), b - 127 - (BFP_MANT_BITS - 1)).astype(np.float32)
+    scale[b == 255] = np.nan
     return (mant.astype(np.float32) * scale[..., None]).astype(np.float32)
 
 

@@ -20,6 +20,7 @@ import ml_dtypes
 import numpy as np
 
 from .errors import TTSimError
+from .formats import DataFormat, parse_format
 
 _BF16 = ml_dtypes.bfloat16
 SRCA_BITS, SRCB_BITS = 5, 7      # significant bits per fidelity phase (HARDWARE.md)
@@ -56,7 +57,7 @@ def keep_bits(x, k):
 
 def to_src(tile, fmt):
     """A tile as a source register holds it: fp32 rounds (to nearest even) to TF32."""
-    if getattr(fmt, "value", fmt) != "fp32":
+    if parse_format(fmt) is not DataFormat.FP32:
         return tile
     b = _bits(tile)
     finite = (b & 0x7F800000) != 0x7F800000

@@ -1,0 +1,338 @@
+"""The compute units' numerics (ttsim.numerics) against float64, with format-derived bounds.
+
+Bounds come from the model in docs/numerics.md: TF32 source registers, fidelity phases that
+truncate mantissa slices (ttlang.testing.FIDELITY_ROUNDOFF per product), fp32 accumulation
+(about one float32 unit roundoff per term summed), bf16 or fp32 DST, float32 SFPU.
+"""
+import ml_dtypes
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+from ttlang.testing import FIDELITY_ROUNDOFF
+from ttsim import formats as F, numerics as N
+from ttsim.errors import TTSimError
+
+U32 = 2.0 ** -24                 # float32 unit roundoff
+FIDS = ["LoFi", "HiFi2", "HiFi3", "HiFi4"]
+seeds = st.integers(0, 2 ** 32 - 1)
+
+
+def bits(x):
+    return np.ascontiguousarray(x, np.float32).view(np.uint32)
+
+
+def tile(seed, fmt="bf16", lo=-1.0, hi=1.0, spread=8):
+    """A (32, 32) tile rounded to `fmt`, magnitudes spread over 2^-spread .. 2^spread."""
+    r = np.random.default_rng(seed)
+    x = r.uniform(lo, hi, (32, 32)) * 2.0 ** r.integers(-spread, spread + 1, (32, 32))
+    return F.quantize(x.astype(np.float32), fmt)
+
+
+def with_bits(seed, k, shape=(32, 32)):
+    """Values with exactly k significant bits (or fewer), signs mixed."""
+    r = np.random.default_rng(seed)
+    m = r.integers(2 ** (k - 1), 2 ** k, shape) * r.choice([-1, 1], shape)
+    return (m * 2.0 ** (r.integers(-6, 7, shape) - k)).astype(np.float32)
+
+
+def src(x, fmt):
+    return N.to_src(x, F.parse_format(fmt))
+
+
+# --- source registers ----------------------------------------------------------------------
+@given(seed=seeds)
+def test_to_src_rounds_fp32_to_tf32(seed):
+    """fp32 loses its low 13 mantissa bits, rounded to nearest even: 11 significant bits."""
+    x = tile(seed, "fp32", spread=30)
+    t = N.to_src(x, F.DataFormat.FP32)
+    assert not (bits(t) & 0x1FFF).any()
+    x64 = x.astype(np.float64)
+    step = 2.0 ** (np.floor(np.log2(np.abs(x64))) - 10)
+    assert np.array_equal(t, np.round(x64 / step) * step)      # np.round: half to even
+    assert np.array_equal(N.to_src(x, "float32"), t)            # aliases name the same format
+
+
+def test_to_src_ties_specials_and_overflow():
+    x = np.array([1 + 2.0 ** -11, 1 + 3 * 2.0 ** -11, -(1 + 2.0 ** -11), -0.0, np.inf, np.nan,
+                  np.finfo(np.float32).max], np.float32)
+    t = N.to_src(x, "fp32")
+    assert t[:3].tolist() == [1.0, 1 + 2.0 ** -9, -1.0]
+    assert np.signbit(t[3]) and t[3] == 0 and t[4] == np.inf and np.isnan(t[5])
+    assert t[6] == np.inf             # rounds past the largest TF32 value
+
+
+@pytest.mark.parametrize("fmt", ["bf16", "bfp8_b"])
+@given(seed=seeds)
+def test_to_src_leaves_narrow_formats_alone(fmt, seed):
+    """bf16 and bfp8_b values fit a 19-bit source register exactly."""
+    x = tile(seed, fmt, spread=20)
+    assert np.array_equal(bits(N.to_src(x, fmt)), bits(x))
+    assert np.array_equal(bits(N.to_src(x, "fp32")), bits(x))   # and they are TF32 values too
+
+
+@given(seed=seeds, k=st.integers(1, 23))
+def test_keep_bits_truncates(seed, k):
+    """keep_bits keeps the k leading significant bits and drops the rest (toward zero)."""
+    x = tile(seed, "fp32", spread=20)
+    y = N.keep_bits(x, k)
+    x64, y64 = x.astype(np.float64), y.astype(np.float64)
+    step = 2.0 ** (np.floor(np.log2(np.abs(x64))) - (k - 1))
+    assert np.array_equal(y64, np.sign(x64) * np.floor(np.abs(x64) / step) * step)
+    assert (np.abs(x64 - y64) < 2.0 ** (1 - k) * np.abs(x64)).all()
+    assert np.array_equal(N.keep_bits(y, k), y)
+
+
+# --- matmul --------------------------------------------------------------------------------
+def mm_bound(a, b, fid):
+    """Per-product fidelity loss plus fp32 accumulation over K=32 and the phase sums."""
+    scale = np.abs(a.astype(np.float64)) @ np.abs(b.astype(np.float64))
+    return (FIDELITY_ROUNDOFF[fid] + 40 * U32) * scale, scale
+
+
+@pytest.mark.parametrize("fid", FIDS)
+@pytest.mark.parametrize("fmt", ["bf16", "fp32", "bfp8_b"])
+@given(seed=seeds)
+def test_matmul_within_fidelity_bound(fmt, fid, seed):
+    """Each fidelity stays within its documented per-product bound of the float64 product
+    of the source-register values; LoFi on bf16 really loses precision."""
+    a, b = src(tile(seed, fmt), fmt), src(tile(seed + 1, fmt), fmt)
+    out = N.matmul(a, b, N.parse_fidelity(fid))
+    assert out.dtype == np.float32
+    ref = a.astype(np.float64) @ b.astype(np.float64)
+    bound, scale = mm_bound(a, b, fid)
+    assert (np.abs(out - ref) <= bound).all()
+    if fid == "LoFi" and fmt != "bfp8_b":
+        assert (np.abs(out - ref) > 2.0 ** -10 * scale).any()
+
+
+@pytest.mark.parametrize("fmt,exact_from", [("bf16", "HiFi4"), ("bfp8_b", "HiFi2")])
+@given(seed=seeds)
+def test_matmul_exact_products(fmt, exact_from, seed):
+    """HiFi4 multiplies bf16 exactly and HiFi2 already does bfp8_b (7 significant bits): only
+    the fp32 accumulation errs. One fidelity lower is not exact."""
+    a, b = tile(seed, fmt), tile(seed + 1, fmt)
+    ref = a.astype(np.float64) @ b.astype(np.float64)
+    _, scale = mm_bound(a, b, "HiFi4")
+    i = FIDS.index(exact_from)
+    for fid in FIDS[i:]:
+        out = N.matmul(a, b, N.Fidelity[fid])
+        assert (np.abs(out - ref) <= 36 * U32 * scale).all(), fid
+    below = N.matmul(a, b, N.Fidelity[FIDS[i - 1]])
+    assert (np.abs(below - ref) > 36 * U32 * scale).any()
+
+
+def test_matmul_operand_registers():
+    """in0 goes to SrcB (7 bits per phase) and in1 to SrcA (5 bits): LoFi is exact when
+    in0 has 7 significant bits and in1 5, not the other way round."""
+    a7, b5 = with_bits(1, 7), with_bits(2, 5)
+    exact = a7.astype(np.float64) @ b5.astype(np.float64)
+    scale = np.abs(a7.astype(np.float64)) @ np.abs(b5.astype(np.float64))
+    assert (np.abs(N.matmul(a7, b5, N.Fidelity.LoFi) - exact) <= 36 * U32 * scale).all()
+    a5, b7 = with_bits(3, 5), with_bits(4, 7)
+    exact = a5.astype(np.float64) @ b7.astype(np.float64)
+    scale = np.abs(a5.astype(np.float64)) @ np.abs(b7.astype(np.float64))
+    assert (np.abs(N.matmul(a5, b7, N.Fidelity.LoFi) - exact) > 2.0 ** -8 * scale).any()
+
+
+@given(seed=seeds)
+def test_matmul_phases_only_add_for_nonnegative_operands(seed):
+    """Truncated slices are never larger than the value, so for nonnegative operands each
+    extra phase can only add: results grow with fidelity and stay below the exact product."""
+    a, b = np.abs(tile(seed)), np.abs(tile(seed + 1))
+    outs = [N.matmul(a, b, N.Fidelity[f]).astype(np.float64) for f in FIDS]
+    _, scale = mm_bound(a, b, "HiFi4")
+    slack = 36 * U32 * scale
+    for lo, hi in zip(outs, outs[1:]):
+        assert (lo <= hi + slack).all()
+    assert (outs[0] <= a.astype(np.float64) @ b.astype(np.float64) + slack).all()
+
+
+@given(seed=seeds)
+def test_fidelity_monotone_on_average(seed):
+    """Higher fidelity is never worse on average (mean absolute error over a tile)."""
+    for fmt in ("bf16", "fp32"):
+        a, b = src(tile(seed, fmt), fmt), src(tile(seed + 1, fmt), fmt)
+        ref = a.astype(np.float64) @ b.astype(np.float64)
+        errs = [np.abs(N.matmul(a, b, N.Fidelity[f]) - ref).mean() for f in FIDS]
+        assert errs == sorted(errs, reverse=True), (fmt, errs)
+        assert errs[0] > errs[-1]
+
+
+# --- element-wise --------------------------------------------------------------------------
+@pytest.mark.parametrize("fid", FIDS)
+@pytest.mark.parametrize("fmt", ["bf16", "fp32", "bfp8_b"])
+@given(seed=seeds)
+def test_eltwise_mul_at_fidelity(fmt, fid, seed):
+    """Per element: truncated toward zero, same sign, within the fidelity bound (the phase
+    sums of at most 22-bit products are exact in float32, so no extra slack)."""
+    a, b = src(tile(seed, fmt), fmt), src(tile(seed + 1, fmt), fmt)
+    out = N.eltwise("mul", a, b, N.Fidelity[fid]).astype(np.float64)
+    ref = a.astype(np.float64) * b.astype(np.float64)
+    assert (np.abs(out - ref) <= FIDELITY_ROUNDOFF[fid] * np.abs(ref)).all()
+    assert (np.abs(out) <= np.abs(ref)).all() and ((out == 0) | (np.sign(out) == np.sign(ref))).all()
+    if fid == "HiFi4" or (fmt == "bfp8_b" and fid != "LoFi"):
+        assert np.array_equal(out, ref)
+
+
+def test_eltwise_operand_registers():
+    """For element-wise ops in0 is SrcA (5 bits per phase) and in1 SrcB (7 bits)."""
+    a5, b7 = with_bits(5, 5), with_bits(6, 7)
+    assert np.array_equal(N.eltwise("mul", a5, b7, N.Fidelity.LoFi), a5 * b7)
+    assert not np.array_equal(N.eltwise("mul", b7, a5, N.Fidelity.LoFi), a5 * b7)
+
+
+@pytest.mark.parametrize("op", ["add", "sub"])
+@given(seed=seeds, fid=st.sampled_from(FIDS))
+def test_eltwise_add_sub_ignore_fidelity(op, seed, fid):
+    """Fidelity phases are a multiplier matter: add and sub are one float32 rounding."""
+    a, b = tile(seed, "fp32"), tile(seed + 1, "fp32")
+    out = N.eltwise(op, a, b, N.Fidelity[fid])
+    ref = a.astype(np.float64) + (b if op == "add" else -b).astype(np.float64)
+    assert np.array_equal(out, ref.astype(np.float32))
+
+
+def test_eltwise_rejects_unknown_op():
+    with pytest.raises(TTSimError, match="unknown FPU element-wise op"):
+        N.eltwise("div", np.ones((32, 32), np.float32), np.ones((32, 32), np.float32))
+
+
+# --- DST -----------------------------------------------------------------------------------
+@given(seed=seeds)
+def test_dst_round(seed):
+    """16-bit DST rounds every value to bf16 (nearest even); fp32 DST keeps every bit."""
+    x = tile(seed, "fp32", spread=30)
+    x[0, :3] = [-0.0, np.inf, np.nan]
+    assert np.array_equal(bits(N.dst_round(x, True)), bits(x))
+    d = N.dst_round(x, False)
+    assert np.array_equal(bits(d), bits(x.astype(ml_dtypes.bfloat16).astype(np.float32)))
+    assert not (bits(d) & 0xFFFF).any() or np.isnan(d).any()
+    fin = np.isfinite(x)
+    assert (np.abs(d[fin] - x[fin]) <= 2.0 ** -8 * np.abs(x[fin])).all()
+
+
+# --- reduce and broadcast ------------------------------------------------------------------
+@pytest.mark.parametrize("op", ["sum", "max"])
+@pytest.mark.parametrize("dim", ["row", "col", "scalar"])
+@given(seed=seeds, scaler=st.sampled_from([1.0, 1 / 32, 1 / 1024, -0.5, 0.3]))
+def test_reduce(op, dim, seed, scaler):
+    """Results sit in column 0 (row), row 0 (col) or [0, 0] (scalar), zeros elsewhere; a sum
+    errs by about one float32 rounding per term, a max is exact."""
+    x = tile(seed, "bf16", spread=4)
+    out = N.reduce(x, op, dim, scaler)
+    s = np.float32(scaler)
+    xs = x.astype(np.float64) * float(s)
+    axis = {"row": 1, "col": 0, "scalar": None}[dim]
+    where = {"row": (slice(None), 0), "col": (0, slice(None)), "scalar": (0, 0)}[dim]
+    mask = np.zeros((32, 32), bool)
+    mask[where] = True
+    assert (out[~mask] == 0).all()
+    got = out[where]
+    if op == "sum":
+        ref, n = xs.sum(axis=axis), 1024 if dim == "scalar" else 32
+        assert (np.abs(got - ref) <= (n + 1) * U32 * np.abs(xs).sum(axis=axis)).all()
+    else:
+        assert np.array_equal(got, (x * s).max(axis=axis))
+
+
+@pytest.mark.parametrize("op", ["sum", "max"])
+@given(seed=seeds)
+def test_reduce_accumulate(op, seed):
+    """Reducing two tiles into one DST tile equals reducing them together."""
+    x, y = tile(seed, "bf16"), tile(seed + 1, "bf16")
+    acc = N.reduce_accumulate(N.reduce(x, op, "row"), N.reduce(y, op, "row"), op)
+    both = np.concatenate([x, y], axis=1).astype(np.float64)
+    if op == "max":
+        assert np.array_equal(acc[:, 0], both.max(axis=1))
+    else:
+        assert (np.abs(acc[:, 0] - both.sum(axis=1)) <= 66 * U32 * np.abs(both).sum(axis=1)).all()
+    assert (acc[:, 1:] == 0).all()
+
+
+@given(seed=seeds)
+def test_bcast(seed):
+    """row repeats row 0 down, col repeats column 0 across, scalar repeats [0, 0]."""
+    x = tile(seed)
+    assert np.array_equal(N.bcast(x, "row"), np.tile(x[0], (32, 1)))
+    assert np.array_equal(N.bcast(x, "col"), np.tile(x[:, :1], (1, 32)))
+    assert np.array_equal(N.bcast(x, "scalar"), np.full((32, 32), x[0, 0]))
+    assert np.array_equal(N.transpose(x), x.T)
+
+
+def test_bcast_rejects_unknown():
+    with pytest.raises(TTSimError, match="unknown broadcast"):
+        N.bcast(np.zeros((32, 32), np.float32), "diag")
+
+
+# --- SFPU ----------------------------------------------------------------------------------
+REF_UNARY = {
+    "exp": np.exp, "exp2": np.exp2, "log": np.log, "sqrt": np.sqrt, "rsqrt": lambda x: 1 / np.sqrt(x),
+    "recip": lambda x: 1 / x, "tanh": np.tanh, "sigmoid": lambda x: 1 / (1 + np.exp(-x)),
+    "relu": lambda x: np.maximum(x, 0), "abs": np.abs, "neg": np.negative, "square": np.square,
+    "sin": np.sin, "cos": np.cos, "silu": lambda x: x / (1 + np.exp(-x)),
+    "gelu": lambda x: 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3))),
+}
+# Domains where the op is well-conditioned, so float32 evaluation stays within a few ulp.
+DOMAINS = {"log": (2.0 ** -10, 1e4), "sqrt": (0.0, 1e6), "rsqrt": (2.0 ** -10, 1e6),
+           "recip": (1e-3, 1e4), "exp": (-80.0, 80.0), "exp2": (-120.0, 120.0),
+           "sin": (-3.0, 3.0), "cos": (-1.5, 1.5), "tanh": (-10.0, 10.0),
+           "sigmoid": (-15.0, 80.0), "silu": (-15.0, 20.0), "gelu": (-3.0, 10.0)}
+REF_BINARY = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
+              "max": np.maximum, "min": np.minimum}
+
+
+def test_sfpu_ops_all_tested():
+    """A new SFPU op needs a reference here."""
+    assert set(N.SFPU_UNARY) == set(REF_UNARY) and set(N.SFPU_BINARY) == set(REF_BINARY)
+
+
+@pytest.mark.parametrize("op", sorted(REF_UNARY))
+@given(seed=seeds)
+def test_sfpu_unary_float32(op, seed):
+    """float32 results within 8 float32 ulp of float64 (gelu: relative to |x| too, since
+    its 1 + tanh cancels for negative x)."""
+    lo, hi = DOMAINS.get(op, (-100.0, 100.0))
+    x = np.random.default_rng(seed).uniform(lo, hi, (32, 32)).astype(np.float32)
+    out = N.SFPU_UNARY[op](x)
+    assert out.dtype == np.float32
+    x64 = x.astype(np.float64)
+    ref = REF_UNARY[op](x64)
+    scale = np.abs(ref) + (np.abs(x64) if op == "gelu" else 0)
+    assert (np.abs(out - ref) <= 8 * U32 * scale).all()
+
+
+@pytest.mark.parametrize("op", sorted(REF_BINARY))
+@given(seed=seeds)
+def test_sfpu_binary_float32(op, seed):
+    """One correctly rounded float32 operation."""
+    r = np.random.default_rng(seed)
+    a = (r.uniform(-4, 4, (32, 32)) * 2.0 ** r.integers(-20, 21, (32, 32))).astype(np.float32)
+    b = (r.uniform(0.5, 4, (32, 32)) * r.choice([-1, 1], (32, 32))).astype(np.float32)
+    out = N.SFPU_BINARY[op](a, b)
+    assert out.dtype == np.float32
+    assert np.array_equal(out, REF_BINARY[op](a.astype(np.float64), b.astype(np.float64)).astype(np.float32))
+
+
+def test_sfpu_specials_are_values_not_warnings():
+    """Overflow, division by zero and domain errors give inf/NaN quietly, as on the SFPU."""
+    import warnings
+    x = np.array([0.0, -1.0, 100.0], np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert N.SFPU_UNARY["recip"](x)[0] == np.inf
+        assert np.isnan(N.SFPU_UNARY["log"](x)[1]) and N.SFPU_UNARY["exp"](x)[2] == np.inf
+        assert np.isnan(N.SFPU_BINARY["div"](x[:1], x[:1]))[0]
+
+
+# --- names ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("name,phases", [("LoFi", 1), ("lofi", 1), ("HiFi2", 2), ("HIFI2", 2),
+                                         ("hifi3", 3), ("HiFi4", 4)])
+def test_parse_fidelity(name, phases):
+    f = N.parse_fidelity(name)
+    assert f is N.Fidelity(phases) and int(f) == phases and N.parse_fidelity(f) is f
+
+
+@pytest.mark.parametrize("junk", ["HiFi", "HiFi5", "", "fast", None, 2.5])
+def test_parse_fidelity_rejects_junk(junk):
+    with pytest.raises(TTSimError, match="unknown math fidelity .*LoFi, HiFi2, HiFi3 or HiFi4"):
+        N.parse_fidelity(junk)
