@@ -262,7 +262,7 @@ def _compute_kernel(b, fn):
     comp = b.compiler
 
     def kernel(k):
-        if comp.uses_scaler and k.role in ("unpack", "math", "pack"):
+        if comp.uses_scaler:
             k.cb_reserve_back(comp.scaler_cb, 1)
             k.tile_regs_acquire()
             k.fill_tile(0, 1.0)

@@ -137,27 +137,19 @@ class Compiler:
         the next free register offset. `out` is the output shape (R, C)."""
         p = " " * ind
         if isinstance(n, Leaf):
-            lines.append(f"{p}k.copy_tile({n.cb}, {_idx(n, 'i', 'j')}, b + {base})")
+            lines.append(f"{p}k.copy_tile({n.cb}, {_idx(n, 'i', 'j')}, {self._reg(base)})")
             return base + 1
         if isinstance(n, (Const, Fill)):
-            lines.append(f"{p}k.fill_tile(b + {base}, {_num(n.value)})")
+            lines.append(f"{p}k.fill_tile({self._reg(base)}, {_num(n.value)})")
             return base + 1
         if isinstance(n, Bcast):
-            lines.append(f"{p}k.unary_bcast({n.x.cb}, {_bidx(n)}, b + {base}, {n.dim!r})")
+            lines.append(f"{p}k.unary_bcast({n.x.cb}, {_bidx(n)}, {self._reg(base)}, {n.dim!r})")
             return base + 1
         if isinstance(n, Transpose):
-            lines.append(f"{p}k.transpose_wh_tile({n.x.cb}, {n.x.shape[1]} * j + i, b + {base})")
+            lines.append(f"{p}k.transpose_wh_tile({n.x.cb}, {n.x.shape[1]} * j + i, {self._reg(base)})")
             return base + 1
         if isinstance(n, Matmul):
-            x, y = n.x, n.y
-            kt = x.shape[1]
-            lines.append(f"{p}for kk in range({kt}):")
-            if isinstance(y, Transpose):
-                lines.append(f"{p}    k.matmul_tiles({x.cb}, {y.x.cb}, i * {kt} + kk, "
-                             f"j * {kt} + kk, b + {base}, True)")
-            else:
-                lines.append(f"{p}    k.matmul_tiles({x.cb}, {y.cb}, i * {kt} + kk, "
-                             f"kk * {y.shape[1]} + j, b + {base})")
+            self._matmuls.append((n, base))       # computed for the whole group: _matmul_block
             return base + 1
         if isinstance(n, Reduce):
             self.uses_scaler = True
@@ -172,12 +164,12 @@ class Compiler:
             else:
                 lines.append(f"{p}for kk in range({r * c}):")
                 idx = "kk"
-            lines.append(f"{p}    k.reduce_tile({n.x.cb}, {self.scaler_cb}, {idx}, 0, b + {base}, "
+            lines.append(f"{p}    k.reduce_tile({n.x.cb}, {self.scaler_cb}, {idx}, 0, {self._reg(base)}, "
                          f"{n.op!r}, {dim!r})")
             return base + 1
         if isinstance(n, Unary):
             nxt = self._gen(n.x, out, base, lines, ind)
-            lines.append(f"{p}k.sfpu_unary({n.op!r}, b + {base})")
+            lines.append(f"{p}k.sfpu_unary({n.op!r}, {self._reg(base)})")
             return nxt
         if isinstance(n, Binary):
             return self._gen_binary(n, out, base, lines, ind)
@@ -189,48 +181,79 @@ class Compiler:
         if _fpu_pair(n):
             if isinstance(y, Bcast):
                 lines.append(f"{p}k.binary_tiles({op!r}, {x.cb}, {y.x.cb}, {_idx(x, 'i', 'j')}, "
-                             f"{_bidx(y)}, b + {base}, {y.dim!r})")
+                             f"{_bidx(y)}, {self._reg(base)}, {y.dim!r})")
             else:
                 lines.append(f"{p}k.binary_tiles({op!r}, {x.cb}, {y.cb}, {_idx(x, 'i', 'j')}, "
-                             f"{_idx(y, 'i', 'j')}, b + {base})")
+                             f"{_idx(y, 'i', 'j')}, {self._reg(base)})")
             return base + 1
         if isinstance(y, Const) and op in ("mul", "div"):
             nxt = self._gen(x, out, base, lines, ind)
             s = y.value if op == "mul" else 1.0 / y.value
-            lines.append(f"{p}k.sfpu_unary('scale', b + {base}, {_num(s)})")
+            lines.append(f"{p}k.sfpu_unary('scale', {self._reg(base)}, {_num(s)})")
             return nxt
         if op in FPU_BINARY and _is_leaf(y):
             nxt = self._gen(x, out, base, lines, ind)
             lines.append(f"{p}k.binary_dest_reuse_tiles({op!r}, {y.cb}, {_idx(y, 'i', 'j')}, "
-                         f"b + {base}, 'a')")
+                         f"{self._reg(base)}, 'a')")
             return nxt
         if op in FPU_BINARY and _is_leaf(x):
             nxt = self._gen(y, out, base, lines, ind)
             lines.append(f"{p}k.binary_dest_reuse_tiles({op!r}, {x.cb}, {_idx(x, 'i', 'j')}, "
-                         f"b + {base}, 'b')")
+                         f"{self._reg(base)}, 'b')")
             return nxt
         mid = self._gen(x, out, base, lines, ind)
         nxt = self._gen(y, out, mid, lines, ind)
-        lines.append(f"{p}k.sfpu_binary({op!r}, b + {base}, b + {mid}, b + {base})")
+        lines.append(f"{p}k.sfpu_binary({op!r}, {self._reg(base)}, {self._reg(mid)}, {self._reg(base)})")
         return nxt
+
+    def _reg(self, slot):
+        """DST register of value `slot` for the current tile: slot-major ("planes"), so a
+        value's registers for the group's tiles are consecutive (what matmul_block fills)."""
+        off = slot * self._per
+        return f"b + {off}" if off else "b"
+
+    def _matmul_block(self, n, slot, c, lines, ind):
+        """One matmul for the group's whole rectangle of output tiles: per K step, one
+        matmul_block that unpacks each operand tile once for the rectangle."""
+        p = " " * ind
+        x, y = n.x, n.y
+        kt = x.shape[1]
+        rt, ct = (f"min({self._per // c}, {x.shape[0]} - i0)", c) if self._per >= c else ("1", self._per)
+        lines.append(f"{p}for kk in range({kt}):")
+        if isinstance(y, Transpose):     # in1 holds the tiles of B^T's rows: column j is row j
+            lines.append(f"{p}    k.matmul_block({x.cb}, {y.x.cb}, i0 * {kt} + kk, j0 * {kt} + kk, "
+                         f"{slot * self._per}, True, {ct}, {rt}, {kt}, in1_stride={kt})")
+        else:
+            lines.append(f"{p}    k.matmul_block({x.cb}, {y.cb}, i0 * {kt} + kk, kk * {y.shape[1]} + j0, "
+                         f"{slot * self._per}, False, {ct}, {rt}, {kt})")
 
     def _store_code(self, n, cb, shape, acc, lines, spill):
         r, c = shape
         ntiles = r * c
         w = regs(n)
         per = max(1, min(ntiles, self.dst_tiles // w))
+        if _has_matmul(n):      # groups must be rectangles of output tiles for matmul_block
+            per = per // c * c if per >= c else max(d for d in range(1, per + 1) if c % d == 0)
+        self._per, self._matmuls = per, []
+        body = []
+        self._gen(n, shape, 0, body, 12)
         if spill:
             lines.append(f"    k.cb_reserve_back({cb}, {ntiles})")
         lines.append(f"    for t0 in range(0, {ntiles}, {per}):")
         lines.append("        k.tile_regs_acquire()")
-        lines.append(f"        for t in range(t0, min(t0 + {per}, {ntiles})):")
-        lines.append(f"            i, j = divmod(t, {c})")
-        lines.append(f"            b = (t - t0) * {w}")
-        self._gen(n, shape, 0, lines, 12)
+        if self._matmuls:
+            lines.append(f"        i0, j0 = divmod(t0, {c})")
+            for mm, slot in self._matmuls:
+                self._matmul_block(mm, slot, c, lines, 8)
+        if any(not ln.lstrip().startswith("#") for ln in body):
+            lines.append(f"        for t in range(t0, min(t0 + {per}, {ntiles})):")
+            lines.append(f"            i, j = divmod(t, {c})")
+            lines.append("            b = t - t0")
+            lines.extend(body)
         lines.append("        k.tile_regs_commit()")
         lines.append("        k.tile_regs_wait()")
         lines.append(f"        for t in range(t0, min(t0 + {per}, {ntiles})):")
-        lines.append(f"            k.pack_tile((t - t0) * {w}, {cb}, t{', accumulate=True' if acc else ''})")
+        lines.append(f"            k.pack_tile(t - t0, {cb}, t{', accumulate=True' if acc else ''})")
         lines.append("        k.tile_regs_release()")
         if spill:
             lines.append(f"    k.cb_push_back({cb}, {ntiles})")
@@ -270,6 +293,10 @@ class Compiler:
         low = Lowered("\n".join(lines) + "\n", name, pages, self.uses_scaler)
         self.cache[key] = low
         return low
+
+
+def _has_matmul(n):
+    return isinstance(n, Matmul) or any(_has_matmul(m) for m in children(n))
 
 
 def _num(v):

@@ -27,7 +27,7 @@ class ComputeConfig:
     """Per-kernel compute settings (TT-Metalium's ComputeConfig)."""
 
     def __init__(self, math_fidelity="HiFi4", fp32_dest_acc_en=False, dst_full_sync_en=False,
-                 unpack_to_dest_fp32=None):
+                 unpack_to_dest_fp32=None, fused=True):
         self.fidelity = numerics.parse_fidelity(math_fidelity)
         self.fp32_acc = bool(fp32_dest_acc_en)
         self.full_sync = bool(dst_full_sync_en)
@@ -35,6 +35,7 @@ class ComputeConfig:
         # (tt-metal's UnpackToDestFp32); on by default whenever DST is fp32, as TT-Lang does.
         self.unpack_to_dest = self.fp32_acc if unpack_to_dest_fp32 is None else \
             bool(unpack_to_dest_fp32) and self.fp32_acc
+        self.fused = bool(fused)      # run once for the three threads (see FusedCompute)
 
 
 class _ComputeShared:
@@ -81,7 +82,8 @@ class ComputeContext(KernelContext):
     def tile_regs_release(self): pass
     def copy_tile(self, cb, i, d): self._dst_index(d, None)
     def matmul_tiles(self, cb_a, cb_b, ia, ib, d, transpose=False): self._dst_index(d, None)
-    def matmul_block(self, cb_a, cb_b, ia, ib, d, transpose=False, ct_dim=1, rt_dim=1, kt_dim=1):
+    def matmul_block(self, cb_a, cb_b, ia, ib, d, transpose=False, ct_dim=1, rt_dim=1, kt_dim=1,
+                     in1_stride=1):
         self._dst_index(d + rt_dim * ct_dim - 1, None)
     def binary_tiles(self, op, cb_a, cb_b, ia, ib, d, bcast="none"): self._dst_index(d, None)
     def binary_dest_reuse_tiles(self, op, cb, i, d, dst_as="a"): self._dst_index(d, None)
@@ -213,14 +215,16 @@ class UnpackContext(ComputeContext):
             b = numerics.transpose(b)
         self._hand_over(("matmul", a, b), self._cost2(fa, fb), "unpack matmul_tiles", ln)
 
-    def matmul_block(self, cb_a, cb_b, ia, ib, d, transpose=False, ct_dim=1, rt_dim=1, kt_dim=1):
+    def matmul_block(self, cb_a, cb_b, ia, ib, d, transpose=False, ct_dim=1, rt_dim=1, kt_dim=1,
+                     in1_stride=1):
         """One k step of an rt_dim x ct_dim output block: in0 tiles ia + r * kt_dim, in1
-        tiles ib + c, each unpacked once for all the products that use it (tt-metal's
-        matmul_block); DST[d + r * ct_dim + c] += in0[r] @ in1[c]."""
+        tiles ib + c * in1_stride, each unpacked once for all the products that use it
+        (tt-metal's matmul_block; in1_stride is ttsim's, for an in1 whose tiles are stored
+        transposed, K^T from K); DST[d + r * ct_dim + c] += in0[r] @ in1[c]."""
         ln = caller_line()
         self._dst_index(d + rt_dim * ct_dim - 1, ln)
         rows = [self._read(cb_a, ia + r * kt_dim, ln) for r in range(rt_dim)]
-        cols = [self._read(cb_b, ib + c, ln) for c in range(ct_dim)]
+        cols = [self._read(cb_b, ib + c * in1_stride, ln) for c in range(ct_dim)]
         if transpose:
             cols = [(numerics.transpose(b), f) for b, f in cols]
         fa, fb = rows[0][1], cols[0][1]
@@ -340,15 +344,17 @@ class MathContext(ComputeContext):
         p = self._take("matmul", self._c_mm, "matmul_tiles", ln)
         self._put(d, self._dst[d] + numerics.matmul(p[1], p[2], self.cfg.fidelity))
 
-    def matmul_block(self, cb_a, cb_b, ia, ib, d, transpose=False, ct_dim=1, rt_dim=1, kt_dim=1):
+    def matmul_block(self, cb_a, cb_b, ia, ib, d, transpose=False, ct_dim=1, rt_dim=1, kt_dim=1,
+                     in1_stride=1):
         ln = caller_line()
-        self._dst_index(d + rt_dim * ct_dim - 1, ln)
-        p = self._take("matmul_block", self._c_mm * rt_dim * ct_dim, "matmul_block", ln)
-        fid = self.cfg.fidelity
-        for r, a in enumerate(p[1]):
-            for c, b in enumerate(p[2]):
-                k = d + r * ct_dim + c
-                self._put(k, self._dst[k] + numerics.matmul(a, b, fid))
+        n = rt_dim * ct_dim
+        self._dst_index(d + n - 1, ln)
+        p = self._take("matmul_block", self._c_mm * n, "matmul_block", ln)
+        # all rt x ct products in one batched call: bit-identical to one matmul per pair
+        prod = numerics.matmul(np.stack(p[1])[:, None], np.stack(p[2])[None, :], self.cfg.fidelity)
+        self._dst[d:d + n] = numerics.dst_round(self._dst[d:d + n] + prod.reshape(n, 32, 32),
+                                                self.cfg.fp32_acc)
+        self._written[d:d + n] = [True] * n
 
     def binary_tiles(self, op, cb_a, cb_b, ia, ib, d, bcast="none"):
         ln = caller_line()
@@ -483,3 +489,53 @@ class PackContext(ComputeContext):
         self._l1.mem[addr:addr + c.page_size] = formats.encode_tiles(tile[None], c.fmt)
         if out_index is None:
             c.pack_offset += 1
+
+
+class FusedCompute(ComputeContext):
+    """The context a compute kernel sees when ttsim runs it once for all three threads.
+
+    Each API call goes straight to the roles that act on it (cb_wait_front to UNPACK,
+    matmul_tiles to UNPACK then MATH, pack_tile to PACK, ...), in program order, each role
+    on its own clock with its own accounting. Timing is the same as running three copies of
+    the kernel (the hand-offs between the roles are timestamped FIFOs), but the kernel runs
+    once and never switches between the roles. The one difference: a role can never wait
+    for a sibling that reaches a point later in program order (fifo.Fifo._self_wait).
+    """
+
+    def __init__(self, unpack, math, pack):
+        self._e, self.core, self.my_x, self.my_y = unpack._e, unpack.core, unpack.my_x, unpack.my_y
+        self._args, self._ct_args, self._cbs, self._c = unpack._args, unpack._ct_args, unpack._cbs, unpack._c
+        self._th = unpack._th
+        self._s, self.cfg = unpack._s, unpack.cfg
+        for name in _API:
+            acts = [ctx for ctx in (unpack, math, pack) if name in type(ctx).__dict__]
+            setattr(self, name, _fan_out(*(getattr(c, name) for c in acts)))
+
+    @property
+    def kind(self):
+        return "compute"
+
+    @property
+    def role(self):
+        raise TTSimError("k.role: this compute kernel runs once for UNPACK, MATH and PACK together; "
+                         "a kernel that does per-thread work needs Program.compute(..., fused=False)",
+                         core=self.core, thread="compute", line=caller_line())
+
+
+_API = ("cb_wait_front", "cb_pop_front", "cb_reserve_back", "cb_push_back", "tile_regs_acquire",
+        "tile_regs_commit", "tile_regs_wait", "tile_regs_release", "copy_tile", "matmul_tiles",
+        "matmul_block", "binary_tiles", "binary_dest_reuse_tiles", "reduce_tile", "transpose_wh_tile",
+        "unary_bcast", "sfpu_unary", "sfpu_binary", "fill_tile", "copy_dest_values", "pack_tile")
+
+
+def _fan_out(*fns):
+    if len(fns) == 1:
+        return fns[0]
+    if len(fns) == 2:
+        f0, f1 = fns
+
+        def both(*a, **kw):
+            f0(*a, **kw)
+            return f1(*a, **kw)
+        return both
+    raise AssertionError(fns)

@@ -5,7 +5,7 @@ import numpy as np
 import simpy
 
 from .cb import CircularBuffer
-from .compute import MathContext, PackContext, UnpackContext, _ComputeShared
+from .compute import FusedCompute, MathContext, PackContext, UnpackContext, _ComputeShared
 from .dataflow import DataMovementContext
 from .errors import DeadlockError, L1OverflowError
 from .noc import Noc
@@ -61,6 +61,7 @@ class Engine:
 
     def _spawn(self):
         t0 = self.costs["cost.api.kernel_launch"]
+        drivers = []      # the threads that get a simpy process
         for k in self.program.kernels:
             for core in k.cores:
                 args = k.args_for(core)
@@ -72,11 +73,20 @@ class Engine:
                 else:
                     ctxs = [(k.kind, DataMovementContext(self, core, k.kind, k.noc, args,
                                                          k.compile_args))]
+                roles = []
                 for kind, ctx in ctxs:
                     th = Thread(self, core, kind, k.fn, ctx, t0, self.trace, self.max_cycles)
                     ctx._th = th
-                    self.threads.append(th)
-        for th in (reversed(self.threads) if self.reverse_spawn else self.threads):
+                    roles.append(th)
+                self.threads.extend(roles)
+                if k.kind == "compute" and k.config.fused:
+                    driver = Thread(self, core, "compute", k.fn,
+                                    FusedCompute(*(ctx for _, ctx in ctxs)), t0, False, self.max_cycles)
+                    driver.group = tuple(roles)
+                    drivers.append(driver)
+                else:
+                    drivers.extend(roles)
+        for th in (reversed(drivers) if self.reverse_spawn else drivers):
             self.env.process(th.process())
 
     # --- services for kernels -------------------------------------------------------------
@@ -111,6 +121,10 @@ class Engine:
             raise failure
         stuck = [th for th in self.threads if not th.done]
         if stuck:
+            # in a fused compute kernel only the role that blocked says why; its siblings wait
+            # behind it in program order and add nothing to the report
+            shown = [th for th in stuck if th.blocked or len(th.group) == 1
+                     and not any(o.blocked and o.glet is th.glet for o in stuck)]
             raise DeadlockError([(th.core, th.kind, th.blocked[0] if th.blocked else "?",
-                                  th.blocked[1] if th.blocked else None) for th in stuck])
+                                  th.blocked[1] if th.blocked else None) for th in shown or stuck])
         return RunReport.from_engine(self)

@@ -32,6 +32,16 @@ class Fifo:
     def _err(self, msg, th, line):
         return CBError(msg, core=th.core, thread=th.kind, line=line, cb=self.name)
 
+    def _self_wait(self, th, other, line):
+        """A thread of a fused group (see compute.FusedCompute) about to wait for a sibling
+        that runs later in program order: it would wait for itself."""
+        if other is not None and other is not th and other.glet is th.glet:
+            raise self._err(f"{th.kind} waits on {self.name} for {other.kind}, which reaches that "
+                            f"point later in the kernel's program order; ttsim runs UNPACK, MATH and "
+                            f"PACK of a compute kernel in program order: make the calls in the usual "
+                            f"order (acquire, math, commit, wait, pack, release), or build the kernel "
+                            f"with Program.compute(..., fused=False)", th, line)
+
     def _bind(self, th, end, line):
         cur = getattr(self, end)
         if cur is None:
@@ -51,6 +61,7 @@ class Fifo:
         last = self.pushed + n - 1 - self.capacity  # slot sequence that must have been popped
         if last >= 0:
             if self.popped <= last:
+                self._self_wait(th, self.consumer, line)
                 ev = self.env.event()
                 self.prod_waiter = (last + 1, ev)
                 th.block(ev, f"space in {self.name} ({n} pages; "
@@ -85,6 +96,7 @@ class Fifo:
                             f"{self.capacity}", th, line)
         need = self.popped + n
         if self.pushed < need:
+            self._self_wait(th, self.producer, line)
             ev = self.env.event()
             self.cons_waiter = (need, ev)
             th.block(ev, f"data in {self.name} ({n} pages; "

@@ -27,12 +27,14 @@ class DataFormat(Enum):
     FP32 = "fp32"
     BFP8_B = "bfp8_b"
 
-    @property
-    def tile_bytes(self) -> int:
-        return _TILE_BYTES[self]
+    # members are singletons: identity hashing keeps dicts keyed by format off Enum's slow
+    # Python-level __hash__, which the per-tile paths hit constantly
+    __hash__ = object.__hash__
 
 
 _TILE_BYTES = {DataFormat.BF16: 2048, DataFormat.FP32: 4096, DataFormat.BFP8_B: 1088}
+for _f, _n in _TILE_BYTES.items():
+    _f.tile_bytes = _n          # bytes of one tile page (HARDWARE.md "Tiles and formats")
 _ALIASES = {
     "bf16": DataFormat.BF16, "bfloat16": DataFormat.BF16, "float16_b": DataFormat.BF16,
     "fp32": DataFormat.FP32, "float32": DataFormat.FP32,

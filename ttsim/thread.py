@@ -41,7 +41,7 @@ def caller_line():
 
 class Thread:
     __slots__ = ("engine", "env", "core", "kind", "fn", "ctx", "t", "busy", "stalls", "lines",
-                 "trace", "glet", "blocked", "done", "end", "limit")
+                 "trace", "glet", "blocked", "done", "end", "limit", "group")
 
     def __init__(self, engine, core, kind, fn, ctx, t0, trace, limit):
         self.engine, self.env = engine, engine.env
@@ -56,6 +56,7 @@ class Thread:
         self.end = None
         self.limit = limit
         self.glet = None
+        self.group = (self,)    # the threads this one's greenlet runs (see FusedCompute)
 
     # --- accounting -------------------------------------------------------------------
     def charge(self, cycles, name, line):
@@ -121,10 +122,13 @@ class Thread:
 
     def process(self):
         """The simpy process that drives the greenlet: it yields whatever the kernel blocks on."""
-        self.glet = greenlet.greenlet(self._run)
-        ev = self.glet.switch()
-        while not self.glet.dead:
+        glet = self.glet = greenlet.greenlet(self._run)
+        for th in self.group:
+            th.glet = glet
+        ev = glet.switch()
+        while not glet.dead:
             yield ev
-            ev = self.glet.switch(ev.value if hasattr(ev, "value") else None)
-        self.done = True
-        self.end = self.t
+            ev = glet.switch(ev.value if hasattr(ev, "value") else None)
+        for th in self.group:
+            th.done = True
+            th.end = th.t

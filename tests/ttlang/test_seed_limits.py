@@ -42,7 +42,7 @@ def test_three_matmuls_in_one_kernel():
     ref = (aq @ bq) @ cq + aq @ cq
     scale = (np.abs(aq) @ np.abs(bq)) @ np.abs(cq) + np.abs(aq) @ np.abs(cq)
     tt.assert_close(out, ref, "bf16", ops=3, scale=scale)
-    assert k.show().count("matmul_tiles") >= 3
+    assert k.show().count("k.matmul_block(") >= 3
 
 
 def test_reduction_feeding_later_ops():
