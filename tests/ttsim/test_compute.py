@@ -162,3 +162,53 @@ def test_dst_16bit_accumulation_loses_precision(rng):
         ref = ta.to_numpy().astype(np.float64) @ tb.to_numpy().astype(np.float64)
         errs[acc] = np.abs(c.to_numpy() - ref).max() / np.abs(ref).max()
     assert errs[True] < 1e-5 < errs[False] < 2 ** -6
+
+
+def _threads(rep):
+    return [(t.core, t.kind, t.busy, t.stalls, t.end) for t in rep.threads]
+
+
+@pytest.mark.parametrize("grid", [(1, 1), (2, 2)])
+def test_fused_compute_times_exactly_as_three_threads(grid, rng):
+    """Running a compute kernel once for UNPACK, MATH and PACK (the default) gives the same
+    cycles, per-thread busy/stall figures and bits as running three copies of it."""
+    from ttsim.library.matmul import matmul_program
+    a = rng.standard_normal((128, 256)).astype(np.float32)
+    b = rng.standard_normal((256, 128)).astype(np.float32)
+    out = {}
+    for fused in (True, False):
+        dev = ttsim.Device()
+        c = dev.empty((128, 128))
+        prog = matmul_program(dev, dev.tensor(a), dev.tensor(b), c, grid=grid)
+        for k in prog.kernels:
+            if k.kind == "compute":
+                k.config.fused = fused
+        rep = dev.run(prog)
+        out[fused] = (rep.cycles, _threads(rep), c.to_numpy())
+    assert out[True][:2] == out[False][:2]
+    assert np.array_equal(out[True][2], out[False][2])
+
+
+def test_fused_compute_refuses_to_wait_for_itself():
+    """PACK waiting for DST before MATH commits it, in program order, works on hardware (and
+    with fused=False) but would make the fused run wait for itself: a clear error instead."""
+    def compute(k):
+        k.tile_regs_acquire()
+        k.fill_tile(0, 1.0)
+        k.tile_regs_wait()          # before the commit below
+        k.tile_regs_commit()
+        k.cb_reserve_back(16, 1)
+        k.pack_tile(0, 16)
+        k.cb_push_back(16, 1)
+        k.tile_regs_release()
+
+    for fused in (True, False):
+        dev = ttsim.Device()
+        prog = ttsim.Program(dev)
+        prog.circular_buffer((0, 0), 16, num_pages=1)
+        prog.compute((0, 0), compute, fused=fused)
+        if fused:
+            with pytest.raises(ttsim.CBError, match="later in the kernel's program order"):
+                dev.run(prog)
+        else:
+            assert dev.run(prog).cycles > 0
