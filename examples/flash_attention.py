@@ -69,7 +69,8 @@ def make_kernel(units, sq_t, skv_t, d_t, q_chunk, kv_chunk, scale, causal, grid,
         q_buf = ttl.make_dataflow_buffer_like(q, shape=(q_chunk, d_t), buffer_factor=2)
         k_buf = ttl.make_dataflow_buffer_like(k, shape=(kv_chunk, d_t), buffer_factor=buffers)
         v_buf = ttl.make_dataflow_buffer_like(v, shape=(kv_chunk, d_t), buffer_factor=buffers)
-        mask_buf = ttl.make_dataflow_buffer_like(mask, shape=(q_chunk, kv_chunk), buffer_factor=1)
+        if causal:
+            mask_buf = ttl.make_dataflow_buffer_like(mask, shape=(q_chunk, kv_chunk), buffer_factor=1)
         out_buf = ttl.make_dataflow_buffer_like(out, shape=(q_chunk, d_t), buffer_factor=2)
         s_buf = ttl.make_dataflow_buffer_like(out, shape=(q_chunk, kv_chunk), buffer_factor=1)
         p_buf = ttl.make_dataflow_buffer_like(out, shape=(q_chunk, kv_chunk), buffer_factor=1)
@@ -175,7 +176,34 @@ def reference(q, k, v, scale, causal):
     return np.matmul(s, v)
 
 
-def run(batch=1, heads=8, seq=2048, dim=64, grid=(8, 8), q_chunk=2, kv_chunk=4, buffers=2,
+def auto_schedule(bh, sq_t, skv_t, d_t, grid, causal=False, kv_mcast=False, buffers=2,
+                  kv_bytes=2048, l1_bytes=1_300_000):
+    """Default Q and K/V chunks (in tiles) for a problem.
+
+    Q chunks: the largest (up to 8 tiles) that still gives every core a work unit, since
+    each unit streams the whole of K and V once, so bigger chunks read DRAM less. K/V
+    chunks: the largest (up to 16 tiles) whose buffers fit `l1_bytes` of L1, since bigger
+    chunks mean fewer, longer statements. Causal runs use square chunks.
+    """
+    cores = grid[0] * grid[1]
+    divs = lambda n, cap: [c for c in range(1, min(n, cap) + 1) if n % c == 0]
+    q_opts = [c for c in divs(sq_t, 8) if not kv_mcast or (sq_t // c) % grid[0] == 0] or [1]
+    busy = [c for c in q_opts if bh * (sq_t // c) >= cores]
+    qc = max(busy) if busy else min(q_opts)
+
+    def l1(qc, kc):   # tiles of every buffer the kernel makes (bf16 but K/V), plus spills
+        bf16 = 2048 * (qc * d_t * 6 + qc * kc * (3 if causal else 2) + qc * 6 + qc * kc)
+        return bf16 + 2 * kc * d_t * buffers * kv_bytes
+
+    if causal:
+        while qc > 1 and l1(qc, qc) > l1_bytes:
+            qc = max(c for c in q_opts if c < qc)
+        return qc, qc
+    kc_opts = [c for c in divs(skv_t, 16) if l1(qc, c) <= l1_bytes] or [1]
+    return qc, max(kc_opts)
+
+
+def run(batch=1, heads=8, seq=2048, dim=64, grid=(8, 8), q_chunk=None, kv_chunk=None, buffers=2,
         kv_dtype="bf16", math_fidelity="HiFi4", fp32_dest_acc_en=False, causal=False, seed=0,
         sysdesc=None, kv_seq=None, kv_mcast=False):
     """Run flash attention once; returns (figures, RunReport, kernel).
@@ -190,6 +218,9 @@ def run(batch=1, heads=8, seq=2048, dim=64, grid=(8, 8), q_chunk=2, kv_chunk=4, 
     if seq % 32 or dim % 32 or kv_seq % 32:
         raise ValueError("seq, kv_seq and dim must be multiples of 32")
     sq_t, skv_t, d_t = seq // 32, kv_seq // 32, dim // 32
+    auto_q, auto_kv = auto_schedule(batch * heads, sq_t, skv_t, d_t, grid, causal, kv_mcast, buffers,
+                                    1088 if kv_dtype == "bfp8_b" else 2048)
+    q_chunk, kv_chunk = q_chunk or auto_q, kv_chunk or (q_chunk if causal and q_chunk else auto_kv)
     if sq_t % q_chunk or skv_t % kv_chunk:
         raise ValueError(f"seq {seq} ({sq_t} tiles) must be a multiple of q_chunk={q_chunk} tiles and "
                          f"kv_seq {kv_seq} ({skv_t} tiles) of kv_chunk={kv_chunk}")
@@ -231,6 +262,8 @@ def run(batch=1, heads=8, seq=2048, dim=64, grid=(8, 8), q_chunk=2, kv_chunk=4, 
         "peak_tflops": peak,
         "bottleneck": rep.bottleneck(),
         "wall_s": wall,
+        "q_chunk": q_chunk,
+        "kv_chunk": kv_chunk,
         "utilisation": {kd: round(d["busy"], 4) for kd, d in rep.per_kind().items()},
     }
     return res, rep, kern
@@ -256,8 +289,10 @@ def main(argv=None):
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--kv-seq", type=int, default=None, help="K/V length (default: --seq)")
     p.add_argument("--grid", type=grid_arg, default=None, help="e.g. 8x8 (default: the full worker grid)")
-    p.add_argument("--q-chunk", type=int, default=2, help="Q rows per chunk, in tiles")
-    p.add_argument("--kv-chunk", type=int, default=4, help="K/V rows per chunk, in tiles")
+    p.add_argument("--q-chunk", type=int, default=None,
+                   help="Q rows per chunk, in tiles (default: auto_schedule)")
+    p.add_argument("--kv-chunk", type=int, default=None,
+                   help="K/V rows per chunk, in tiles (default: auto_schedule)")
     p.add_argument("--buffers", type=int, default=2, help="K/V buffer depth (blocks)")
     p.add_argument("--kv-dtype", default="bf16", choices=["bf16", "bfp8_b"])
     p.add_argument("--fidelity", default="HiFi4")
@@ -278,7 +313,7 @@ def main(argv=None):
     sd = ttl.device().sd
     print(f"flash attention: batch {a.batch}, heads {a.heads}, seq {a.seq}, head dim {a.dim}"
           f"{', causal' if a.causal else ''} on {sd.name} ({grid[0]}x{grid[1]} cores)")
-    print(f"schedule: q_chunk {a.q_chunk} tiles, kv_chunk {a.kv_chunk} tiles, K/V {a.kv_dtype}, "
+    print(f"schedule: q_chunk {res['q_chunk']} tiles, kv_chunk {res['kv_chunk']} tiles, K/V {a.kv_dtype}, "
           f"{a.fidelity}{', fp32 acc' if a.fp32_acc else ''}, K/V buffer depth {a.buffers}, "
           f"K/V {'multicast along rows' if a.kv_mcast else 'read by every core'}")
     print(f"correctness vs float64: pcc {res['pcc']:.6f}, max abs err {res['max_abs_err']:.4g}, "

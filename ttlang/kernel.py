@@ -16,7 +16,8 @@ from .runtime import DataflowBuffer, ThreadEnv
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _SKIP = {os.path.join(_HERE, f) for f in ("runtime.py", "kernel.py", "expr.py", "math.py",
-                                          "lower.py", "tensor.py", "errors.py", "__init__.py")}
+                                          "lower.py", "tensor.py", "errors.py", "__init__.py",
+                                          "pipe.py", "semaphore.py")}
 for _f in _SKIP:
     register_api_file(_f)
 
@@ -37,6 +38,8 @@ class Build:
         self.kernel, self.grid, self.dev = kernel, grid, dev
         self.buffers: list[DataflowBuffer] = []
         self.pipes: list = []
+        self.semaphores: list = []
+        self.scratch_sems: dict = {}
         self.threads: list[tuple] = []       # (kind, fn, options)
         self.compiler = None
         self.gen_files: dict = {}
@@ -189,6 +192,10 @@ class Kernel:
             prog.circular_buffer(cores, buf.cb, buf.dtype, buf.tiles * buf.factor)
         for pipe in b.pipes:
             pipe.sems = (prog.semaphore(cores, 0), prog.semaphore(cores, 0))
+        for sem in b.semaphores:
+            sem.id = prog.semaphore(cores, sem.initial)
+        if b.semaphores:
+            b.scratch_sems = {kind: prog.semaphore(cores, 0) for kind in ("reader", "writer")}
         comp = b.compiler
         spill_fmt = "fp32" if b.cfg["fp32_dest_acc_en"] else "bf16"
         if comp.uses_scaler:
@@ -276,6 +283,25 @@ def _compute_kernel(b, fn):
             Kernel._call(fn, b)
     kernel.__name__ = fn.__name__
     return kernel
+
+
+class Program:
+    """TT-Lang's `return ttl.Program(compute, dm0, dm1)(*args)` at the end of a kernel body.
+
+    ttlang already knows a kernel's threads from their decorators, so this only checks that
+    the functions named are among them; calling it does nothing (the kernel call runs)."""
+
+    def __init__(self, *threads):
+        b = _current_build()
+        known = {fn for _, fn, _ in b.threads}
+        for fn in threads:
+            if fn not in known:
+                raise CompileError(f"ttl.Program got {getattr(fn, '__name__', fn)!r}, which is not "
+                                   "a @ttl.compute() or @ttl.datamovement() thread of this kernel",
+                                   b.user_line())
+
+    def __call__(self, *args, **kwargs):
+        return None
 
 
 def kernel(grid=None, **config):

@@ -29,6 +29,31 @@ def set_device(dev_or_sysdesc=None):
 
 
 bfloat16, float32, bfloat8_b = "bf16", "fp32", "bfp8_b"
+# TT-NN's names, so TT-Lang host code ports with its calls as they are: tensors are always
+# tiled here; the memory config picks DRAM or L1 interleaving.
+TILE_LAYOUT, ROW_MAJOR_LAYOUT = "tile", "row_major"
+DRAM_MEMORY_CONFIG, L1_MEMORY_CONFIG = "dram", "l1"
+
+
+def open_device(device_id=0, sysdesc=None):
+    """TT-NN's open_device: the simulated chip (device_id is accepted and ignored)."""
+    return set_device(sysdesc) if sysdesc is not None else device()
+
+
+def close_device(dev=None):
+    """Nothing to release on a simulated chip."""
+
+
+def _placement(layout, dev, memory_config):
+    if layout not in (None, TILE_LAYOUT):
+        raise ValueError(f"layout {layout!r}: ttsim tensors are tiled (32x32 tiles); use "
+                         "ttl.TILE_LAYOUT")
+    if dev is not None and dev is not device():
+        set_device(dev)
+    mem = memory_config or DRAM_MEMORY_CONFIG
+    if mem not in (DRAM_MEMORY_CONFIG, L1_MEMORY_CONFIG):
+        raise ValueError(f"memory_config {mem!r}: use ttl.DRAM_MEMORY_CONFIG or ttl.L1_MEMORY_CONFIG")
+    return mem
 
 
 class Tensor:
@@ -103,31 +128,39 @@ def _tile_range(s, n, what):
     return range(start, stop)
 
 
-def from_numpy(a, dtype=bfloat16):
-    return Tensor(device().tensor(np.asarray(a, np.float32), dtype))
+def from_numpy(a, dtype=bfloat16, layout=None, device=None, memory_config=None):
+    """TT-NN's from_torch, from a numpy array: rounded to `dtype`, tiled, interleaved."""
+    mem = _placement(layout, device, memory_config)
+    return Tensor(_dev().tensor(np.asarray(a, np.float32), dtype, mem))
 
 
-def empty(shape, dtype=bfloat16):
-    return Tensor(device().empty(shape, dtype))
+def empty(shape, dtype=bfloat16, layout=None, device=None, memory_config=None):
+    mem = _placement(layout, device, memory_config)
+    return Tensor(_dev().empty(shape, dtype, mem))
 
 
-def zeros(shape, dtype=bfloat16):
-    return Tensor(device().zeros(shape, dtype))
+def zeros(shape, dtype=bfloat16, layout=None, device=None, memory_config=None):
+    return full(shape, 0.0, dtype, layout, device, memory_config)
 
 
-def full(shape, value, dtype=bfloat16):
-    return from_numpy(np.full(shape, value, np.float32), dtype)
+def full(shape, value, dtype=bfloat16, layout=None, device=None, memory_config=None):
+    return from_numpy(np.full(shape, value, np.float32), dtype, layout, device, memory_config)
 
 
-def rand(shape, dtype=bfloat16, low=0.0, high=1.0, seed=None):
+def rand(shape, dtype=bfloat16, low=0.0, high=1.0, seed=None, **placement):
     r = np.random.default_rng(seed)
-    return from_numpy(r.uniform(low, high, shape).astype(np.float32), dtype)
+    return from_numpy(r.uniform(low, high, shape).astype(np.float32), dtype, **placement)
 
 
-def randn(shape, dtype=bfloat16, seed=None):
+def randn(shape, dtype=bfloat16, seed=None, **placement):
     r = np.random.default_rng(seed)
-    return from_numpy(r.standard_normal(shape).astype(np.float32), dtype)
+    return from_numpy(r.standard_normal(shape).astype(np.float32), dtype, **placement)
 
 
-to_numpy = Tensor.to_numpy
+_dev = device
+
+
+def to_numpy(t):
+    """TT-NN's to_torch, to a numpy array."""
+    return t.to_numpy()
 parse_dtype = formats.parse_format
