@@ -163,17 +163,22 @@ def make_kernel(units, sq_t, skv_t, d_t, q_chunk, kv_chunk, scale, causal, grid,
     return flash_attention
 
 
-def reference(q, k, v, scale, causal):
-    """float64 attention on the same (format-rounded) inputs."""
-    s = np.matmul(q, np.swapaxes(k, -1, -2))
-    s *= scale
-    if causal:
-        n = s.shape[-1]
-        s += np.triu(np.full((n, n), -np.inf), 1)
-    s -= s.max(-1, keepdims=True)
-    np.exp(s, out=s)
-    s /= s.sum(-1, keepdims=True)
-    return np.matmul(s, v)
+def reference(q, k, v, scale, causal, rows=1024):
+    """float64 attention on the same (format-rounded) inputs, `rows` query rows at a time so
+    long sequences do not need the whole score matrix in memory."""
+    out = np.empty(q.shape[:-1] + v.shape[-1:])
+    n = k.shape[-2]
+    kt = np.swapaxes(k, -1, -2)
+    for r0 in range(0, q.shape[-2], rows):
+        s = np.matmul(q[..., r0:r0 + rows, :], kt)
+        s *= scale
+        if causal:
+            s += np.triu(np.full((n, n), -np.inf), 1)[r0:r0 + rows]
+        s -= s.max(-1, keepdims=True)
+        np.exp(s, out=s)
+        s /= s.sum(-1, keepdims=True)
+        out[..., r0:r0 + rows, :] = np.matmul(s, v)
+    return out
 
 
 def auto_schedule(bh, sq_t, skv_t, d_t, grid, causal=False, kv_mcast=False, buffers=2,
