@@ -218,9 +218,10 @@ class UnpackContext(ComputeContext):
     def matmul_block(self, cb_a, cb_b, ia, ib, d, transpose=False, ct_dim=1, rt_dim=1, kt_dim=1,
                      in1_stride=1):
         """One k step of an rt_dim x ct_dim output block: in0 tiles ia + r * kt_dim, in1
-        tiles ib + c * in1_stride, each unpacked once for all the products that use it
-        (tt-metal's matmul_block; in1_stride is ttsim's, for an in1 whose tiles are stored
-        transposed, K^T from K); DST[d + r * ct_dim + c] += in0[r] @ in1[c]."""
+        tiles ib + c * in1_stride (tt-metal's matmul_block; in1_stride is ttsim's, for an
+        in1 whose tiles are stored transposed, K^T from K); DST[d + r * ct_dim + c] +=
+        in0[r] @ in1[c]. The operand along the longer side is unpacked once per product,
+        the other once per row or column."""
         ln = caller_line()
         self._dst_index(d + rt_dim * ct_dim - 1, ln)
         rows = [self._read(cb_a, ia + r * kt_dim, ln) for r in range(rt_dim)]
@@ -228,8 +229,12 @@ class UnpackContext(ComputeContext):
         if transpose:
             cols = [(numerics.transpose(b), f) for b, f in cols]
         fa, fb = rows[0][1], cols[0][1]
-        cost = max(rt_dim * self._c_unpack[fa], ct_dim * self._c_unpack[fb],
-                   (rt_dim * fa.tile_bytes + ct_dim * fb.tile_bytes) / self._dual_bw)
+        # Source registers hold one tile each: along the block's longer side the other
+        # operand's tile stays in place, so one operand is unpacked once per row (or
+        # column) and the other once per product (the LLK's reuse of in0 or in1).
+        na, nb = (rt_dim, rt_dim * ct_dim) if ct_dim >= rt_dim else (rt_dim * ct_dim, ct_dim)
+        cost = max(na * self._c_unpack[fa], nb * self._c_unpack[fb],
+                   (na * fa.tile_bytes + nb * fb.tile_bytes) / self._dual_bw)
         self._hand_over(("matmul_block", [a for a, _ in rows], [b for b, _ in cols]), cost,
                         "unpack matmul_block", ln)
 

@@ -11,7 +11,7 @@ import math
 
 from ..program import Program, dram_nocs
 
-CB_A, CB_B, CB_OUT = 0, 1, 16
+CB_A, CB_B, CB_OUT, CB_INTERM = 0, 1, 16, 24
 
 
 def plan(mt, nt, grid):
@@ -52,22 +52,40 @@ def _reader(k):
 
 
 def _compute(k):
-    kt, mc, nc, bm, bn, sm, sn, kb = k.args
+    """Per output block, per K step, per subblock: accumulate the K step in DST, then add it
+    to the block's partial sums: by the packer in L1 (l1_acc), or, as tt-metal does without
+    packer L1 accumulation, by packing partials to an intermediate CB and copying them
+    back into DST at the next K step."""
+    kt, mc, nc, bm, bn, sm, sn, kb, l1_acc = k.args
+    s = sm * sn
     for _ in range(0, mc * nc, bm * bn):
         k.cb_reserve_back(CB_OUT, bm * bn)
         for k0 in range(0, kt, kb):
+            first, last = k0 == 0, k0 + kb == kt
             k.cb_wait_front(CB_A, bm * kb)
             k.cb_wait_front(CB_B, kb * bn)
             for si in range(0, bm, sm):
                 for sj in range(0, bn, sn):
                     k.tile_regs_acquire()
+                    if not (first or l1_acc):
+                        k.cb_wait_front(CB_INTERM, s)
+                        for d in range(s):
+                            k.copy_tile(CB_INTERM, d, d)
+                        k.cb_pop_front(CB_INTERM, s)
                     for kk in range(kb):
                         k.matmul_block(CB_A, CB_B, si * kb + kk, kk * bn + sj, 0, False, sn, sm, kb)
                     k.tile_regs_commit()
                     k.tile_regs_wait()
-                    for i in range(sm):
-                        for j in range(sn):
-                            k.pack_tile(i * sn + j, CB_OUT, (si + i) * bn + sj + j, accumulate=k0 > 0)
+                    if last or l1_acc:
+                        for i in range(sm):
+                            for j in range(sn):
+                                k.pack_tile(i * sn + j, CB_OUT, (si + i) * bn + sj + j,
+                                            accumulate=l1_acc and not first)
+                    else:
+                        k.cb_reserve_back(CB_INTERM, s)
+                        for d in range(s):
+                            k.pack_tile(d, CB_INTERM)
+                        k.cb_push_back(CB_INTERM, s)
                     k.tile_regs_release()
             k.cb_pop_front(CB_A, bm * kb)
             k.cb_pop_front(CB_B, kb * bn)
@@ -102,8 +120,11 @@ def _mcast_step(k, cb, ntiles, nbytes, fetch, role, ready, valid):
         fetch(p)
         k.noc_semaphore_wait(ready, n_recv)
         k.noc_semaphore_set(ready, 0)
-        k.noc_async_write_multicast(p, k.get_noc_multicast_addr(*rect, p), nbytes, n_recv)
-        k.noc_semaphore_set_multicast(valid, k.get_noc_multicast_addr(*rect, valid), n_recv)
+        # the multicast takes the other NoC than the kernel's (DRAM) reads, so the two
+        # streams do not queue on the same links (the sender's column or row)
+        noc = 1 - k.noc_index
+        k.noc_async_write_multicast(p, k.get_noc_multicast_addr(*rect, p), nbytes, n_recv, noc=noc)
+        k.noc_semaphore_set_multicast(valid, k.get_noc_multicast_addr(*rect, valid), n_recv, noc=noc)
     else:
         _, sx, sy = role
         k.noc_semaphore_set(valid, 0)
@@ -186,7 +207,7 @@ def _largest_divisor(n, limit):
 
 
 def choose_blocking(device, a, b, c, work, kt, buffers, fp32_dest_acc_en, sm=None, sn=None, kb=None,
-                    bm=None, bn=None, l1_share=0.85):
+                    bm=None, bn=None, l1_share=0.85, l1_acc=True):
     """Subblock (sm x sn, in DST), output block (bm x bn, in L1) and K step kb for `work`.
 
     The subblock fills DST with the fewest unpacked tiles per product, (sm + sn) / (sm sn).
@@ -209,7 +230,8 @@ def choose_blocking(device, a, b, c, work, kt, buffers, fp32_dest_acc_en, sm=Non
     ta, tb, tc = a.page_size, b.page_size, c.page_size
 
     def fits(x, y):
-        return x * y * tc + buffers * kb * (x * ta + y * tb) <= budget
+        out = x * y * tc * (1 if l1_acc else 2)         # without L1 acc: the intermediate CB too
+        return out + buffers * kb * (x * ta + y * tb) <= budget
     if bm is None or bn is None:
         cands = [(x, y) for x in _divisors(pm) for y in _divisors(pn)
                  if x % sm == 0 and y % sn == 0 and fits(x, y)
@@ -225,7 +247,7 @@ def choose_blocking(device, a, b, c, work, kt, buffers, fp32_dest_acc_en, sm=Non
 
 
 def matmul_program(device, a, b, c, grid=None, sm=None, sn=None, kb=None, bm=None, bn=None,
-                   buffers=2, math_fidelity="HiFi4", fp32_dest_acc_en=False, mcast=None):
+                   buffers=2, math_fidelity="HiFi4", fp32_dest_acc_en=False, mcast=None, l1_acc=True):
     """Build the program computing c = a @ b (tilized 2-D tensors) on a `grid` of cores.
 
     As tt-metal's large-block matmul: each core walks its output in bm x bn blocks that
@@ -233,7 +255,9 @@ def matmul_program(device, a, b, c, grid=None, sm=None, sn=None, kb=None, bm=Non
     subblocks accumulate a K step in DST and the packer adds them to the block in L1.
     With `mcast`, as tt-metal's 2-D multicast matmul: A is read once per grid row and
     multicast along it, B once per grid column and multicast down it. By default it is on
-    whenever the output splits evenly over a grid of more than one core.
+    whenever the output splits evenly over a grid of more than one core. With l1_acc=False
+    the partial sums of each K step go through an intermediate CB and back into DST
+    (tt-metal's matmul without packer L1 accumulation).
     """
     (mt, kt), (kt2, nt) = a.tiles, b.tiles
     if kt != kt2 or c.tiles != (mt, nt):
@@ -246,12 +270,14 @@ def matmul_program(device, a, b, c, grid=None, sm=None, sn=None, kb=None, bm=Non
         raise ValueError(f"multicast matmul needs {mt} row tiles split evenly over {grid[1]} grid rows "
                          f"and {nt} column tiles over {grid[0]} columns")
     sm, sn, bm, bn, kb = choose_blocking(device, a, b, c, work, kt, buffers, fp32_dest_acc_en,
-                                         sm, sn, kb, bm, bn)
+                                         sm, sn, kb, bm, bn, l1_acc=l1_acc)
     prog = Program(device)
     cores = list(work)
     prog.circular_buffer(cores, CB_A, a.dtype, buffers * bm * kb)
     prog.circular_buffer(cores, CB_B, b.dtype, buffers * kb * bn)
     prog.circular_buffer(cores, CB_OUT, c.dtype, bm * bn)
+    if not l1_acc:
+        prog.circular_buffer(cores, CB_INTERM, c.dtype, bm * bn)
     rd, wr = dram_nocs(device.sd)
     if mcast:
         row, col = _roles(device, grid, "row"), _roles(device, grid, "col")
@@ -268,7 +294,7 @@ def matmul_program(device, a, b, c, grid=None, sm=None, sn=None, kb=None, bm=Non
         prog.writer(cores, _writer, compile_args=[c.page_size], noc=wr,
                     args=lambda cr: [c.address, nt, *work[cr], bm, bn])
     prog.compute(cores, _compute, math_fidelity=math_fidelity, fp32_dest_acc_en=fp32_dest_acc_en,
-                 args=lambda cr: [kt, work[cr][1], work[cr][3], bm, bn, sm, sn, kb])
+                 args=lambda cr: [kt, work[cr][1], work[cr][3], bm, bn, sm, sn, kb, l1_acc])
     return prog
 
 

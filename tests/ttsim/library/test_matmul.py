@@ -79,3 +79,19 @@ def test_multicast_reads_each_operand_once_per_grid_row_and_column(rng):
     assert dram[True] - out_bytes == 2 * 512 * 512 * 2           # each operand once
     assert np.array_equal(runs[False][2], runs[True][2])
     assert runs[True][3].cycles < 0.5 * runs[False][3].cycles
+
+
+@pytest.mark.parametrize("l1_acc", [True, False])
+def test_partials_through_l1_or_an_intermediate_cb_are_right(l1_acc, rng):
+    """K in steps of 2 tiles: partial sums carried by the packer in L1 or through an
+    intermediate CB and back into DST; both within the roundings they make, and the second
+    costs the copies back (more cycles)."""
+    a = rng.standard_normal((128, 256)).astype(np.float32)
+    b = rng.standard_normal((256, 128)).astype(np.float32)
+    aq, bq, c, rep = _mm((2, 2), a, b, kb=2, l1_acc=l1_acc)
+    kt, steps = 8, 4
+    bound = (kt + steps + 1) * 2.0 ** -8 * (np.abs(aq) @ np.abs(bq)) + 1e-6
+    assert np.all(np.abs(c - aq @ bq) <= bound)
+    copies = sum(l.count for l in rep.lines if l.kind == "math" and "copy_tile" in
+                 open(l.file).read().splitlines()[l.line - 1])
+    assert copies == (0 if l1_acc else 4 * 4 * (steps - 1))     # per core: 4 tiles x 3 steps
