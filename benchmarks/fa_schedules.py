@@ -2,9 +2,10 @@
 
     python benchmarks/fa_schedules.py --heads 8 --seq 1024 --dim 64 [--csv out.csv] [--plot out.png]
 
-Each schedule (grid, Q/KV chunk sizes, K/V buffer depth, K/V format, fidelity) is one
-simulation; they run in parallel over the local cores. The table shows cycles, achieved
-TFLOP/s, correctness (PCC) and what bounds each schedule.
+Each schedule (grid, Q/KV chunk sizes, K/V buffer depth, K/V format, fidelity, fp32 DST
+accumulation, K/V multicast) is one simulation; they run in parallel over the local cores.
+The table shows cycles, achieved TFLOP/s, correctness (PCC), each thread kind's busy share
+and what bounds each schedule.
 """
 from __future__ import annotations
 
@@ -33,13 +34,15 @@ def _one(job):
     return sched, res
 
 
-def default_schedules(grids, q_chunks, kv_chunks, buffers, kv_dtypes, fidelities, seq):
+def default_schedules(grids, q_chunks, kv_chunks, buffers, kv_dtypes, fidelities, seq,
+                      fp32_accs=(False,), kv_mcasts=(False,)):
     out = []
-    for g, qc, kc, b, dt, fid in itertools.product(grids, q_chunks, kv_chunks, buffers, kv_dtypes,
-                                                    fidelities):
+    for g, qc, kc, b, dt, fid, acc, mc in itertools.product(grids, q_chunks, kv_chunks, buffers,
+                                                            kv_dtypes, fidelities, fp32_accs, kv_mcasts):
         if (seq // 32) % qc or (seq // 32) % kc:
             continue
-        out.append(dict(grid=g, q_chunk=qc, kv_chunk=kc, buffers=b, kv_dtype=dt, math_fidelity=fid))
+        out.append(dict(grid=g, q_chunk=qc, kv_chunk=kc, buffers=b, kv_dtype=dt, math_fidelity=fid,
+                        fp32_dest_acc_en=acc, kv_mcast=mc))
     return out
 
 
@@ -64,6 +67,8 @@ def main(argv=None):
     p.add_argument("--buffers", type=int_list, default=[2])
     p.add_argument("--kv-dtypes", default="bf16,bfp8_b")
     p.add_argument("--fidelities", default="HiFi4,HiFi2")
+    p.add_argument("--fp32-acc", default="0", help="0, 1 or 0,1: fp32 DST accumulation")
+    p.add_argument("--kv-mcast", default="0", help="0, 1 or 0,1: K/V multicast along grid rows")
     p.add_argument("--sysdesc", default=None)
     p.add_argument("--jobs", type=int, default=os.cpu_count())
     p.add_argument("--csv", default=None)
@@ -72,8 +77,9 @@ def main(argv=None):
     a = p.parse_args(argv)
 
     problem = dict(batch=a.batch, heads=a.heads, seq=a.seq, dim=a.dim, causal=a.causal, sysdesc=a.sysdesc)
+    flags = lambda v: [bool(int(x)) for x in v.split(",")]
     scheds = default_schedules(a.grids, a.q_chunks, a.kv_chunks, a.buffers, a.kv_dtypes.split(","),
-                               a.fidelities.split(","), a.seq)
+                               a.fidelities.split(","), a.seq, flags(a.fp32_acc), flags(a.kv_mcast))
     if a.causal:
         scheds = [s for s in scheds if s["q_chunk"] == s["kv_chunk"]]
     t0 = time.perf_counter()
@@ -84,28 +90,35 @@ def main(argv=None):
     bad = [r for r in rows if "error" in r[1]]
     print(f"flash attention b{a.batch} h{a.heads} s{a.seq} d{a.dim}{' causal' if a.causal else ''}: "
           f"{len(scheds)} schedules in {wall:.1f} s on {a.jobs} processes")
+    kinds = ("reader", "unpack", "math", "pack", "writer")
     hdr = (f"{'rank':>4} {'grid':>5} {'qc':>3} {'kc':>3} {'buf':>3} {'kv':>6} {'fidelity':>8} "
-           f"{'cycles':>12} {'us':>9} {'TFLOP/s':>8} {'pcc':>8}  bottleneck")
+           f"{'acc':>4} {'mc':>3} {'cycles':>12} {'us':>9} {'TFLOP/s':>8} {'pcc':>8} "
+           f"{'rd%':>4} {'up%':>4} {'ma%':>4} {'pk%':>4} {'wr%':>4}  bottleneck")
     print(hdr)
     for i, (s, r) in enumerate(ok, 1):
+        busy = " ".join(f"{100 * r['busy'].get(k, {}).get('busy', 0.0):4.0f}" for k in kinds)
         print(f"{i:4d} {s['grid'][0]}x{s['grid'][1]:<3d} {s['q_chunk']:3d} {s['kv_chunk']:3d} "
-              f"{s['buffers']:3d} {s['kv_dtype']:>6} {s['math_fidelity']:>8} {r['cycles']:12,.0f} "
-              f"{r['us']:9.1f} {r['tflops']:8.2f} {r['pcc']:8.5f}  {r['bottleneck']}")
+              f"{s['buffers']:3d} {s['kv_dtype']:>6} {s['math_fidelity']:>8} "
+              f"{'fp32' if s['fp32_dest_acc_en'] else 'bf16':>4} {'y' if s['kv_mcast'] else 'n':>3} "
+              f"{r['cycles']:12,.0f} {r['us']:9.1f} {r['tflops']:8.2f} {r['pcc']:8.5f} {busy}  "
+              f"{r['bottleneck']}")
     for s, r in bad:
         print(f"   - {s}: {r['error']}")
     if a.csv:
         with open(a.csv, "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["rank", "grid", "q_chunk", "kv_chunk", "buffers", "kv_dtype", "fidelity",
+                        "fp32_dest_acc_en", "kv_mcast",
                         "cycles", "us", "tflops", "pcc", "max_abs_err", "bottleneck",
                         "reader_busy", "unpack_busy", "math_busy", "pack_busy", "writer_busy"])
             for i, (s, r) in enumerate(ok, 1):
                 busy = r["busy"]
                 w.writerow([i, f"{s['grid'][0]}x{s['grid'][1]}", s["q_chunk"], s["kv_chunk"],
-                            s["buffers"], s["kv_dtype"], s["math_fidelity"], r["cycles"], r["us"],
+                            s["buffers"], s["kv_dtype"], s["math_fidelity"], s["fp32_dest_acc_en"],
+                            s["kv_mcast"], r["cycles"], r["us"],
                             r["tflops"], r["pcc"], r["max_abs_err"], r["bottleneck"],
                             *(round(busy.get(k, {}).get("busy", 0.0), 4)
-                              for k in ("reader", "unpack", "math", "pack", "writer"))])
+                              for k in kinds)])
         print(f"csv: {a.csv}")
     if a.plot:
         try:
@@ -116,7 +129,8 @@ def main(argv=None):
             print("plot skipped: matplotlib is not installed (pip install -e '.[plot]')")
         else:
             labels = [f"{s['grid'][0]}x{s['grid'][1]} q{s['q_chunk']} k{s['kv_chunk']} "
-                      f"{s['kv_dtype']} {s['math_fidelity']}" for s, _ in ok]
+                      f"{s['kv_dtype']} {s['math_fidelity']}{' fp32' if s['fp32_dest_acc_en'] else ''}"
+                      f"{' mcast' if s['kv_mcast'] else ''}" for s, _ in ok]
             fig, ax = plt.subplots(figsize=(8, 0.3 * len(ok) + 1))
             ax.barh(labels[::-1], [r["cycles"] for _, r in ok][::-1])
             ax.set_xlabel("simulated cycles")
@@ -124,11 +138,12 @@ def main(argv=None):
             fig.savefig(a.plot)
             print(f"plot: {a.plot}")
     if a.json:
-        best = ok[0][1] if ok else {}
+        figures = {"schedules": len(scheds), "failed_schedules": len(bad), "wall_s": wall}
+        if ok:
+            figures.update(best_cycles=ok[0][1]["cycles"], worst_cycles=ok[-1][1]["cycles"],
+                           best_over_worst_speedup=ok[-1][1]["cycles"] / ok[0][1]["cycles"])
         with open(a.json, "w") as f:
-            json.dump({"schedules": len(scheds), "wall_s": wall,
-                       "best_cycles": best.get("cycles"), "worst_cycles": ok[-1][1]["cycles"] if ok else None,
-                       "failed_schedules": len(bad)}, f, indent=1)
+            json.dump(figures, f, indent=1)
     return 0
 
 
