@@ -1,21 +1,14 @@
 """The schedule sweep ranks schedules by cycles and writes its table and figures."""
 import csv
-import importlib.util
 import json
+import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import fa_schedules as sweep  # noqa: E402   (workers of its process pool import it by name)
 
 
 def test_sweep_ranks_by_cycles_and_writes_csv_and_json(tmp_path, capsys):
-    sweep = _load("fa_schedules")
     out_csv, out_json = tmp_path / "s.csv", tmp_path / "s.json"
     sweep.main(["--heads", "2", "--seq", "128", "--grids", "2x2,1x1", "--q-chunks", "1,2",
                 "--kv-chunks", "2", "--fidelities", "HiFi4", "--kv-dtypes", "bf16", "--jobs", "2",
