@@ -296,6 +296,12 @@ class MathContext(ComputeContext):
         self._c_copy = c["cost.math.datacopy"] * acc
         self._c_reduce = c["cost.math.reduce"] * acc
         self._c_transpose = c["cost.math.transpose"] * acc
+        # per SFPU op: (cost, trace name, function); "scale" multiplies by its parameter
+        self._unary = {op: (c[f"cost.sfpu.{op}"], f"{op}_tile", fn)
+                       for op, fn in [*numerics.SFPU_UNARY.items(), ("scale", None)]}
+        self._binary = {op: (c[f"cost.sfpu.{op}"], f"{op}_binary_tile", fn)
+                        for op, fn in numerics.SFPU_BINARY.items()}
+        self._c_fill, self._c_dcopy = c["cost.sfpu.fill"], c["cost.sfpu.copy"]
         self._dst = None
         self._written = None
 
@@ -395,23 +401,21 @@ class MathContext(ComputeContext):
         p = self._take("copy", self._c_copy, f"unary_bcast_{dim}", ln)
         self._put(d, p[1])
 
-    def _sfpu_cost(self, op, ln):
+    def _sfpu(self, table, op, ln, kind):
         try:
-            return self._c[f"cost.sfpu.{op}"]
+            return table[op]
         except KeyError:
-            raise TTSimError(f"unknown SFPU op '{op}'", core=self.core, thread=self._th.kind,
-                             line=ln) from None
+            raise TTSimError(f"unknown SFPU {kind} op '{op}' (known: {', '.join(sorted(table))})",
+                             core=self.core, thread=self._th.kind, line=ln) from None
 
     def sfpu_unary(self, op, d, *params):
         ln = caller_line()
         self._dst_index(d, ln)
         self._need_dst(ln)
-        self._th.charge(self._sfpu_cost(op, ln), f"{op}_tile", ln)
+        cost, name, fn = self._sfpu(self._unary, op, ln, "unary")
+        self._th.charge(cost, name, ln)
         x = self._dst[d]
-        if op == "scale":
-            self._put(d, x * np.float32(params[0]))
-        else:
-            self._put(d, numerics.SFPU_UNARY[op](x))
+        self._put(d, x * np.float32(params[0]) if fn is None else fn(x))
 
     def sfpu_binary(self, op, d0, d1, d_out=None):
         ln = caller_line()
@@ -419,14 +423,15 @@ class MathContext(ComputeContext):
         for d in (d0, d1, d_out):
             self._dst_index(d, ln)
         self._need_dst(ln)
-        self._th.charge(self._sfpu_cost(op, ln), f"{op}_binary_tile", ln)
-        self._put(d_out, numerics.SFPU_BINARY[op](self._dst[d0], self._dst[d1]))
+        cost, name, fn = self._sfpu(self._binary, op, ln, "binary")
+        self._th.charge(cost, name, ln)
+        self._put(d_out, fn(self._dst[d0], self._dst[d1]))
 
     def fill_tile(self, d, value):
         ln = caller_line()
         self._dst_index(d, ln)
         self._need_dst(ln)
-        self._th.charge(self._sfpu_cost("fill", ln), "fill_tile", ln)
+        self._th.charge(self._c_fill, "fill_tile", ln)
         self._put(d, np.full((32, 32), value, np.float32))
 
     def copy_dest_values(self, d_dst, d_src):
@@ -434,7 +439,7 @@ class MathContext(ComputeContext):
         self._dst_index(d_dst, ln)
         self._dst_index(d_src, ln)
         self._need_dst(ln)
-        self._th.charge(self._sfpu_cost("copy", ln), "copy_dest_values", ln)
+        self._th.charge(self._c_dcopy, "copy_dest_values", ln)
         self._put(d_dst, self._dst[d_src])
 
 

@@ -188,3 +188,17 @@ def test_core_outside_grid(dev):
     prog = ttsim.Program(dev)
     with pytest.raises(ttsim.TTSimError, match="outside the 8x8 worker grid"):
         prog.reader((8, 0), lambda k: None)
+
+
+def test_unknown_sfpu_op_names_the_op_and_line(dev):
+    prog = ttsim.Program(dev)
+
+    def compute(k):
+        k.tile_regs_acquire()
+        k.fill_tile(0, 1.0)
+        k.sfpu_unary("cosh", 0)
+
+    prog.compute((0, 0), compute)
+    with pytest.raises(ttsim.TTSimError, match="unknown SFPU unary op 'cosh'") as e:
+        dev.run(prog)
+    assert f":{_line_of(compute, 'cosh')}" in str(e.value) and "core (0,0) math" in str(e.value)
