@@ -2,10 +2,11 @@
 
     out = softmax(Q K^T * scale [+ causal mask]) V
 
-Each core takes whole (batch, head, Q-chunk) work units. For every KV chunk it computes
-S = Q K^T * scale, the new running row max m, P = exp(S - m), the rescale factor
-alpha = exp(m_old - m), the running row sum l = alpha * l + rowsum(P), and the output
-accumulator O = alpha * O + P V; at the end out = O / l. The running state (m, l, O) is
+Each core takes whole (batch, head, Q-chunk) work units. It scales its Q chunk once, then
+for every KV chunk computes S = (Q * scale) K^T, the new running row max m,
+P = exp(S - m), the rescale factor alpha = exp(m_old - m), the running row sum
+l = alpha * l + rowsum(P), and the output accumulator O = alpha * O + P V; at the end
+out = O / l. The running state (m, l, O) is
 carried from one KV chunk to the next through dataflow buffers.
 
     python examples/flash_attention.py --heads 8 --seq 2048 --dim 64 --grid 8x8
@@ -67,6 +68,7 @@ def make_kernel(units, sq_t, skv_t, d_t, q_chunk, kv_chunk, scale, causal, grid,
     @ttl.kernel(grid=grid, **compute_cfg)
     def flash_attention(q, k, v, mask, out):
         q_buf = ttl.make_dataflow_buffer_like(q, shape=(q_chunk, d_t), buffer_factor=2)
+        qs_buf = ttl.make_dataflow_buffer_like(q, shape=(q_chunk, d_t), buffer_factor=1)
         k_buf = ttl.make_dataflow_buffer_like(k, shape=(kv_chunk, d_t), buffer_factor=buffers)
         v_buf = ttl.make_dataflow_buffer_like(v, shape=(kv_chunk, d_t), buffer_factor=buffers)
         if causal:
@@ -120,7 +122,9 @@ def make_kernel(units, sq_t, skv_t, d_t, q_chunk, kv_chunk, scale, causal, grid,
             if causal:
                 mask_blk = mask_buf.wait()
             for _, qi in my_units():
-                with q_buf.wait() as qb:
+                with q_buf.wait() as qb, qs_buf.reserve() as qs:
+                    qs.store(qb * scale)        # the softmax scale, folded into Q once per chunk
+                with qs_buf.wait() as qb:
                     with m_buf.reserve() as m0:
                         m0.store(ttl.math.fill(m0, -math.inf))
                     with l_buf.reserve() as l0:
@@ -130,9 +134,9 @@ def make_kernel(units, sq_t, skv_t, d_t, q_chunk, kv_chunk, scale, causal, grid,
                     for j in range(kv_blocks(qi)):
                         with k_buf.wait() as kb, s_buf.reserve() as s:
                             if causal and j == qi:
-                                s.store(qb @ kb.transpose() * scale + mask_blk)
+                                s.store(qb @ kb.transpose() + mask_blk)
                             else:
-                                s.store(qb @ kb.transpose() * scale)
+                                s.store(qb @ kb.transpose())
                         with s_buf.wait() as s, m_buf.wait() as m:
                             with mn_buf.reserve() as mn:
                                 mn.store(ttl.math.max(m, s.rowmax()))
@@ -197,7 +201,7 @@ def auto_schedule(bh, sq_t, skv_t, d_t, grid, causal=False, kv_mcast=False, buff
     qc = max(busy) if busy else min(q_opts)
 
     def l1(qc, kc):   # tiles of every buffer the kernel makes (bf16 but K/V), plus spills
-        bf16 = 2048 * (qc * d_t * 6 + qc * kc * (3 if causal else 2) + qc * 6 + qc * kc)
+        bf16 = 2048 * (qc * d_t * 7 + qc * kc * (3 if causal else 2) + qc * 6 + qc * kc)
         return bf16 + 2 * kc * d_t * buffers * kv_bytes
 
     if causal:
