@@ -312,6 +312,8 @@ def main(argv=None):
     p.add_argument("--sysdesc", default=None)
     p.add_argument("--json", default=None)
     p.add_argument("--show", action="store_true", help="print the generated low-level code")
+    p.add_argument("--lines", type=int, default=0, metavar="N",
+                   help="print the N costliest kernel lines per thread (a line profile)")
     a = p.parse_args(argv)
     if a.sysdesc:
         ttl.set_device(a.sysdesc)
@@ -332,6 +334,8 @@ def main(argv=None):
           f"({res['tflops'] / res['peak_tflops']:.1%})")
     print(rep.summary())
     print(f"(simulated in {res['wall_s']:.1f} s)")
+    if a.lines:
+        print(rep.line_table(top=a.lines, by_thread=True))
     if a.show:
         print(kern.show())
     if a.json:

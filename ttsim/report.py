@@ -123,11 +123,15 @@ class RunReport:
             out.append(f"{kind:8s} {d['busy']:6.1%} {d['stalled']:8.1%} {d['idle']:6.1%}  {st}")
         return "\n".join(out)
 
-    def line_table(self, kinds=None, top=None, line_map=None):
+    def line_table(self, kinds=None, top=None, line_map=None, by_thread=False):
         """Profiler-style table: each kernel line, its thread, count, total and mean cycles, share.
 
-        `line_map` maps (file, line) of generated code to what to print instead.
+        `line_map` maps (file, line) of generated code to what to print instead. With
+        `by_thread`, one section per thread kind, each with its own `top` lines.
         """
+        if by_thread:
+            return "\n\n".join(self.line_table([k], top, line_map) for k in THREAD_KINDS
+                             if (kinds is None or k in kinds) and any(l.kind == k for l in self.lines))
         totals = {}
         for t in self.threads:
             totals[t.kind] = totals.get(t.kind, 0.0) + t.busy + t.stalled

@@ -64,3 +64,13 @@ def test_trace_opens_as_chrome_trace(tmp_path):
     assert any(e["cat"] == "wait" for e in slices)
     assert all(e["dur"] >= 0 and e["ts"] >= 0 for e in slices)
     assert len({e["pid"] for e in slices}) == 2
+
+
+def test_line_table_by_thread_has_a_section_per_thread_kind():
+    rep = _run()
+    text = rep.line_table(top=2, by_thread=True)
+    sections = text.split("\n\n")
+    assert len(sections) == 5
+    for sec, kind in zip(sections, ("reader", "unpack", "math", "pack", "writer")):
+        rows = sec.splitlines()[1:]
+        assert 1 <= len(rows) <= 2 and all(r.startswith(kind) for r in rows)
