@@ -177,7 +177,7 @@ def from_dict(data, fname="<dict>", path="<dict>") -> SysDesc:
         also = f"; also missing: {', '.join(missing[1:])}" if len(missing) > 1 else ""
         raise v.err(missing[0], f"missing (a required figure, see sysdesc.REQUIRED_FIGURES){also}")
     for k in ("noc.link_bytes_per_cycle", "noc.max_packet_bytes", "noc.l1_port_bytes_per_cycle",
-              "noc.header_flits", "dram.bandwidth_bytes_per_cycle", "chip.clock_ghz",
+              "noc.read_response_bytes_per_cycle", "noc.header_flits", "dram.bandwidth_bytes_per_cycle", "chip.clock_ghz",
               "dst.tiles_16bit", "cost.unpack.dual_bytes_per_cycle"):
         if figures[k].value <= 0:
             raise v.err(k, f"must be > 0, got {figures[k].value:g}")

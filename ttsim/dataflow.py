@@ -9,6 +9,12 @@ Kernels are plain functions of a context `k`:
             k.noc_async_read_tile(i, a, k.get_write_ptr(0))
             k.noc_async_read_barrier()
             k.cb_push_back(0, 1)
+
+Timing (docs/cycle-model.md): each NoC call charges the RISC the cost of programming the
+NIU (`noc.read_issue_cycles`, `noc.write_issue_cycles`, the cheaper `noc.stateful_*` pair
+after a `*_set_state`, plus `noc.addrgen_cycles` for a page of an interleaved buffer), then
+hands the transfer to ttsim.noc at that time. A barrier waits until the last transfer has
+completed plus `noc.completion_latency` (the NIU counter update and the RISC's poll loop).
 """
 from __future__ import annotations
 
@@ -82,6 +88,11 @@ class KernelContext:
     def grid_size(self):
         return self._e.sd.worker_grid()
 
+    def wall_clock(self):
+        """This RISC's cycle counter now (tt-metal kernels read the wall-clock register to
+        time a region). Reading it is modelled as free: one register read."""
+        return int(self._th.t)
+
     def read_l1(self, addr, nbytes):
         """The bytes at an address of this core's L1 (a pointer dereference; not timed)."""
         return self._e.l1[self.core].mem[addr:addr + nbytes].copy()
@@ -113,8 +124,16 @@ class DataMovementContext(KernelContext):
         self._write_acked = 0.0
         self._write_landed = 0.0
         self._noc = engine.noc
+        self._read_state = None                           # (noc, x, y) after *_set_state
+        self._write_state = None
         c = engine.costs
-        self._c_issue = c["noc.issue_cycles"]
+        self._c_read = c["noc.read_issue_cycles"]
+        self._c_write = c["noc.write_issue_cycles"]
+        self._c_read_state = c["noc.stateful_read_issue_cycles"]
+        self._c_write_state = c["noc.stateful_write_issue_cycles"]
+        self._c_set_state = c["noc.set_state_cycles"]
+        self._c_addrgen = c["noc.addrgen_cycles"]
+        self._c_done = c["noc.completion_latency"]
         self._c_barrier = c["cost.api.barrier"]
         self._c_sem = c["cost.api.semaphore"]
 
@@ -177,51 +196,89 @@ class DataMovementContext(KernelContext):
                            core=self.core, thread=self._th.kind, line=ln)
         return m
 
-    def _issue(self, ln, name):
+    def _issue(self, ln, name, cycles):
+        """Charge the RISC's cost of programming the NIU, then hand over at global time."""
         th = self._th
-        th.charge(self._c_issue, name, ln)
+        th.charge(cycles, name, ln)
         th.sync(ln)
         return th.t
 
+    def _read(self, src, dst_l1, size, noc, ln, name, cycles):
+        t = self._issue(ln, name, cycles)
+        src_mem = self._mem((src.x, src.y), ln)
+        me = self._e.l1[self.core].mem
+        check_range(src_mem, src.addr, size, f"{name} source", self.core, self._th.kind, ln)
+        check_range(me, dst_l1, size, f"{name} destination", self.core, self._th.kind, ln)
+        me[dst_l1:dst_l1 + size] = src_mem[src.addr:src.addr + size]
+        # the RISC sees the NIU's read counter completion-latency cycles after the data lands
+        seen = self._noc.read(t, self.noc_index if noc is None else noc, (self.my_x, self.my_y),
+                              (src.x, src.y), size) + self._c_done
+        if seen > self._read_done:
+            self._read_done = seen
+
     def noc_async_read(self, src, dst_l1, size, noc=None):
         ln = caller_line()
-        t = self._issue(ln, "noc_async_read")
-        src_mem = self._mem((src.x, src.y), ln)
-        me = self._e.l1[self.core].mem
-        check_range(src_mem, src.addr, size, "noc_async_read source", self.core, self._th.kind, ln)
-        check_range(me, dst_l1, size, "noc_async_read destination", self.core, self._th.kind, ln)
-        me[dst_l1:dst_l1 + size] = src_mem[src.addr:src.addr + size]
-        done = self._noc.read(t, self.noc_index if noc is None else noc, (self.my_x, self.my_y),
-                              (src.x, src.y), size)
-        if done > self._read_done:
-            self._read_done = done
+        self._read(src, dst_l1, size, noc, ln, "noc_async_read", self._c_read)
 
     def noc_async_read_tile(self, page, addrgen, dst_l1, noc=None):
+        """Read page `page` of an interleaved buffer; finding its bank and offset costs
+        `noc.addrgen_cycles` on top of the issue."""
         ln = caller_line()
-        src = addrgen.get_noc_addr(page)
-        t = self._issue(ln, "noc_async_read_tile")
-        size = addrgen.page_size
-        src_mem = self._mem((src.x, src.y), ln)
-        me = self._e.l1[self.core].mem
-        check_range(src_mem, src.addr, size, "noc_async_read_tile source", self.core, self._th.kind, ln)
-        check_range(me, dst_l1, size, "noc_async_read_tile destination", self.core, self._th.kind, ln)
-        me[dst_l1:dst_l1 + size] = src_mem[src.addr:src.addr + size]
-        done = self._noc.read(t, self.noc_index if noc is None else noc, (self.my_x, self.my_y),
-                              (src.x, src.y), size)
-        if done > self._read_done:
-            self._read_done = done
+        self._read(addrgen.get_noc_addr(page), dst_l1, addrgen.page_size, noc, ln,
+                   "noc_async_read_tile", self._c_read + self._c_addrgen)
+
+    def noc_async_read_set_state(self, src, noc=None):
+        """Stateful issue: program the NIU's read command buffer with the source core or bank
+        (src.x, src.y) once; later `noc_async_read_with_state` calls only set addresses and
+        size, which costs less per issue (tt-metal's noc_async_read_set_state)."""
+        ln = caller_line()
+        self._mem((src.x, src.y), ln)
+        self._th.charge(self._c_set_state, "noc_async_read_set_state", ln)
+        self._read_state = (self.noc_index if noc is None else noc, src.x, src.y)
+
+    def noc_async_read_with_state(self, src_addr, dst_l1, size):
+        """Read `size` bytes at `src_addr` of the endpoint set by noc_async_read_set_state."""
+        ln = caller_line()
+        if self._read_state is None:
+            raise NocError("noc_async_read_with_state before noc_async_read_set_state: the read "
+                           "command buffer has no source", core=self.core, thread=self._th.kind,
+                           line=ln)
+        noc, x, y = self._read_state
+        self._read(NocAddr(x, y, src_addr), dst_l1, size, noc, ln, "noc_async_read_with_state",
+                   self._c_read_state)
 
     def noc_async_write(self, src_l1, dst, size, noc=None):
         ln = caller_line()
-        self._write(src_l1, dst, size, noc, ln, "noc_async_write")
+        self._write(src_l1, dst, size, noc, ln, "noc_async_write", self._c_write)
 
     def noc_async_write_tile(self, page, addrgen, src_l1, noc=None):
+        """Write page `page` of an interleaved buffer (address generation as for reads)."""
         ln = caller_line()
         self._write(src_l1, addrgen.get_noc_addr(page), addrgen.page_size, noc, ln,
-                    "noc_async_write_tile")
+                    "noc_async_write_tile", self._c_write + self._c_addrgen)
 
-    def _write(self, src_l1, dst, size, noc, ln, name):
-        t = self._issue(ln, name)
+    def noc_async_write_set_state(self, dst, noc=None):
+        """Stateful issue for writes: program the destination core or bank once (see
+        noc_async_read_set_state)."""
+        ln = caller_line()
+        self._mem((dst.x, dst.y), ln)
+        self._th.charge(self._c_set_state, "noc_async_write_set_state", ln)
+        self._write_state = (self.noc_index if noc is None else noc, dst.x, dst.y)
+
+    def noc_async_write_with_state(self, src_l1, dst_addr, size):
+        """Write `size` bytes from `src_l1` to `dst_addr` of the endpoint set by
+        noc_async_write_set_state."""
+        ln = caller_line()
+        if self._write_state is None:
+            raise NocError("noc_async_write_with_state before noc_async_write_set_state: the "
+                           "write command buffer has no destination", core=self.core,
+                           thread=self._th.kind, line=ln)
+        noc, x, y = self._write_state
+        self._write(src_l1, NocAddr(x, y, dst_addr), size, noc, ln, "noc_async_write_with_state",
+                    self._c_write_state)
+
+    def _write(self, src_l1, dst, size, noc, ln, name, cycles):
+        t = self._issue(ln, name, cycles)
         dst_mem = self._mem((dst.x, dst.y), ln)
         me = self._e.l1[self.core].mem
         check_range(me, src_l1, size, f"{name} source", self.core, self._th.kind, ln)
@@ -229,13 +286,20 @@ class DataMovementContext(KernelContext):
         dst_mem[dst.addr:dst.addr + size] = me[src_l1:src_l1 + size]
         landed, acked = self._noc.write(t, self.noc_index if noc is None else noc,
                                         (self.my_x, self.my_y), (dst.x, dst.y), size)
-        self._write_landed = max(self._write_landed, landed)
-        self._write_acked = max(self._write_acked, acked)
+        self._wrote(landed, acked)
+
+    def _wrote(self, landed, acked):
+        """Note a write's completion times as the RISC will see them (completion latency)."""
+        d = self._c_done
+        if landed + d > self._write_landed:
+            self._write_landed = landed + d
+        if acked + d > self._write_acked:
+            self._write_acked = acked + d
 
     def noc_async_write_multicast(self, src_l1, mcast, size, num_dests=None, include_self=False,
                                   noc=None):
         ln = caller_line()
-        t = self._issue(ln, "noc_async_write_multicast")
+        t = self._issue(ln, "noc_async_write_multicast", self._c_write)
         me = self._e.l1[self.core].mem
         check_range(me, src_l1, size, "multicast source", self.core, self._th.kind, ln)
         cores = self._mcast_cores(mcast, include_self, num_dests, ln)
@@ -247,8 +311,7 @@ class DataMovementContext(KernelContext):
         landed, acked = self._noc.multicast_write(
             t, self.noc_index if noc is None else noc, (self.my_x, self.my_y),
             (mcast.x0, mcast.y0, mcast.x1, mcast.y1), size, include_self)
-        self._write_landed = max(self._write_landed, landed)
-        self._write_acked = max(self._write_acked, acked)
+        self._wrote(landed, acked)
 
     def _mcast_cores(self, m, include_self, num_dests, ln):
         sd = self._e.sd
@@ -320,7 +383,7 @@ class DataMovementContext(KernelContext):
 
     def noc_semaphore_inc(self, dst, incr=1, noc=None):
         ln = caller_line()
-        t = self._issue(ln, "noc_semaphore_inc")
+        t = self._issue(ln, "noc_semaphore_inc", self._c_write)
         if self._e.mem_at((dst.x, dst.y)) is None:
             raise NocError(f"semaphore increment to ({dst.x},{dst.y}), which is not a worker core",
                            core=self.core, thread=self._th.kind, line=ln)
@@ -330,22 +393,22 @@ class DataMovementContext(KernelContext):
 
     def noc_semaphore_set_remote(self, src_l1, dst, noc=None):
         ln = caller_line()
-        t = self._issue(ln, "noc_semaphore_set_remote")
+        t = self._issue(ln, "noc_semaphore_set_remote", self._c_write)
         value = self._sem_value(src_l1)
         landed, acked = self._noc.write(t, self.noc_index if noc is None else noc,
                                         (self.my_x, self.my_y), (dst.x, dst.y), 4)
-        self._write_acked = max(self._write_acked, acked)
+        self._write_acked = max(self._write_acked, acked + self._c_done)
         self._e.at(landed, lambda: self._e.sem_write((dst.x, dst.y), dst.addr, value))
 
     def noc_semaphore_set_multicast(self, src_l1, mcast, num_dests=None, include_self=False, noc=None):
         ln = caller_line()
-        t = self._issue(ln, "noc_semaphore_set_multicast")
+        t = self._issue(ln, "noc_semaphore_set_multicast", self._c_write)
         value = self._sem_value(src_l1)
         cores = self._mcast_cores(mcast, include_self, num_dests, ln)
         landed, acked = self._noc.multicast_write(
             t, self.noc_index if noc is None else noc, (self.my_x, self.my_y),
             (mcast.x0, mcast.y0, mcast.x1, mcast.y1), 4, include_self)
-        self._write_acked = max(self._write_acked, acked)
+        self._write_acked = max(self._write_acked, acked + self._c_done)
 
         def apply():
             for xy in cores:

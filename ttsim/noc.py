@@ -6,26 +6,30 @@ reserves what its packets use and returns completion times at once. Resources:
 - links, one per (noc, x, y, direction): the link leaving router (x, y) towards
   "+x", "-x", "+y" or "-y";
 - NIU ports: per core and per NoC one injection port (NIU -> router, reads the L1) and one
-  ejection port (router -> NIU, writes the L1), `noc.l1_port_bytes_per_cycle` wide;
+  ejection port (router -> NIU, writes the L1), `noc.l1_port_bytes_per_cycle` wide; a core
+  answering a read request streams its L1 out at `noc.read_response_bytes_per_cycle`;
 - DRAM banks, shared by both NoCs, with their bandwidth and latency. A DRAM endpoint has no
-  NIU port resource: its bank takes the port's place.
+  NIU port resource: its bank takes the port's place. A write packet holds its bank at least
+  `dram.write_request_cycles`, and `dram.partial_write_cycles` when it is smaller than
+  `dram.write_burst_bytes` (a read-modify-write).
 
 A data packet carries at most `noc.max_packet_bytes` and is `noc.header_flits` +
 ceil(payload / link_bytes) flits. Its head reaches the source resource at its start s, the
 link of hop k at s + niu + k * hop and the destination resource at s + niu + h * hop
 (wormhole routing: the body streams behind the head). It holds each resource for
-flits * link_bytes / resource_bytes_per_cycle cycles from the moment its head arrives; its
-last byte lands s + 2 * niu + h * hop + (longest hold on the path), plus the bank latency
-when it lands in DRAM. A packet starts at the earliest time >= its lower bound at which
-every resource on its path is free for its whole hold; resources keep their busy intervals,
-so a later call can use a gap left before a reservation an earlier call made for the future,
-but never a time an earlier call holds. Header-only packets (read requests, write acks)
-pay their route's latency and hold only the NIU ports at their two ends.
+flits * link_bytes / (the resource's bytes per cycle) cycles, to the nearest cycle, from the
+moment its head arrives; its last byte lands s + 2 * niu + h * hop + (longest hold on the
+path), plus the bank latency when it lands in DRAM. A packet starts at the earliest time >=
+its lower bound at which every resource on its path is free for its whole hold; resources
+keep their busy intervals, so a later call can use a gap left before a reservation an
+earlier call made for the future, but never a time an earlier call holds. Header-only
+packets (read requests, write acks) pay their route's latency and hold only the NIU ports at
+their two ends.
 
 Reads: one request per response packet, requester -> source; for a DRAM source the data
 leaves bank-latency cycles after the request arrives. Writes: data source -> destination,
 one ack per packet back to the source, sent when the packet has landed. Everything is in
-whole cycles (times are rounded up). See docs/cycle-model.md, "NoC and DRAM".
+whole cycles (issue times are rounded up). See docs/cycle-model.md, "NoC and DRAM".
 """
 from __future__ import annotations
 
@@ -47,18 +51,19 @@ def _ceil(x) -> int:
 class _Res:
     """One resource: its busy intervals [starts[i], ends[i]) sorted, disjoint and merged
     when they touch. Usage counters live in the plans that use it (see Noc.stats)."""
-    __slots__ = ("name", "kind", "starts", "ends", "ratio", "extra")
+    __slots__ = ("name", "kind", "starts", "ends", "extra")
 
-    def __init__(self, name, kind, ratio, extra=None):
-        self.name, self.kind, self.ratio, self.extra = name, kind, ratio, extra
+    def __init__(self, name, kind, extra=None):
+        self.name, self.kind, self.extra = name, kind, extra
         self.starts: list[int] = []
         self.ends: list[int] = []
 
 
 class _Path:
-    """The resources a packet from one endpoint to another crosses, with head offsets, and
-    per flit count a ready-made plan: ((starts, ends, offset, hold), ...), longest hold, and
-    a [packets, payload bytes] counter."""
+    """The resources a packet from one endpoint to another crosses: (resource, head offset,
+    cycles held per flit, is-a-DRAM-write) entries; and per payload size (-1: header only) a
+    ready-made plan: ((starts, ends, offset, hold), ...), the longest transfer time, and a
+    [packets, payload bytes] counter."""
     __slots__ = ("entries", "hops", "src_lat", "dst_lat", "plans")
 
     def __init__(self, entries, hops, src_lat, dst_lat):
@@ -81,10 +86,15 @@ class Noc:
         self.niu = _ceil(v("noc.niu_latency"))
         self.max_packet = int(v("noc.max_packet_bytes"))
         self.port_bytes = float(v("noc.l1_port_bytes_per_cycle"))
+        self.response_bytes = float(v("noc.read_response_bytes_per_cycle"))
         self.header_flits = int(v("noc.header_flits"))
+        self._dram_wmin = _ceil(v("dram.write_request_cycles"))
+        self._dram_burst = int(v("dram.write_burst_bytes"))
+        self._dram_partial = _ceil(v("dram.partial_write_cycles"))
         for name, val in (("noc.link_bytes_per_cycle", self.link_bytes),
                           ("noc.max_packet_bytes", self.max_packet),
-                          ("noc.l1_port_bytes_per_cycle", self.port_bytes)):
+                          ("noc.l1_port_bytes_per_cycle", self.port_bytes),
+                          ("noc.read_response_bytes_per_cycle", self.response_bytes)):
             if val <= 0:
                 raise NocError(f"{name} must be > 0 (got {val})")
         if self.header_flits < 1:
@@ -92,22 +102,24 @@ class Noc:
         if self.hop < 0 or self.niu < 0:
             raise NocError("noc.hop_latency and noc.niu_latency must be >= 0")
         self._port_ratio = self.link_bytes / self.port_bytes
+        self._resp_ratio = self.link_bytes / self.response_bytes
 
         # DRAM banks by NoC endpoint. Banks that share an endpoint act as one resource with
         # their summed bandwidth and the larger latency.
         groups: dict[tuple, list] = {}
         for b in sd.dram_banks:
             groups.setdefault(tuple(int(c) for c in b.noc_xy), []).append(b)
-        self._dram: dict[tuple, tuple[_Res, int]] = {}
+        self._dram: dict[tuple, tuple[_Res, int, float]] = {}
         for xy, banks in groups.items():
             bw = sum(float(b.bandwidth.value) for b in banks)
             if bw <= 0:
                 raise NocError(f"DRAM bank {banks[0].id} at {xy}: bandwidth must be > 0")
             lat = max(_ceil(b.latency.value) for b in banks)
             ids = "+".join(str(b.id) for b in banks)
-            self._dram[xy] = (_Res(f"dram {ids} ({xy[0]},{xy[1]})", "dram", self.link_bytes / bw,
+            self._dram[xy] = (_Res(f"dram {ids} ({xy[0]},{xy[1]})", "dram",
                                    {"banks": [b.id for b in banks], "xy": list(xy),
-                                    "bytes_per_cycle": bw, "latency": lat}), lat)
+                                    "bytes_per_cycle": bw, "latency": lat}), lat,
+                              self.link_bytes / bw)
 
         self._worker_x = tuple(int(x) for x in sd.worker_x)
         self._worker_y = tuple(int(y) for y in sd.worker_y)
@@ -170,15 +182,14 @@ class Noc:
         r = self._links.get(key)
         if r is None:
             noc, x, y, d = key
-            r = self._links[key] = _Res(f"noc{noc} ({x},{y}) {d}", "link", 1.0)
+            r = self._links[key] = _Res(f"noc{noc} ({x},{y}) {d}", "link")
         return r
 
     def _port(self, noc, xy, kind):
         key = (noc, xy[0], xy[1], kind)
         r = self._ports.get(key)
         if r is None:
-            r = self._ports[key] = _Res(f"noc{noc} ({xy[0]},{xy[1]}) {kind}", "port",
-                                        self._port_ratio)
+            r = self._ports[key] = _Res(f"noc{noc} ({xy[0]},{xy[1]}) {kind}", "port")
         return r
 
     def _new_path(self, entries, hops, src_lat=0, dst_lat=0):
@@ -186,15 +197,16 @@ class Noc:
         self._all_paths.append(p)
         return p
 
-    def _path(self, noc, src, dst, header_only=False):
+    def _path(self, noc, src, dst, header_only=False, response=False):
         """The _Path for packets src -> dst.
 
         Data packets reserve the source's injection port (or DRAM bank), every link of the
-        route and the destination's ejection port (or DRAM bank). Header-only packets (read
-        requests, write acks) reserve only the NIU ports at their two ends, never a DRAM
-        bank or a link: they pay the route's latency but their one flit per link is left
-        out of link occupancy (see docs/cycle-model.md)."""
-        key = (noc, src[0], src[1], dst[0], dst[1], header_only)
+        route and the destination's ejection port (or DRAM bank). A read response (response)
+        leaves a core's L1 at the read-response rate instead of the port's. Header-only
+        packets (read requests, write acks) reserve only the NIU ports at their two ends,
+        never a DRAM bank or a link: they pay the route's latency but their one flit per
+        link is left out of link occupancy (see docs/cycle-model.md)."""
+        key = (noc, src[0], src[1], dst[0], dst[1], header_only, response)
         p = self._paths.get(key)
         if p is not None:
             return p
@@ -204,31 +216,44 @@ class Noc:
         ds = self._dram.get((src[0], src[1]))
         dd = self._dram.get((dst[0], dst[1]))
         if ds is None:
-            entries.append((self._port(noc, src, "inj"), 0))
+            entries.append((self._port(noc, src, "inj"), 0,
+                            self._resp_ratio if response else self._port_ratio, False))
         elif not header_only:
-            entries.append((ds[0], 0))
+            entries.append((ds[0], 0, ds[2], False))
         if not header_only:
             for k, lk in enumerate(links):
-                entries.append((self._link(lk), niu + k * hop))
+                entries.append((self._link(lk), niu + k * hop, 1.0, False))
         if dd is None:
-            entries.append((self._port(noc, dst, "ej"), niu + len(links) * hop))
+            entries.append((self._port(noc, dst, "ej"), niu + len(links) * hop, self._port_ratio,
+                            False))
         elif not header_only:
-            entries.append((dd[0], niu + len(links) * hop))
+            entries.append((dd[0], niu + len(links) * hop, dd[2], True))
         p = self._paths[key] = self._new_path(entries, len(links), ds[1] if ds else 0,
                                               dd[1] if dd else 0)
         return p
 
-    def _plan(self, path, flits):
-        pl = path.plans.get(flits)
+    def _plan(self, path, payload):
+        """The plan for one packet of `payload` bytes (-1: header only) along `path`.
+
+        Each resource is held for the packet's flits at its rate; a DRAM bank taking a write
+        at least `dram.write_request_cycles`, and `dram.partial_write_cycles` for a write
+        smaller than a burst. That extra occupancy delays the packets after it, not this
+        one: the longest transfer time, which sets when the last byte lands, counts flits."""
+        pl = path.plans.get(payload)
         if pl is None:
+            flits = self.header_flits if payload < 0 else self._flits(payload)
             items = []
             dmax = flits
-            for res, off in path.entries:
-                r = res.ratio
-                d = flits if r == 1.0 else _ceil(flits * r)
+            for res, off, r, dram_write in path.entries:
+                # nearest whole cycle (at least one): rounding up would make a one-flit ack
+                # take two cycles at a port a hair narrower than the link
+                d = flits if r == 1.0 else max(1, int(flits * r + 0.5))
                 dmax = max(dmax, d)
+                if dram_write and payload >= 0:
+                    d = max(d, self._dram_wmin,
+                            self._dram_partial if payload < self._dram_burst else 0)
                 items.append((res.starts, res.ends, off, d))
-            pl = path.plans[flits] = (tuple(items), dmax, [0, 0])
+            pl = path.plans[payload] = (tuple(items), dmax, [0, 0])
         return pl
 
     # --- the reservation core -------------------------------------------------------------
@@ -328,11 +353,11 @@ class Noc:
             hdr_lat = niu2 + hdr.hops * self.hop
         else:                                  # read: requester a, source b
             hdr = self._path(noc, a, b, header_only=True)
-            path = self._path(noc, b, a)
+            path = self._path(noc, b, a, response=True)
             lat = niu2 + path.hops * self.hop
             hdr_lat = niu2 + hdr.hops * self.hop + path.src_lat
-        data = tuple((self._plan(path, self._flits(p)), p) for p in self._packets(nbytes))
-        r = (data, lat, self._plan(hdr, self.header_flits), hdr_lat, nbytes)
+        data = tuple((self._plan(path, p), p) for p in self._packets(nbytes))
+        r = (data, lat, self._plan(hdr, -1), hdr_lat, nbytes)
         self._recipes[(kind, noc, a[0], a[1], b[0], b[1], nbytes)] = r
         return r
 
@@ -402,11 +427,11 @@ class Noc:
         src_xy = (src_xy[0], src_xy[1])
         tree, dest_hops, ack_hops = self._mcast_tree(noc, src_xy, tuple(int(c) for c in rect),
                                                      bool(include_src))
-        niu, hop, hf = self.niu, self.hop, self.header_flits
+        niu, hop = self.niu, self.hop
         lb = tail = t
         packets = self._packets(nbytes)
         for payload in packets:
-            s, dmax = self._place(self._plan(tree, self._flits(payload)), lb, payload)
+            s, dmax = self._place(self._plan(tree, payload), lb, payload)
             lb = s + 1
             if s + dmax > tail:
                 tail = s + dmax
@@ -416,7 +441,7 @@ class Noc:
         # Acks: one per destination, header only, sent when the destination has the last
         # byte; like every header-only packet they hold only the source's ejection port
         # (all of them funnel into it), taken in arrival order.
-        ack_plan = self._plan(self._ack_port_path(noc, src_xy), hf)
+        ack_plan = self._plan(self._ack_port_path(noc, src_xy), -1)
         arrivals = sorted(ld + niu + ah * hop for ld, ah in zip(landed_each, ack_hops))
         acked = t
         for a in arrivals:
@@ -434,7 +459,8 @@ class Noc:
         key = ("ackport", noc, src)
         p = self._paths.get(key)
         if p is None:
-            p = self._paths[key] = self._new_path(((self._port(noc, src, "ej"), 0),), 0)
+            p = self._paths[key] = self._new_path(((self._port(noc, src, "ej"), 0, self._port_ratio,
+                                                     False),), 0)
         return p
 
     def _mcast_tree(self, noc, src, rect, include_src):
@@ -461,11 +487,12 @@ class Noc:
                     depth[lk] = k
             dest_hops.append(len(links))
             ack_hops.append(len(self.route(noc, d, src)))
-        entries = [(self._port(noc, src, "inj"), 0)]
+        pr = self._port_ratio
+        entries = [(self._port(noc, src, "inj"), 0, pr, False)]
         for lk, k in sorted(depth.items(), key=lambda kv: (kv[1], kv[0])):
-            entries.append((self._link(lk), niu + k * hop))
+            entries.append((self._link(lk), niu + k * hop, 1.0, False))
         for d, h in zip(dests, dest_hops):
-            entries.append((self._port(noc, d, "ej"), niu + h * hop))
+            entries.append((self._port(noc, d, "ej"), niu + h * hop, pr, False))
         tr = self._mcast[key] = (self._new_path(entries, max(dest_hops)), tuple(dest_hops),
                                  tuple(ack_hops))
         return tr
@@ -475,7 +502,7 @@ class Noc:
         increment is applied at dst."""
         t = self._start(t)
         path = self._path(noc, (src_xy[0], src_xy[1]), (dst_xy[0], dst_xy[1]))
-        s, dmax = self._place(self._plan(path, self._flits(4)), t, 4)
+        s, dmax = self._place(self._plan(path, 4), t, 4)
         self._counts["atomic_inc"] += 1
         self._counts["packets"] += 1
         return s + 2 * self.niu + path.hops * self.hop + dmax + path.dst_lat
@@ -490,7 +517,7 @@ class Noc:
                 n, nbytes = pl[2]
                 if not n:
                     continue
-                for (res, _), (_, _, _, d) in zip(p.entries, pl[0]):
+                for (res, *_), (_, _, _, d) in zip(p.entries, pl[0]):
                     u = use.get(id(res))
                     if u is None:
                         u = use[id(res)] = [0, 0, 0]
@@ -510,7 +537,7 @@ class Noc:
         out = dict(self._counts)
         out["links"] = table(r for _, r in sorted(self._links.items()))
         out["ports"] = table(r for _, r in sorted(self._ports.items()))
-        out["dram"] = table(r for _, (r, _) in sorted(self._dram.items()))
+        out["dram"] = table(r for _, (r, *_) in sorted(self._dram.items()))
         return out
 
 
@@ -519,9 +546,10 @@ def estimate_batch(noc_model, sd, pattern, memory, noc, n, nbytes, same_axis=Fal
                    issue_cycles=0, *, fixed_cycles=0, pair=None, bank=None):
     """Cycles for "one core issues n transfers back to back and waits for all of them".
 
-    Mimics the tt-metal data-movement tests behind calibration/wormhole_noc_latency.csv
-    (used by benchmarks and tests/ttsim/test_noc.py): transfer i is handed to the NoC at
-    t = i * issue_cycles; the result is the time the last one completes (read: landed;
+    A NoC-only sketch of the tt-metal data-movement tests behind
+    calibration/wormhole_noc_latency.csv, for tests/ttsim/test_noc.py (benchmarks/fidelity.py
+    runs the real micro-kernels, RISC-side costs included): transfer i is handed to the NoC
+    at t = i * issue_cycles; the result is the time the last one completes (read: landed;
     write: acked) plus `fixed_cycles` (per-batch software overhead, e.g. the barrier).
 
     noc_model: the Noc class (or any callable sd -> model), or a fresh model instance.

@@ -24,7 +24,11 @@ FIGURES = {
     "noc.niu_latency": 2,
     "noc.max_packet_bytes": 256,
     "noc.l1_port_bytes_per_cycle": 16,
+    "noc.read_response_bytes_per_cycle": 16,
     "noc.header_flits": 1,
+    "dram.write_request_cycles": 0,     # no minimum bank occupancy per write ...
+    "dram.write_burst_bytes": 0,        # ... and no read-modify-write of small writes
+    "dram.partial_write_cycles": 0,
 }
 BANK_BW = 8        # bytes/cycle: half a link, so one bank cannot keep a link busy
 BANK_LAT = 20
@@ -388,7 +392,7 @@ def _wormhole_like():
     sd = stand_in(grid=(10, 12), banks=((0, 0), (0, 5), (5, 0), (5, 3), (5, 6), (5, 9)),
                   bank_bw=22.2, bank_lat=100, noc__link_bytes_per_cycle=32, noc__hop_latency=9,
                   noc__niu_latency=5, noc__max_packet_bytes=8192,
-                  noc__l1_port_bytes_per_cycle=32)
+                  noc__l1_port_bytes_per_cycle=32, noc__read_response_bytes_per_cycle=32)
     sd.worker_x, sd.worker_y = (1, 2, 3, 4, 6, 7, 8, 9), (1, 2, 3, 4, 5, 7, 8, 9, 10, 11)
     return sd
 
@@ -419,10 +423,15 @@ def test_wormhole_latency_vs_size_shape(wh):
 
 
 def test_wormhole_back_to_back_approaches_link_bandwidth(wh):
+    """Many large transfers in flight run at the narrowest resource on their path: the link
+    or the NIU's L1 port, and for reads the rate a core answers read requests at."""
     link = wh.value("noc.link_bytes_per_cycle")
-    for pattern, noc in (("one_to_one", 0), ("one_from_one", 1)):
+    port = min(link, wh.value("noc.l1_port_bytes_per_cycle"))
+    for pattern, noc, limit in (("one_to_one", 0, port),
+                                ("one_from_one", 1,
+                                 min(port, wh.value("noc.read_response_bytes_per_cycle")))):
         cyc = estimate_batch(Noc, wh, pattern, "l1", noc, 64, 8192, issue_cycles=25)
-        assert 0.9 * link <= 64 * 8192 / cyc <= link
+        assert 0.9 * limit <= 64 * 8192 / cyc <= limit
         # small transfers: the issue rate, not the NoC, sets the pace
         small = estimate_batch(Noc, wh, pattern, "l1", noc, 256, 64, issue_cycles=25)
         assert 255 * 25 <= small <= 255 * 25 + 600
@@ -449,3 +458,46 @@ def test_speed_per_call():
         m.read(70 * i, 0, src, dst, 2048)
     per_call = (time.perf_counter() - t0) / (2 * n)
     assert per_call < 100e-6
+
+
+# --- calibrated mechanisms (figures set on the stand-in, times by hand) -------------------------
+
+def test_read_responses_leave_a_core_at_the_read_response_rate():
+    # a core answering a read streams at 8 B/cycle, half the link: the data holds it twice
+    # as long; the same core writing is not slowed
+    sd = stand_in(noc__read_response_bytes_per_cycle=8)
+    req = 2 * NIU + 3 * HOP + 1
+    assert Noc(sd).read(0, 0, (0, 0), (2, 1), 64) == req + 2 * NIU + 5 * HOP + 2 * flits(64)
+    assert Noc(sd).write(0, 0, (2, 1), (0, 0), 64) == \
+        Noc(stand_in()).write(0, 0, (2, 1), (0, 0), 64)
+
+
+def test_a_dram_write_holds_its_bank_at_least_the_write_request_time():
+    sd = stand_in(dram__write_request_cycles=50)
+    alone = Noc(stand_in()).write(0, 0, (0, 0), (3, 0), 64)
+    m = Noc(sd)
+    first = m.write(0, 0, (0, 0), (3, 0), 64)
+    assert first == alone                                    # the packet itself is not later
+    second = m.write(0, 0, (0, 0), (3, 0), 64)
+    assert second[0] - first[0] == 50                        # the next waits for the bank
+    assert m.stats()["dram"]["dram 0 (3,0)"]["busy"] == 100
+
+
+def test_writes_smaller_than_a_burst_are_read_modify_writes():
+    sd = stand_in(dram__write_burst_bytes=128, dram__partial_write_cycles=80)
+    for size, gap in ((64, 80), (128, 2 * flits(128))):      # bank: 8 B/cycle, half a link
+        m = Noc(sd)
+        t = [m.write(0, 0, (0, 0), (3, 0), size)[0] for _ in range(3)]
+        assert t[2] - t[1] == t[1] - t[0] == gap
+    # reads are not affected
+    assert Noc(sd).read(0, 0, (0, 0), (3, 0), 64) == Noc(stand_in()).read(0, 0, (0, 0), (3, 0), 64)
+
+
+def test_holds_round_to_the_nearest_cycle():
+    # ports 1% narrower than the link: a one-flit ack holds one cycle, not two; a 16-flit
+    # packet 16, not 17; at 2/3 of the link, 16 flits hold 24 and the ack 2 (1.5 rounds up)
+    for port, data, ack in ((15.84, 16, 1), (16 * 2 / 3, 24, 2)):
+        m = Noc(stand_in(noc__l1_port_bytes_per_cycle=port))
+        m.write(0, 0, (0, 0), (1, 0), 15 * LINK)                  # 15 + 1 header flits
+        ports = m.stats()["ports"]
+        assert (ports["noc0 (0,0) inj"]["busy"], ports["noc0 (0,0) ej"]["busy"]) == (data, ack)
