@@ -37,6 +37,16 @@ def unit_roundoff(fmt):
     return UNIT_ROUNDOFF[_formats.parse_format(fmt).value]
 
 
+# float64 references of the unary ops (ttl.math.<name>, ttsim's sfpu_unary names)
+UNARY_REFERENCE = {
+    "exp": np.exp, "exp2": np.exp2, "log": np.log, "sqrt": np.sqrt, "rsqrt": lambda x: 1 / np.sqrt(x),
+    "recip": lambda x: 1 / x, "tanh": np.tanh, "sigmoid": lambda x: 1 / (1 + np.exp(-x)),
+    "relu": lambda x: np.maximum(x, 0), "abs": np.abs, "neg": np.negative, "square": np.square,
+    "sin": np.sin, "cos": np.cos, "silu": lambda x: x / (1 + np.exp(-x)),
+    "gelu": lambda x: 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3))),
+}
+
+
 # --- strategies ---------------------------------------------------------------------------
 def formats(allowed=("bf16", "fp32", "bfp8_b")):
     return st.sampled_from(list(allowed))

@@ -7,13 +7,7 @@ import ttlang as ttl
 from ttlang import testing as tt
 from tests.ttlang.conftest import run_blocks
 
-UNARY_REF = {
-    "exp": np.exp, "exp2": np.exp2, "log": np.log, "sqrt": np.sqrt, "rsqrt": lambda x: 1 / np.sqrt(x),
-    "recip": lambda x: 1 / x, "tanh": np.tanh, "sigmoid": lambda x: 1 / (1 + np.exp(-x)),
-    "relu": lambda x: np.maximum(x, 0), "abs": np.abs, "neg": np.negative, "square": np.square,
-    "sin": np.sin, "cos": np.cos, "silu": lambda x: x / (1 + np.exp(-x)),
-    "gelu": lambda x: 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3))),
-}
+UNARY_REF = tt.UNARY_REFERENCE
 POSITIVE = {"log", "sqrt", "rsqrt", "recip"}
 
 

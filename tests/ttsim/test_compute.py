@@ -11,19 +11,13 @@ from hypothesis import given, strategies as st
 import ttsim
 from ttsim import numerics
 from ttsim.library.tile_ops import BINARY_FPU, BINARY_SFPU, UNARY_SFPU, tile_op_program
+from ttlang.testing import UNARY_REFERENCE as REF_UNARY
 
 U_BF16 = 2.0 ** -8     # unit roundoff of bf16 (8 significant bits)
 
 DOMAINS = {  # where each op is well-conditioned enough to test to format precision
     "log": (0.1, 50.0), "sqrt": (0.01, 100.0), "rsqrt": (0.05, 100.0), "recip": (0.1, 10.0),
     "exp": (-8.0, 4.0), "exp2": (-8.0, 5.0), "sin": (-3.0, 3.0), "cos": (-3.0, 3.0),
-}
-REF_UNARY = {
-    "exp": np.exp, "exp2": np.exp2, "log": np.log, "sqrt": np.sqrt, "rsqrt": lambda x: 1 / np.sqrt(x),
-    "recip": lambda x: 1 / x, "tanh": np.tanh, "sigmoid": lambda x: 1 / (1 + np.exp(-x)),
-    "relu": lambda x: np.maximum(x, 0), "abs": np.abs, "neg": np.negative, "square": np.square,
-    "sin": np.sin, "cos": np.cos, "silu": lambda x: x / (1 + np.exp(-x)),
-    "gelu": lambda x: 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3))),
 }
 
 

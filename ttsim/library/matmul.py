@@ -27,6 +27,14 @@ def plan(mt, nt, grid):
     return work
 
 
+def _read_tiles(k, gen, first, rows, cols, stride, p):
+    """Issue reads of a rows x cols block of tiles (row stride `stride` pages) into L1 at p."""
+    for i in range(rows):
+        for j in range(cols):
+            k.noc_async_read_tile(first + i * stride + j, gen, p)
+            p += gen.page_size
+
+
 def _reader(k):
     a_base, b_base, kt, nt, m0, mc, n0, nc, bm, bn, kb = k.args
     a = k.interleaved_addr_gen(a_base, k.get_compile_time_arg_val(0))
@@ -35,17 +43,9 @@ def _reader(k):
         for nb in range(n0, n0 + nc, bn):
             for k0 in range(0, kt, kb):
                 k.cb_reserve_back(CB_A, bm * kb)
-                p = k.get_write_ptr(CB_A)
-                for i in range(bm):
-                    for kk in range(kb):
-                        k.noc_async_read_tile((mb + i) * kt + k0 + kk, a, p)
-                        p += a.page_size
+                _read_tiles(k, a, mb * kt + k0, bm, kb, kt, k.get_write_ptr(CB_A))
                 k.cb_reserve_back(CB_B, kb * bn)
-                p = k.get_write_ptr(CB_B)
-                for kk in range(kb):
-                    for j in range(bn):
-                        k.noc_async_read_tile((k0 + kk) * nt + nb + j, b, p)
-                        p += b.page_size
+                _read_tiles(k, b, k0 * nt + nb, kb, bn, nt, k.get_write_ptr(CB_B))
                 k.noc_async_read_barrier()
                 k.cb_push_back(CB_A, bm * kb)
                 k.cb_push_back(CB_B, kb * bn)
@@ -143,10 +143,7 @@ def _reader_mcast(k):
         for _ in range(0, nc, bn):
             for k0 in range(0, kt, kb):
                 def fetch(p, mb=mb, k0=k0):
-                    for i in range(bm):
-                        for kk in range(kb):
-                            k.noc_async_read_tile((mb + i) * kt + k0 + kk, a, p)
-                            p += a.page_size
+                    _read_tiles(k, a, mb * kt + k0, bm, kb, kt, p)
                     k.noc_async_read_barrier()
                 _mcast_step(k, CB_A, bm * kb, bm * kb * a.page_size, fetch, role, ready, valid)
 
@@ -163,10 +160,7 @@ def _writer_mcast(k):
         for nb in range(n0, n0 + nc, bn):
             for k0 in range(0, kt, kb):
                 def fetch(p, nb=nb, k0=k0):
-                    for kk in range(kb):
-                        for j in range(bn):
-                            k.noc_async_read_tile((k0 + kk) * nt + nb + j, b, p)
-                            p += b.page_size
+                    _read_tiles(k, b, k0 * nt + nb, kb, bn, nt, p)
                     k.noc_async_read_barrier()
                 _mcast_step(k, CB_B, kb * bn, kb * bn * b.page_size, fetch, role, ready, valid)
             k.cb_wait_front(CB_OUT, bm * bn)
