@@ -16,6 +16,7 @@ from .errors import DstOverflowError, TTSimError
 from .dataflow import KernelContext
 from .thread import caller_line
 
+_FP32 = formats.DataFormat.FP32
 _BINARY_MATH_COST = {"add": "cost.math.eltwise_add", "sub": "cost.math.eltwise_sub",
                      "mul": "cost.math.eltwise_mul"}
 _BCAST = ("none", "row", "col", "scalar")
@@ -204,7 +205,7 @@ class UnpackContext(ComputeContext):
         ln = caller_line()
         self._dst_index(d, ln)
         v, f = self._read(cb, i, ln, to_dest=self.cfg.unpack_to_dest)
-        self._hand_over(("copy", v), self._c_unpack[f], "unpack copy_tile", ln)
+        self._hand_over(("copy", v, f), self._c_unpack[f], "unpack copy_tile", ln)
 
     def matmul_tiles(self, cb_a, cb_b, ia, ib, d, transpose=False):
         ln = caller_line()
@@ -269,7 +270,7 @@ class UnpackContext(ComputeContext):
         ln = caller_line()
         self._dst_index(d, ln)
         v, f = self._read(cb, i, ln)
-        self._hand_over(("transpose", numerics.transpose(v)), self._c_unpack[f], "unpack transpose", ln)
+        self._hand_over(("transpose", numerics.transpose(v), f), self._c_unpack[f], "unpack transpose", ln)
 
 
     def unary_bcast(self, cb, i, d, dim):
@@ -277,7 +278,7 @@ class UnpackContext(ComputeContext):
         _check_choice(dim, _BCAST[1:], "broadcast", self, ln)
         self._dst_index(d, ln)
         v, f = self._read(cb, i, ln)
-        self._hand_over(("copy", numerics.bcast(v, dim)), self._c_unpack[f], f"unpack bcast {dim}", ln)
+        self._hand_over(("copy", numerics.bcast(v, dim), f), self._c_unpack[f], f"unpack bcast {dim}", ln)
 
 
 class MathContext(ComputeContext):
@@ -343,11 +344,20 @@ class MathContext(ComputeContext):
         self._dst[d] = numerics.dst_round(value, self.cfg.fp32_acc)
         self._written[d] = True
 
+    def _put_moved(self, d, value, fmt):
+        """A tile moved into DST unchanged (copy, transpose, broadcast): bf16 and bfp8_b
+        values already fit a 16-bit DST, so only fp32 ones need rounding."""
+        if fmt is _FP32:
+            self._put(d, value)
+        else:
+            self._dst[d] = value
+            self._written[d] = True
+
     def copy_tile(self, cb, i, d):
         ln = caller_line()
         self._dst_index(d, ln)
         p = self._take("copy", self._c_copy, "copy_tile", ln)
-        self._put(d, p[1])
+        self._put_moved(d, p[1], p[2])
 
     def matmul_tiles(self, cb_a, cb_b, ia, ib, d, transpose=False):
         ln = caller_line()
@@ -393,13 +403,13 @@ class MathContext(ComputeContext):
         ln = caller_line()
         self._dst_index(d, ln)
         p = self._take("transpose", self._c_transpose, "transpose_wh_tile", ln)
-        self._put(d, p[1])
+        self._put_moved(d, p[1], p[2])
 
     def unary_bcast(self, cb, i, d, dim):
         ln = caller_line()
         self._dst_index(d, ln)
         p = self._take("copy", self._c_copy, f"unary_bcast_{dim}", ln)
-        self._put(d, p[1])
+        self._put_moved(d, p[1], p[2])
 
     def _sfpu(self, table, op, ln, kind):
         try:
