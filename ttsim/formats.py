@@ -70,13 +70,21 @@ def untilize(tiles, shape) -> np.ndarray:
     return np.ascontiguousarray(t).reshape(shape)
 
 
+def _face_view(tiles):
+    """(n, 32, 32) -> a (n, 2, 2, 16, 16) view whose C order is the face order; converting
+    it (astype) reorders and converts in one pass."""
+    return tiles.reshape(-1, 2, 16, 2, 16).transpose(0, 1, 3, 2, 4)
+
+
 def _to_faces(tiles):
     """(n, 32, 32) -> (n, 1024) in face order."""
-    return tiles.reshape(-1, 2, 16, 2, 16).transpose(0, 1, 3, 2, 4).reshape(-1, 1024)
+    return _face_view(tiles).reshape(-1, 1024)
 
 
-def _from_faces(flat):
-    return flat.reshape(-1, 2, 2, 16, 16).transpose(0, 1, 3, 2, 4).reshape(-1, 32, 32)
+def _from_faces(flat, dtype=np.float32):
+    """(n, 1024) in face order -> (n, 32, 32), converted to `dtype` in the same pass."""
+    n = flat.size // 1024
+    return flat.reshape(n, 2, 2, 16, 16).transpose(0, 1, 3, 2, 4).astype(dtype).reshape(n, 32, 32)
 
 
 # --- bfp8_b ------------------------------------------------------------------------------
@@ -131,11 +139,12 @@ def quantize(x, fmt) -> np.ndarray:
 def encode_tiles(tiles, fmt) -> np.ndarray:
     """(n, 32, 32) values -> n pages of bytes (flat uint8, n * tile_bytes)."""
     fmt = parse_format(fmt)
-    faces = _to_faces(np.asarray(tiles, np.float32))
+    tiles = np.asarray(tiles, np.float32)
     if fmt is DataFormat.FP32:
-        return np.ascontiguousarray(faces).view(np.uint8).reshape(-1)
+        return _face_view(tiles).astype(np.float32).view(np.uint8).reshape(-1)
     if fmt is DataFormat.BF16:
-        return faces.astype(_BF16).view(np.uint8).reshape(-1)
+        return _face_view(tiles).astype(_BF16).view(np.uint8).reshape(-1)
+    faces = _to_faces(tiles)
     n = faces.shape[0]
     exps, mant = _bfp8_split(faces.reshape(n, 64, 16))
     out = np.empty((n, 1088), np.uint8)
@@ -152,7 +161,7 @@ def decode_tiles(raw, fmt, n) -> np.ndarray:
     if fmt is DataFormat.FP32:
         return _from_faces(raw.view(np.float32))
     if fmt is DataFormat.BF16:
-        return _from_faces(raw.view(_BF16).astype(np.float32))
+        return _from_faces(raw.view(_BF16))
     exps = raw[:, :64]
     b = raw[:, 64:].reshape(n, 64, 16)
     mant = (b & 0x7F).astype(np.int32)

@@ -51,12 +51,16 @@ def _ceil(x) -> int:
 class _Res:
     """One resource: its busy intervals [starts[i], ends[i]) sorted, disjoint and merged
     when they touch. Usage counters live in the plans that use it (see Noc.stats)."""
-    __slots__ = ("name", "kind", "starts", "ends", "extra")
+    __slots__ = ("name", "kind", "starts", "ends", "extra", "full")
 
     def __init__(self, name, kind, extra=None):
         self.name, self.kind, self.extra = name, kind, extra
         self.starts: list[int] = []
         self.ends: list[int] = []
+        # per hold time d, a window (a, b) known to hold no free stretch of d cycles that
+        # starts in [a, b): busy intervals are only ever added, so it stays true, and the
+        # search for a free stretch can jump over it instead of walking every interval
+        self.full: dict[int, list] = {}
 
 
 class _Path:
@@ -252,7 +256,7 @@ class Noc:
                 if dram_write and payload >= 0:
                     d = max(d, self._dram_wmin,
                             self._dram_partial if payload < self._dram_burst else 0)
-                items.append((res.starts, res.ends, off, d))
+                items.append((res.starts, res.ends, off, d, res.full))
             pl = path.plans[payload] = (tuple(items), dmax, [0, 0])
         return pl
 
@@ -265,24 +269,41 @@ class Noc:
         items, dmax, ctr = plan
         bisect_right = _bisect_right
         s = lb
-        moved = True
-        while moved:                       # converges: s only grows, to the least fixed point
-            moved = False
-            for st, en, off, d in items:
-                if en:
-                    a = s + off
-                    if en[-1] > a:
-                        j = bisect_right(en, a)
-                        if st[j] < a + d:
-                            m = len(en)
-                            b = en[j]
-                            j += 1
-                            while j < m and st[j] < b + d:
+        n = len(items)
+        i = ok = 0
+        while ok < n:      # round robin until every resource agrees with s (s only grows)
+            st, en, off, d, full = items[i]
+            i = i + 1 if i + 1 < n else 0
+            ok += 1
+            if en:
+                a = s + off
+                if en[-1] > a:
+                    j = bisect_right(en, a)
+                    if st[j] < a + d:
+                        w = full.get(d)
+                        if w is not None and w[0] <= a < w[1]:
+                            # nothing fits before w[1]: resume the walk from there, at the
+                            # first free time >= w[1]
+                            b = w[1]
+                            j = bisect_right(en, b)
+                            if j < len(en) and st[j] <= b:
                                 b = en[j]
                                 j += 1
-                            s = b - off
-                            moved = True
-        for st, en, off, d in items:
+                        else:
+                            w = None
+                            b = en[j]
+                            j += 1
+                        m = len(en)
+                        while j < m and st[j] < b + d:
+                            b = en[j]
+                            j += 1
+                        if w is None:
+                            full[d] = [a, b]
+                        else:
+                            w[1] = b
+                        s = b - off
+                        ok = 1         # this resource agrees now; the others must be checked again
+        for st, en, off, d, full in items:
             x = s + off
             e = x + d
             if not en:
@@ -517,7 +538,7 @@ class Noc:
                 n, nbytes = pl[2]
                 if not n:
                     continue
-                for (res, *_), (_, _, _, d) in zip(p.entries, pl[0]):
+                for (res, *_), (_, _, _, d, _) in zip(p.entries, pl[0]):
                     u = use.get(id(res))
                     if u is None:
                         u = use[id(res)] = [0, 0, 0]

@@ -10,7 +10,8 @@ Every function takes and returns float32 (32, 32) tiles. The model (docs/numeric
   slices (A_hi B_hi, A_lo B_hi, A_hi B_lo, A_lo B_lo), truncated, in that order: LoFi runs
   the first, HiFi2 two, HiFi3 three, HiFi4 all four (exact). Products accumulate in fp32.
 - DST holds fp32 with fp32_dest_acc_en, else bf16: every write to DST rounds to it.
-- The SFPU computes in fp32.
+- The SFPU computes in fp32. Overflow to inf and 0/0 are values there, not warnings: the
+  kernel threads run under np.errstate(all="ignore") (ttsim.thread).
 """
 from __future__ import annotations
 
@@ -152,14 +153,6 @@ def _sigmoid(x):
     return np.float32(1) / (np.float32(1) + np.exp(-x))
 
 
-def _quiet(f):
-    """Overflow to inf and 0/0 are values on the SFPU, not warnings."""
-    def g(*a):
-        with np.errstate(all="ignore"):
-            return f(*a)
-    return g
-
-
 SFPU_UNARY = {
     "exp": np.exp, "exp2": np.exp2, "log": np.log, "sqrt": np.sqrt,
     "rsqrt": lambda x: np.float32(1) / np.sqrt(x), "recip": lambda x: np.float32(1) / x,
@@ -171,5 +164,4 @@ SFPU_BINARY = {
     "add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
     "max": np.maximum, "min": np.minimum,
 }
-SFPU_UNARY = {k: _quiet(f) for k, f in SFPU_UNARY.items()}
-SFPU_BINARY = {k: _quiet(f) for k, f in SFPU_BINARY.items()}
+

@@ -14,6 +14,7 @@ import sys
 import traceback
 
 import greenlet
+import numpy as np
 
 from .errors import KernelError, SimLimitError, TTSimError
 
@@ -105,7 +106,10 @@ class Thread:
     # --- running ----------------------------------------------------------------------
     def _run(self):
         try:
-            self.fn(self.ctx)
+            # inf and NaN are values on the hardware, not warnings. Set once per kernel (numpy
+            # keeps errstate per greenlet context; per op it would cost more than most ops).
+            with np.errstate(all="ignore"):
+                self.fn(self.ctx)
         except TTSimError as e:
             if e.core is None and not hasattr(e, "blocked"):
                 e.core, e.thread = self.core, self.kind
