@@ -16,7 +16,7 @@ from .errors import DstOverflowError, TTSimError
 from .dataflow import KernelContext
 from .thread import caller_line
 
-_FP32 = formats.DataFormat.FP32
+_FP32, _BF16 = formats.DataFormat.FP32, formats.DataFormat.BF16
 _BINARY_MATH_COST = {"add": "cost.math.eltwise_add", "sub": "cost.math.eltwise_sub",
                      "mul": "cost.math.eltwise_mul"}
 _BCAST = ("none", "row", "col", "scalar")
@@ -507,6 +507,12 @@ class PackContext(ComputeContext):
             old = formats.decode_tiles(self._l1.mem[addr:addr + c.page_size], c.fmt, 1)[0]
             tile = old + tile
         self._l1.mem[addr:addr + c.page_size] = formats.encode_tiles(tile[None], c.fmt)
+        if c.fmt is _BF16 and not (accumulate or self.cfg.fp32_acc):
+            # a 16-bit DST tile packs to bf16 exactly: hand UNPACK the value with the page
+            # (its decode cache, see UnpackContext._read) instead of making it decode it
+            seq = c.pushed + k
+            v = tile.copy()
+            c.decoded[seq % c.capacity] = (seq, v, v)
         if out_index is None:
             c.pack_offset += 1
 
