@@ -214,11 +214,13 @@ def auto_schedule(bh, sq_t, skv_t, d_t, grid, causal=False, kv_mcast=False, buff
 
 def run(batch=1, heads=8, seq=2048, dim=64, grid=(8, 8), q_chunk=None, kv_chunk=None, buffers=2,
         kv_dtype="bf16", math_fidelity="HiFi4", fp32_dest_acc_en=False, causal=False, seed=0,
-        sysdesc=None, kv_seq=None, kv_mcast=False):
+        sysdesc=None, kv_seq=None, kv_mcast=None):
     """Run flash attention once; returns (figures, RunReport, kernel).
 
     `kv_seq` (default `seq`) sets the K/V sequence length separately from Q's; `kv_mcast`
-    has one core per grid row read each K/V chunk and multicast it to the rest of the row.
+    has one core per grid row read each K/V chunk and multicast it to the rest of the row
+    (None: whenever the problem splits evenly for it; it reads DRAM once per row, not once
+    per core).
     """
     if sysdesc is not None:
         ttl.set_device(sysdesc)
@@ -227,6 +229,9 @@ def run(batch=1, heads=8, seq=2048, dim=64, grid=(8, 8), q_chunk=None, kv_chunk=
     if seq % 32 or dim % 32 or kv_seq % 32:
         raise ValueError("seq, kv_seq and dim must be multiples of 32")
     sq_t, skv_t, d_t = seq // 32, kv_seq // 32, dim // 32
+    if kv_mcast is None:
+        qc = q_chunk or auto_schedule(batch * heads, sq_t, skv_t, d_t, grid, causal, True)[0]
+        kv_mcast = not causal and grid[0] > 1 and sq_t % qc == 0 and (sq_t // qc) % grid[0] == 0
     auto_q, auto_kv = auto_schedule(batch * heads, sq_t, skv_t, d_t, grid, causal, kv_mcast, buffers,
                                     1088 if kv_dtype == "bfp8_b" else 2048)
     q_chunk, kv_chunk = q_chunk or auto_q, kv_chunk or (q_chunk if causal and q_chunk else auto_kv)
@@ -272,6 +277,7 @@ def run(batch=1, heads=8, seq=2048, dim=64, grid=(8, 8), q_chunk=None, kv_chunk=
         "bottleneck": rep.bottleneck(),
         "wall_s": wall,
         "q_chunk": q_chunk,
+        "kv_mcast": kv_mcast,
         "kv_chunk": kv_chunk,
         "utilisation": {kd: round(d["busy"], 4) for kd, d in rep.per_kind().items()},
     }
@@ -307,8 +313,9 @@ def main(argv=None):
     p.add_argument("--fidelity", default="HiFi4")
     p.add_argument("--fp32-acc", action="store_true")
     p.add_argument("--causal", action="store_true")
-    p.add_argument("--kv-mcast", action="store_true",
-                   help="one core per grid row reads K/V and multicasts it to the row")
+    p.add_argument("--kv-mcast", choices=["auto", "on", "off"], default="auto",
+                   help="one core per grid row reads K/V and multicasts it to the row "
+                        "(auto: whenever the work splits evenly for it)")
     p.add_argument("--sysdesc", default=None)
     p.add_argument("--json", default=None)
     p.add_argument("--show", action="store_true", help="print the generated low-level code")
@@ -320,13 +327,13 @@ def main(argv=None):
     grid = a.grid or ttl.device().sd.worker_grid()
     res, rep, kern = run(a.batch, a.heads, a.seq, a.dim, grid, a.q_chunk, a.kv_chunk, a.buffers,
                          a.kv_dtype, a.fidelity, a.fp32_acc, a.causal, kv_seq=a.kv_seq,
-                         kv_mcast=a.kv_mcast)
+                         kv_mcast={"auto": None, "on": True, "off": False}[a.kv_mcast])
     sd = ttl.device().sd
     print(f"flash attention: batch {a.batch}, heads {a.heads}, seq {a.seq}, head dim {a.dim}"
           f"{', causal' if a.causal else ''} on {sd.name} ({grid[0]}x{grid[1]} cores)")
     print(f"schedule: q_chunk {res['q_chunk']} tiles, kv_chunk {res['kv_chunk']} tiles, K/V {a.kv_dtype}, "
           f"{a.fidelity}{', fp32 acc' if a.fp32_acc else ''}, K/V buffer depth {a.buffers}, "
-          f"K/V {'multicast along rows' if a.kv_mcast else 'read by every core'}")
+          f"K/V {'multicast along rows' if res['kv_mcast'] else 'read by every core'}")
     print(f"correctness vs float64: pcc {res['pcc']:.6f}, max abs err {res['max_abs_err']:.4g}, "
           f"rel err {res['rel_err']:.3g}")
     print(f"cycles: {res['cycles']:,.0f} = {res['us']:,.1f} us at {sd.clock_ghz.value} GHz; "
