@@ -76,6 +76,10 @@ class Compiler:
 
     # --- preparing the tree -------------------------------------------------------------
     def _spill(self, n, spills):
+        key = n.key()
+        for slot, sub in enumerate(spills):     # the same value spilled once (CSE)
+            if sub.key() == key:
+                return Leaf(self.spill_base + slot, n.shape, f"spill{slot}")
         slot = len(spills)
         if self.spill_base + slot >= self.max_cbs:
             raise CompileError(f"the statement needs {slot + 1} intermediate buffers but only "
@@ -271,8 +275,10 @@ class Compiler:
             return hit
         spills: list[Node] = []
         n = self._prepare(expr, spills)
-        if not _is_leaf(n) or True:
-            n = self._fit(n, spills)
+        n = self._fit(n, spills)
+        for s, sub in enumerate(spills):
+            _reuse(sub, spills[:s], self.spill_base)
+        _reuse(n, spills, self.spill_base)
         self.count += 1
         name = f"_store_{self.count}"
         lines = [f"def {name}(k):"]
@@ -293,6 +299,26 @@ class Compiler:
         low = Lowered("\n".join(lines) + "\n", name, pages, self.uses_scaler)
         self.cache[key] = low
         return low
+
+
+def _reuse(n, spills, base):
+    """Common subexpressions: every operand of n (in place) that computes a value already
+    spilled reads the spill buffer instead of computing it again."""
+    keys = {sub.key(): slot for slot, sub in enumerate(spills)}
+    if not keys:
+        return
+    stack = [n]
+    while stack:
+        m = stack.pop()
+        for a in ("x", "y"):
+            c = getattr(m, a, None)
+            if c is None or isinstance(c, (Leaf, Const)):
+                continue
+            slot = keys.get(c.key())
+            if slot is not None:
+                setattr(m, a, Leaf(base + slot, c.shape, f"spill{slot}"))
+            else:
+                stack.append(c)
 
 
 def _has_matmul(n):
