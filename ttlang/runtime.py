@@ -113,7 +113,12 @@ class Block(Leaf):
             raise CompileError("store runs on the compute thread; data-movement threads use ttl.copy")
         low = e.build.lower(expr, self.cb, self.shape, acc)
         if not e.dry:
-            low.fn(e.k)
+            # every call of the generated code is this statement's: pin its line once
+            prev = e.k.pin_line(e.build.user_line())
+            try:
+                low.fn(e.k)
+            finally:
+                e.k.pin_line(prev)
 
 
 class CopyHandle:
@@ -177,16 +182,20 @@ def copy(src, dst):
         k = e.k
         g = _addrgen(e, sl.tensor)
         ps = g.page_size
-        if direction == "read":
-            p = k.get_write_ptr(blk.cb)
-            for page in sl.pages():
-                k.noc_async_read_tile(page, g, p)
-                p += ps
-        else:
-            p = k.get_read_ptr(blk.cb)
-            for page in sl.pages():
-                k.noc_async_write_tile(page, g, p)
-                p += ps
+        prev = k.pin_line(line)
+        try:
+            if direction == "read":
+                p = k.get_write_ptr(blk.cb)
+                for page in sl.pages():
+                    k.noc_async_read_tile(page, g, p)
+                    p += ps
+            else:
+                p = k.get_read_ptr(blk.cb)
+                for page in sl.pages():
+                    k.noc_async_write_tile(page, g, p)
+                    p += ps
+        finally:
+            k.pin_line(prev)
     e.pending.append(h)
     return h
 

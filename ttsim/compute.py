@@ -165,12 +165,12 @@ class UnpackContext(ComputeContext):
         self._l1 = self._e.l1[self.core]
 
     def cb_wait_front(self, cb, n):
-        ln = caller_line()
+        ln = self._th.pinned or caller_line()
         self._cb(cb, ln).wait(self._th, n, ln)
         self._th.charge(self._c["cost.api.cb_wait_front"], "cb_wait_front", ln)
 
     def cb_pop_front(self, cb, n):
-        ln = caller_line()
+        ln = self._th.pinned or caller_line()
         self._th.charge(self._c["cost.api.cb_pop_front"], "cb_pop_front", ln)
         self._cb(cb, ln).pop(self._th, n, ln)
 
@@ -202,13 +202,13 @@ class UnpackContext(ComputeContext):
         return max(self._c_unpack[fa], self._c_unpack[fb], (fa.tile_bytes + fb.tile_bytes) / self._dual_bw)
 
     def copy_tile(self, cb, i, d):
-        ln = caller_line()
+        ln = self._th.pinned or caller_line()
         self._dst_index(d, ln)
         v, f = self._read(cb, i, ln, to_dest=self.cfg.unpack_to_dest)
         self._hand_over(("copy", v, f), self._c_unpack[f], "unpack copy_tile", ln)
 
     def matmul_tiles(self, cb_a, cb_b, ia, ib, d, transpose=False):
-        ln = caller_line()
+        ln = self._th.pinned or caller_line()
         self._dst_index(d, ln)
         a, fa = self._read(cb_a, ia, ln)
         b, fb = self._read(cb_b, ib, ln)
@@ -223,24 +223,35 @@ class UnpackContext(ComputeContext):
         in1 whose tiles are stored transposed, K^T from K); DST[d + r * ct_dim + c] +=
         in0[r] @ in1[c]. The operand along the longer side is unpacked once per product,
         the other once per row or column."""
-        ln = caller_line()
+        ln = self._th.pinned or caller_line()
         self._dst_index(d + rt_dim * ct_dim - 1, ln)
-        rows = [self._read(cb_a, ia + r * kt_dim, ln) for r in range(rt_dim)]
-        cols = [self._read(cb_b, ib + c * in1_stride, ln) for c in range(ct_dim)]
-        if transpose:
-            cols = [(numerics.transpose(b), f) for b, f in cols]
-        fa, fb = rows[0][1], cols[0][1]
+        rows, fa = self._stack(cb_a, ia, kt_dim, rt_dim, False, ln)
+        cols, fb = self._stack(cb_b, ib, in1_stride, ct_dim, transpose, ln)
         # Source registers hold one tile each: along the block's longer side the other
         # operand's tile stays in place, so one operand is unpacked once per row (or
         # column) and the other once per product (the LLK's reuse of in0 or in1).
         na, nb = (rt_dim, rt_dim * ct_dim) if ct_dim >= rt_dim else (rt_dim * ct_dim, ct_dim)
         cost = max(na * self._c_unpack[fa], nb * self._c_unpack[fb],
                    (na * fa.tile_bytes + nb * fb.tile_bytes) / self._dual_bw)
-        self._hand_over(("matmul_block", [a for a, _ in rows], [b for b, _ in cols]), cost,
-                        "unpack matmul_block", ln)
+        self._hand_over(("matmul_block", rows, cols), cost, "unpack matmul_block", ln)
+
+    def _stack(self, cb, first, stride, n, transpose, ln):
+        """Tiles first, first + stride, ... (n of them) of cb as one (n, 32, 32) array of
+        source-register values, optionally each transposed. A matmul walks the same row or
+        column of an operand for every block of its output: the stack is kept with the CB
+        (by the pages' sequence numbers, which name their contents) until it pops."""
+        c = self._cb(cb, ln)
+        seq = c.front_seq(first, self._th, ln)
+        c.front_seq(first + (n - 1) * stride, self._th, ln)
+        key = (seq, stride, n, transpose)
+        hit = c.stacks.get(key)
+        if hit is None:
+            tiles = np.stack([self._read(cb, first + r * stride, ln)[0] for r in range(n)])
+            hit = c.stacks[key] = np.ascontiguousarray(tiles.transpose(0, 2, 1)) if transpose else tiles
+        return hit, c.fmt
 
     def binary_tiles(self, op, cb_a, cb_b, ia, ib, d, bcast="none"):
-        ln = caller_line()
+        ln = self._th.pinned or caller_line()
         _check_choice(op, tuple(_BINARY_MATH_COST), "binary op", self, ln)
         _check_choice(bcast, _BCAST, "broadcast", self, ln)
         self._dst_index(d, ln)
@@ -251,14 +262,14 @@ class UnpackContext(ComputeContext):
         self._hand_over((op, a, b), self._cost2(fa, fb), f"unpack {op}_tiles", ln)
 
     def binary_dest_reuse_tiles(self, op, cb, i, d, dst_as="a"):
-        ln = caller_line()
+        ln = self._th.pinned or caller_line()
         _check_choice(op, tuple(_BINARY_MATH_COST), "binary op", self, ln)
         self._dst_index(d, ln)
         v, f = self._read(cb, i, ln)
         self._hand_over((op + "_reuse", v), self._c_unpack[f], f"unpack {op}_dest_reuse", ln)
 
     def reduce_tile(self, cb, cb_scaler, i, i_scaler, d, op="sum", dim="row"):
-        ln = caller_line()
+        ln = self._th.pinned or caller_line()
         _check_choice(op, _REDUCE_OPS, "reduce op", self, ln)
         _check_choice(dim, _REDUCE_DIMS, "reduce dim", self, ln)
         self._dst_index(d, ln)
@@ -267,14 +278,14 @@ class UnpackContext(ComputeContext):
         self._hand_over(("reduce", a, float(s[0, 0])), self._cost2(fa, fs), "unpack reduce_tile", ln)
 
     def transpose_wh_tile(self, cb, i, d):
-        ln = caller_line()
+        ln = self._th.pinned or caller_line()
         self._dst_index(d, ln)
         v, f = self._read(cb, i, ln)
         self._hand_over(("transpose", numerics.transpose(v), f), self._c_unpack[f], "unpack transpose", ln)
 
 
     def unary_bcast(self, cb, i, d, dim):
-        ln = caller_line()
+        ln = self._th.pinned or caller_line()
         _check_choice(dim, _BCAST[1:], "broadcast", self, ln)
         self._dst_index(d, ln)
         v, f = self._read(cb, i, ln)
@@ -307,7 +318,7 @@ class MathContext(ComputeContext):
         self._written = None
 
     def tile_regs_acquire(self):
-        ln = caller_line()
+        ln = self._th.pinned or caller_line()
         th = self._th
         self._s.dst.reserve(th, 1, ln)
         th.charge(self._c_tile_regs, "tile_regs_acquire", ln)
@@ -315,7 +326,7 @@ class MathContext(ComputeContext):
         self._written = [False] * self._s.dst_tiles
 
     def tile_regs_commit(self):
-        ln = caller_line()
+        ln = self._th.pinned or caller_line()
         th = self._th
         self._need_dst(ln)
         th.charge(self._c_tile_regs, "tile_regs_commit", ln)
@@ -354,44 +365,44 @@ class MathContext(ComputeContext):
             self._written[d] = True
 
     def copy_tile(self, cb, i, d):
-        ln = caller_line()
+        ln = self._th.pinned or caller_line()
         self._dst_index(d, ln)
         p = self._take("copy", self._c_copy, "copy_tile", ln)
         self._put_moved(d, p[1], p[2])
 
     def matmul_tiles(self, cb_a, cb_b, ia, ib, d, transpose=False):
-        ln = caller_line()
+        ln = self._th.pinned or caller_line()
         self._dst_index(d, ln)
         p = self._take("matmul", self._c_mm, "matmul_tiles", ln)
         self._put(d, self._dst[d] + numerics.matmul(p[1], p[2], self.cfg.fidelity))
 
     def matmul_block(self, cb_a, cb_b, ia, ib, d, transpose=False, ct_dim=1, rt_dim=1, kt_dim=1,
                      in1_stride=1):
-        ln = caller_line()
+        ln = self._th.pinned or caller_line()
         n = rt_dim * ct_dim
         self._dst_index(d + n - 1, ln)
         p = self._take("matmul_block", self._c_mm * n, "matmul_block", ln)
         # all rt x ct products in one batched call: bit-identical to one matmul per pair
-        prod = numerics.matmul(np.stack(p[1])[:, None], np.stack(p[2])[None, :], self.cfg.fidelity)
+        prod = numerics.matmul(p[1][:, None], p[2][None, :], self.cfg.fidelity)
         self._dst[d:d + n] = numerics.dst_round(self._dst[d:d + n] + prod.reshape(n, 32, 32),
                                                 self.cfg.fp32_acc)
         self._written[d:d + n] = [True] * n
 
     def binary_tiles(self, op, cb_a, cb_b, ia, ib, d, bcast="none"):
-        ln = caller_line()
+        ln = self._th.pinned or caller_line()
         self._dst_index(d, ln)
         p = self._take(op, self._c_bin[op], f"{op}_tiles", ln)
         self._put(d, numerics.eltwise(op, p[1], p[2], self.cfg.fidelity))
 
     def binary_dest_reuse_tiles(self, op, cb, i, d, dst_as="a"):
-        ln = caller_line()
+        ln = self._th.pinned or caller_line()
         self._dst_index(d, ln)
         p = self._take(op + "_reuse", self._c_bin[op], f"{op}_dest_reuse", ln)
         a, b = (self._dst[d], p[1]) if dst_as == "a" else (p[1], self._dst[d])
         self._put(d, numerics.eltwise(op, a, b, self.cfg.fidelity))
 
     def reduce_tile(self, cb, cb_scaler, i, i_scaler, d, op="sum", dim="row"):
-        ln = caller_line()
+        ln = self._th.pinned or caller_line()
         self._dst_index(d, ln)
         p = self._take("reduce", self._c_reduce, f"reduce_{op}_{dim}", ln)
         r = numerics.reduce(p[1], op, dim, p[2])
@@ -400,13 +411,13 @@ class MathContext(ComputeContext):
         self._put(d, r)
 
     def transpose_wh_tile(self, cb, i, d):
-        ln = caller_line()
+        ln = self._th.pinned or caller_line()
         self._dst_index(d, ln)
         p = self._take("transpose", self._c_transpose, "transpose_wh_tile", ln)
         self._put_moved(d, p[1], p[2])
 
     def unary_bcast(self, cb, i, d, dim):
-        ln = caller_line()
+        ln = self._th.pinned or caller_line()
         self._dst_index(d, ln)
         p = self._take("copy", self._c_copy, f"unary_bcast_{dim}", ln)
         self._put_moved(d, p[1], p[2])
@@ -419,7 +430,7 @@ class MathContext(ComputeContext):
                              core=self.core, thread=self._th.kind, line=ln) from None
 
     def sfpu_unary(self, op, d, *params):
-        ln = caller_line()
+        ln = self._th.pinned or caller_line()
         self._dst_index(d, ln)
         self._need_dst(ln)
         cost, name, fn = self._sfpu(self._unary, op, ln, "unary")
@@ -428,7 +439,7 @@ class MathContext(ComputeContext):
         self._put(d, x * np.float32(params[0]) if fn is None else fn(x))
 
     def sfpu_binary(self, op, d0, d1, d_out=None):
-        ln = caller_line()
+        ln = self._th.pinned or caller_line()
         d_out = d0 if d_out is None else d_out
         for d in (d0, d1, d_out):
             self._dst_index(d, ln)
@@ -438,14 +449,14 @@ class MathContext(ComputeContext):
         self._put(d_out, fn(self._dst[d0], self._dst[d1]))
 
     def fill_tile(self, d, value):
-        ln = caller_line()
+        ln = self._th.pinned or caller_line()
         self._dst_index(d, ln)
         self._need_dst(ln)
         self._th.charge(self._c_fill, "fill_tile", ln)
         self._put(d, np.full((32, 32), value, np.float32))
 
     def copy_dest_values(self, d_dst, d_src):
-        ln = caller_line()
+        ln = self._th.pinned or caller_line()
         self._dst_index(d_dst, ln)
         self._dst_index(d_src, ln)
         self._need_dst(ln)
@@ -465,24 +476,24 @@ class PackContext(ComputeContext):
         self._l1 = self._e.l1[self.core]
 
     def cb_reserve_back(self, cb, n):
-        ln = caller_line()
+        ln = self._th.pinned or caller_line()
         self._cb(cb, ln).reserve(self._th, n, ln)
         self._th.charge(self._c["cost.api.cb_reserve_back"], "cb_reserve_back", ln)
 
     def cb_push_back(self, cb, n):
-        ln = caller_line()
+        ln = self._th.pinned or caller_line()
         self._th.charge(self._c["cost.api.cb_push_back"], "cb_push_back", ln)
         self._cb(cb, ln).push(self._th, n, ln)
 
     def tile_regs_wait(self):
-        ln = caller_line()
+        ln = self._th.pinned or caller_line()
         th = self._th
         self._s.dst.wait(th, 1, ln)
         th.charge(self._c_tile_regs, "tile_regs_wait", ln)
         self._dst = self._s.dst.front()
 
     def tile_regs_release(self):
-        ln = caller_line()
+        ln = self._th.pinned or caller_line()
         th = self._th
         th.charge(self._c_tile_regs, "tile_regs_release", ln)
         self._s.dst.pop(th, 1, ln)
@@ -493,7 +504,7 @@ class PackContext(ComputeContext):
 
         With accumulate=True the packer adds to what the page holds (L1 accumulation).
         """
-        ln = caller_line()
+        ln = self._th.pinned or caller_line()
         self._dst_index(d, ln)
         if self._dst is None:
             raise TTSimError("pack_tile without DST: call tile_regs_wait() first",
@@ -533,6 +544,7 @@ class FusedCompute(ComputeContext):
         self._args, self._ct_args, self._cbs, self._c = unpack._args, unpack._ct_args, unpack._cbs, unpack._c
         self._th = unpack._th
         self._s, self.cfg = unpack._s, unpack.cfg
+        self._roles = (unpack._th, math._th, pack._th)
         for name in _API:
             acts = [ctx for ctx in (unpack, math, pack) if name in type(ctx).__dict__]
             setattr(self, name, _fan_out(*(getattr(c, name) for c in acts)))
@@ -540,6 +552,9 @@ class FusedCompute(ComputeContext):
     @property
     def kind(self):
         return "compute"
+
+    def _pin_threads(self):
+        return self._roles
 
     @property
     def role(self):

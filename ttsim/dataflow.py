@@ -88,6 +88,19 @@ class KernelContext:
     def grid_size(self):
         return self._e.sd.worker_grid()
 
+    def pin_line(self, line):
+        """Charge every call from now on to `line` (file, lineno), or back to the caller's
+        own line with None; returns the line pinned before. A compiler that runs generated
+        code for one statement of its language pins that statement's line: cheaper than
+        finding it from the stack on every call."""
+        prev = self._th.pinned
+        for th in self._pin_threads():
+            th.pinned = line
+        return prev
+
+    def _pin_threads(self):
+        return (self._th,)
+
     def wall_clock(self):
         """This RISC's cycle counter now (tt-metal kernels read the wall-clock register to
         time a region). Reading it is modelled as free: one register read."""
@@ -139,22 +152,22 @@ class DataMovementContext(KernelContext):
 
     # --- circular buffers ---------------------------------------------------------------
     def cb_reserve_back(self, cb, n):
-        ln = caller_line()
+        ln = self._th.pinned or caller_line()
         self._cb(cb, ln).reserve(self._th, n, ln)
         self._th.charge(self._c["cost.api.cb_reserve_back"], "cb_reserve_back", ln)
 
     def cb_push_back(self, cb, n):
-        ln = caller_line()
+        ln = self._th.pinned or caller_line()
         self._th.charge(self._c["cost.api.cb_push_back"], "cb_push_back", ln)
         self._cb(cb, ln).push(self._th, n, ln)
 
     def cb_wait_front(self, cb, n):
-        ln = caller_line()
+        ln = self._th.pinned or caller_line()
         self._cb(cb, ln).wait(self._th, n, ln)
         self._th.charge(self._c["cost.api.cb_wait_front"], "cb_wait_front", ln)
 
     def cb_pop_front(self, cb, n):
-        ln = caller_line()
+        ln = self._th.pinned or caller_line()
         self._th.charge(self._c["cost.api.cb_pop_front"], "cb_pop_front", ln)
         self._cb(cb, ln).pop(self._th, n, ln)
 
@@ -217,13 +230,13 @@ class DataMovementContext(KernelContext):
             self._read_done = seen
 
     def noc_async_read(self, src, dst_l1, size, noc=None):
-        ln = caller_line()
+        ln = self._th.pinned or caller_line()
         self._read(src, dst_l1, size, noc, ln, "noc_async_read", self._c_read)
 
     def noc_async_read_tile(self, page, addrgen, dst_l1, noc=None):
         """Read page `page` of an interleaved buffer; finding its bank and offset costs
         `noc.addrgen_cycles` on top of the issue."""
-        ln = caller_line()
+        ln = self._th.pinned or caller_line()
         self._read(addrgen.get_noc_addr(page), dst_l1, addrgen.page_size, noc, ln,
                    "noc_async_read_tile", self._c_read + self._c_addrgen)
 
@@ -231,14 +244,14 @@ class DataMovementContext(KernelContext):
         """Stateful issue: program the NIU's read command buffer with the source core or bank
         (src.x, src.y) once; later `noc_async_read_with_state` calls only set addresses and
         size, which costs less per issue (tt-metal's noc_async_read_set_state)."""
-        ln = caller_line()
+        ln = self._th.pinned or caller_line()
         self._mem((src.x, src.y), ln)
         self._th.charge(self._c_set_state, "noc_async_read_set_state", ln)
         self._read_state = (self.noc_index if noc is None else noc, src.x, src.y)
 
     def noc_async_read_with_state(self, src_addr, dst_l1, size):
         """Read `size` bytes at `src_addr` of the endpoint set by noc_async_read_set_state."""
-        ln = caller_line()
+        ln = self._th.pinned or caller_line()
         if self._read_state is None:
             raise NocError("noc_async_read_with_state before noc_async_read_set_state: the read "
                            "command buffer has no source", core=self.core, thread=self._th.kind,
@@ -248,19 +261,19 @@ class DataMovementContext(KernelContext):
                    self._c_read_state)
 
     def noc_async_write(self, src_l1, dst, size, noc=None):
-        ln = caller_line()
+        ln = self._th.pinned or caller_line()
         self._write(src_l1, dst, size, noc, ln, "noc_async_write", self._c_write)
 
     def noc_async_write_tile(self, page, addrgen, src_l1, noc=None):
         """Write page `page` of an interleaved buffer (address generation as for reads)."""
-        ln = caller_line()
+        ln = self._th.pinned or caller_line()
         self._write(src_l1, addrgen.get_noc_addr(page), addrgen.page_size, noc, ln,
                     "noc_async_write_tile", self._c_write + self._c_addrgen)
 
     def noc_async_write_set_state(self, dst, noc=None):
         """Stateful issue for writes: program the destination core or bank once (see
         noc_async_read_set_state)."""
-        ln = caller_line()
+        ln = self._th.pinned or caller_line()
         self._mem((dst.x, dst.y), ln)
         self._th.charge(self._c_set_state, "noc_async_write_set_state", ln)
         self._write_state = (self.noc_index if noc is None else noc, dst.x, dst.y)
@@ -268,7 +281,7 @@ class DataMovementContext(KernelContext):
     def noc_async_write_with_state(self, src_l1, dst_addr, size):
         """Write `size` bytes from `src_l1` to `dst_addr` of the endpoint set by
         noc_async_write_set_state."""
-        ln = caller_line()
+        ln = self._th.pinned or caller_line()
         if self._write_state is None:
             raise NocError("noc_async_write_with_state before noc_async_write_set_state: the "
                            "write command buffer has no destination", core=self.core,
@@ -298,7 +311,7 @@ class DataMovementContext(KernelContext):
 
     def noc_async_write_multicast(self, src_l1, mcast, size, num_dests=None, include_self=False,
                                   noc=None):
-        ln = caller_line()
+        ln = self._th.pinned or caller_line()
         t = self._issue(ln, "noc_async_write_multicast", self._c_write)
         me = self._e.l1[self.core].mem
         check_range(me, src_l1, size, "multicast source", self.core, self._th.kind, ln)
@@ -329,19 +342,19 @@ class DataMovementContext(KernelContext):
         return cores
 
     def noc_async_read_barrier(self):
-        ln = caller_line()
+        ln = self._th.pinned or caller_line()
         th = self._th
         th.charge(self._c_barrier, "noc_async_read_barrier", ln)
         th.stall_until(self._read_done, "noc read", ln)
 
     def noc_async_write_barrier(self):
-        ln = caller_line()
+        ln = self._th.pinned or caller_line()
         th = self._th
         th.charge(self._c_barrier, "noc_async_write_barrier", ln)
         th.stall_until(self._write_acked, "noc write", ln)
 
     def noc_async_writes_flushed(self):
-        ln = caller_line()
+        ln = self._th.pinned or caller_line()
         th = self._th
         th.charge(self._c_barrier, "noc_async_writes_flushed", ln)
         th.stall_until(self._write_landed, "noc write", ln)
@@ -358,7 +371,7 @@ class DataMovementContext(KernelContext):
         return int(self._e.l1[self.core].mem[addr:addr + 4].view(np.uint32)[0])
 
     def noc_semaphore_set(self, addr, value):
-        ln = caller_line()
+        ln = self._th.pinned or caller_line()
         self._th.charge(self._c_sem, "noc_semaphore_set", ln)
         self._th.sync(ln)
         self._e.sem_write((self.my_x, self.my_y), addr, value)
@@ -374,15 +387,15 @@ class DataMovementContext(KernelContext):
             th.stall_until(self._e.env.now, "semaphore", ln)
 
     def noc_semaphore_wait(self, addr, value):
-        ln = caller_line()
+        ln = self._th.pinned or caller_line()
         self._sem_wait(addr, lambda v: v == value, f"== {value}", ln)
 
     def noc_semaphore_wait_min(self, addr, value):
-        ln = caller_line()
+        ln = self._th.pinned or caller_line()
         self._sem_wait(addr, lambda v: v >= value, f">= {value}", ln)
 
     def noc_semaphore_inc(self, dst, incr=1, noc=None):
-        ln = caller_line()
+        ln = self._th.pinned or caller_line()
         t = self._issue(ln, "noc_semaphore_inc", self._c_write)
         if self._e.mem_at((dst.x, dst.y)) is None:
             raise NocError(f"semaphore increment to ({dst.x},{dst.y}), which is not a worker core",
@@ -392,7 +405,7 @@ class DataMovementContext(KernelContext):
         self._e.at(at, lambda: self._e.sem_add((dst.x, dst.y), dst.addr, incr))
 
     def noc_semaphore_set_remote(self, src_l1, dst, noc=None):
-        ln = caller_line()
+        ln = self._th.pinned or caller_line()
         t = self._issue(ln, "noc_semaphore_set_remote", self._c_write)
         value = self._sem_value(src_l1)
         landed, acked = self._noc.write(t, self.noc_index if noc is None else noc,
@@ -401,7 +414,7 @@ class DataMovementContext(KernelContext):
         self._e.at(landed, lambda: self._e.sem_write((dst.x, dst.y), dst.addr, value))
 
     def noc_semaphore_set_multicast(self, src_l1, mcast, num_dests=None, include_self=False, noc=None):
-        ln = caller_line()
+        ln = self._th.pinned or caller_line()
         t = self._issue(ln, "noc_semaphore_set_multicast", self._c_write)
         value = self._sem_value(src_l1)
         cores = self._mcast_cores(mcast, include_self, num_dests, ln)

@@ -42,7 +42,7 @@ def caller_line():
 
 class Thread:
     __slots__ = ("engine", "env", "core", "kind", "fn", "ctx", "t", "busy", "stalls", "lines",
-                 "trace", "glet", "blocked", "done", "end", "limit", "group")
+                 "trace", "glet", "blocked", "done", "end", "limit", "group", "pinned")
 
     def __init__(self, engine, core, kind, fn, ctx, t0, trace, limit):
         self.engine, self.env = engine, engine.env
@@ -58,6 +58,7 @@ class Thread:
         self.limit = limit
         self.glet = None
         self.group = (self,)    # the threads this one's greenlet runs (see FusedCompute)
+        self.pinned = None      # a source line every call is charged to (KernelContext.pin_line)
 
     # --- accounting -------------------------------------------------------------------
     def charge(self, cycles, name, line):
