@@ -1,7 +1,8 @@
 """Simulator speed: simulated tile matmuls per wall-clock second.
 
 Runs the library matmul (reader, compute, writer; NoC, DRAM, CBs, numerics and the cycle
-model all included) on one core and on the full grid, and reports tile matmuls per second.
+model all included) on one core and on the full grid, and reports tile matmuls per second;
+then on one core again with one matmul call per tile product.
 
     python benchmarks/sim_speed.py [--size 1024] [--json out.json]
 """
@@ -15,13 +16,13 @@ import ttsim
 from ttsim.library.matmul import matmul_program
 
 
-def measure(size, grid, sysdesc=None):
+def measure(size, grid, sysdesc=None, **blocking):
     dev = ttsim.Device(sysdesc)
     r = np.random.default_rng(0)
     a = dev.tensor(r.standard_normal((size, size)).astype(np.float32))
     b = dev.tensor(r.standard_normal((size, size)).astype(np.float32))
     c = dev.empty((size, size))
-    prog = matmul_program(dev, a, b, c, grid=grid)
+    prog = matmul_program(dev, a, b, c, grid=grid, **blocking)
     t0 = time.perf_counter()
     rep = dev.run(prog)
     wall = time.perf_counter() - t0
@@ -35,8 +36,11 @@ def main(argv=None):
     p.add_argument("--json", default=None)
     a = p.parse_args(argv)
     out = {}
-    for label, grid in (("1x1", (1, 1)), ("8x8", (8, 8))):
-        wall, tiles, rep = measure(a.size, grid)
+    # the library kernel multiplies a 2x4 subblock per call; "1x1_per_tile" makes one call
+    # (one unpack and one math hand-off) per tile product, the worst case for the simulator
+    cases = (("1x1", (1, 1), {}), ("8x8", (8, 8), {}), ("1x1_per_tile", (1, 1), dict(sm=1, sn=1)))
+    for label, grid, blocking in cases:
+        wall, tiles, rep = measure(a.size, grid, **blocking)
         rate = tiles / wall
         print(f"{a.size}^3 bf16 matmul on {label}: {tiles:,} tile matmuls in {wall:.2f} s wall "
               f"= {rate:,.0f} tile matmuls/s; simulated {rep.cycles:,.0f} cycles "
