@@ -1,7 +1,8 @@
-"""The compute kernel API, run three times per core: by UNPACK, MATH and PACK.
+"""The compute kernel API, whose every call is shared by UNPACK, MATH and PACK.
 
 As on the hardware, one compute kernel source runs on the three compute RISCs; each call
-does that thread's share. `matmul_tiles` unpacks both operands on UNPACK (waiting for the
+does that thread's share (ttsim runs the source once and hands each call to the threads
+that act on it, FusedCompute, or, with fused=False, three times). `matmul_tiles` unpacks both operands on UNPACK (waiting for the
 source registers to be free), multiplies on MATH (waiting for the operands), and is a no-op
 on PACK. UNPACK hands operands to MATH through a two-deep source-register FIFO; MATH and
 PACK share DST through tile_regs_acquire/commit/wait/release, half of DST each in the
