@@ -43,9 +43,9 @@ def test_streaming_one_bank_approaches_its_bandwidth(dev):
 
 
 def test_dram_streaming_on_the_full_grid(dev):
-    """64 cores copying over all banks: a large share of the aggregate bandwidth, never more.
-    (Measured Wormhole streaming kernels reach 57-67%; see docs/cycle-model.md for where the
-    model stands.)"""
+    """64 cores copying over all banks (reads and writes on the chip's preferred NoCs): a
+    large share of the aggregate bandwidth, never more. (Measured Wormhole streaming kernels
+    reach 57-67%; the model reaches about 78%: docs/cycle-model.md, "Whole programs".)"""
     n_tiles = 64 * 48
     src = dev.empty((n_tiles * 32, 32))
     dst = dev.empty((n_tiles * 32, 32))
@@ -54,7 +54,7 @@ def test_dram_streaming_on_the_full_grid(dev):
     bytes_moved = 2 * n_tiles * 2048               # read and written
     aggregate = sum(b.bandwidth.value for b in dev.sd.dram_banks)
     achieved = bytes_moved / rep.cycles
-    assert 0.4 * aggregate <= achieved <= aggregate, (achieved, aggregate)
+    assert 0.55 * aggregate <= achieved <= aggregate, (achieved, aggregate)
 
 
 def _streamer(dst_core, n, block=16, size=8192):

@@ -1,7 +1,7 @@
 """DRAM streaming copy: the data-movement-only program that measures achievable bandwidth."""
 from __future__ import annotations
 
-from ..program import Program
+from ..program import Program, dram_nocs
 
 CB = 0
 
@@ -42,6 +42,7 @@ def copy_program(device, src, dst, cores=((0, 0),), block=4, buffers=2):
     prog = Program(device)
     prog.circular_buffer(cores, CB, src.dtype, buffers * block)
     first = {c: i * per for i, c in enumerate(cores)}
-    prog.reader(cores, _reader, args=lambda c: [src, first[c], per, block])
-    prog.writer(cores, _writer, args=lambda c: [dst, first[c], per, block])
+    rd, wr = dram_nocs(device.sd)
+    prog.reader(cores, _reader, args=lambda c: [src, first[c], per, block], noc=rd)
+    prog.writer(cores, _writer, args=lambda c: [dst, first[c], per, block], noc=wr)
     return prog
