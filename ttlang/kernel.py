@@ -202,10 +202,11 @@ class Kernel:
             prog.circular_buffer(cores, comp.scaler_cb, "bf16", 1)
         for s, pages in enumerate(comp.spill_pages):
             prog.circular_buffer(cores, comp.spill_base + s, spill_fmt, pages)
-        kinds = ["reader", "writer"]
-        for (kind, fn, _), role in zip(b.dm, kinds):
-            add = prog.reader if role == "reader" else prog.writer
-            add(cores, _dm_kernel(b, fn))
+        # the first data-movement thread (by convention the one that reads) gets the NoC this
+        # chip prefers for DRAM reads, the second the other one (ttsim.program.dram_nocs)
+        rd, wr = ttsim.program.dram_nocs(dev.sd)
+        for (kind, fn, _), add, noc in zip(b.dm, (prog.reader, prog.writer), (rd, wr)):
+            add(cores, _dm_kernel(b, fn), noc=noc)
         if b.cp:
             prog.compute(cores, _compute_kernel(b, b.cp[0][1]), **b.cfg)
         return prog
