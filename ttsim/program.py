@@ -18,8 +18,12 @@ def dram_nocs(sd):
     (tt-metal's GetPreferredNOCForDRAMRead/Write): the one whose routes leave a DRAM
     column along rows, so many cores' traffic does not pile onto one column's links."""
     f = sd.figures
-    return (int(f["noc.dram_read_noc"].value) if "noc.dram_read_noc" in f else 0,
-            int(f["noc.dram_write_noc"].value) if "noc.dram_write_noc" in f else 1)
+    nocs = (int(f["noc.dram_read_noc"].value) if "noc.dram_read_noc" in f else 0,
+            int(f["noc.dram_write_noc"].value) if "noc.dram_write_noc" in f else 1 % sd.num_nocs)
+    for key, n in zip(("noc.dram_read_noc", "noc.dram_write_noc"), nocs):
+        if not 0 <= n < sd.num_nocs:
+            raise TTSimError(f"{sd.path}: {key} is {n}, but the chip has {sd.num_nocs} NoC(s)")
+    return nocs
 
 
 @dataclass(frozen=True)
