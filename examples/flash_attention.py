@@ -26,9 +26,10 @@ import ttlang as ttl
 def work_split(bh, n_q_chunks, grid, kv_mcast):
     """Which (batch*head, Q chunk) units each core computes, in order.
 
-    Without multicast, units are dealt out in contiguous runs. With multicast, each grid row
-    takes whole heads and its cores take that head's Q chunks in lockstep, so one core per
-    row can read each K/V chunk and multicast it to the others.
+    Without multicast, units are dealt out in contiguous runs. With multicast, a grid row
+    takes row units, each one head's group of gx consecutive Q chunks, which the row's cores
+    compute in lockstep, so one core per row can read each K/V chunk and multicast it to the
+    others; row units are dealt out to the rows in contiguous runs.
     """
     gx, gy = grid
     units = {}
@@ -43,11 +44,12 @@ def work_split(bh, n_q_chunks, grid, kv_mcast):
     if n_q_chunks % gx:
         raise ValueError(f"K/V multicast needs the {n_q_chunks} Q chunks of a head to split evenly "
                          f"over the {gx} cores of a grid row")
-    heads_per_row = math.ceil(bh / gy)
+    row_units = [(h, g) for h in range(bh) for g in range(n_q_chunks // gx)]
+    per = math.ceil(len(row_units) / gy)
     for y in range(gy):
-        heads = range(y * heads_per_row, min(bh, (y + 1) * heads_per_row))
+        mine = row_units[y * per:(y + 1) * per]
         for x in range(gx):
-            units[(x, y)] = [(h, r * gx + x) for h in heads for r in range(n_q_chunks // gx)]
+            units[(x, y)] = [(h, g * gx + x) for h, g in mine]
     return units
 
 

@@ -129,3 +129,19 @@ def test_kv_multicast_gives_the_same_bits():
     readers = [t for t in rb.threads if t.kind == "reader"]
     # row senders read K/V from DRAM; receivers only wait for the multicast
     assert any(t.stalls.get("semaphore", 0) > 0 for t in readers)
+
+
+@given(bh=st.integers(1, 9), n_q=st.sampled_from([4, 8, 16, 32]), mcast=st.booleans())
+def test_work_split_covers_every_unit_once_and_keeps_rows_in_lockstep(bh, n_q, mcast):
+    grid = (4, 4)
+    units = fa.work_split(bh, n_q, grid, mcast)
+    every = sorted(u for us in units.values() for u in us)
+    assert every == [(h, q) for h in range(bh) for q in range(n_q)]
+    if mcast:
+        for y in range(grid[1]):
+            rows = [units[(x, y)] for x in range(grid[0])]
+            assert len({len(r) for r in rows}) == 1                   # lockstep
+            for step in zip(*rows):
+                assert len({h for h, _ in step}) == 1                 # one head, one K/V stream
+        busy_rows = sum(1 for y in range(grid[1]) if units[(0, y)])
+        assert busy_rows == min(grid[1], bh * n_q // grid[0])
