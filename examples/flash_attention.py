@@ -23,33 +23,36 @@ import numpy as np
 import ttlang as ttl
 
 
+def _deal(n, bins):
+    """Split range(n) into `bins` contiguous runs whose lengths differ by at most one."""
+    q, r = divmod(n, bins)
+    starts = [b * q + min(b, r) for b in range(bins + 1)]
+    return [range(starts[b], starts[b + 1]) for b in range(bins)]
+
+
 def work_split(bh, n_q_chunks, grid, kv_mcast):
     """Which (batch*head, Q chunk) units each core computes, in order.
 
-    Without multicast, units are dealt out in contiguous runs. With multicast, a grid row
-    takes row units, each one head's group of gx consecutive Q chunks, which the row's cores
-    compute in lockstep, so one core per row can read each K/V chunk and multicast it to the
-    others; row units are dealt out to the rows in contiguous runs.
+    Without multicast, units are dealt out in balanced contiguous runs. With multicast, a
+    grid row takes row units, each one head's group of gx consecutive Q chunks, which the
+    row's cores compute in lockstep, so one core per row can read each K/V chunk and
+    multicast it to the others; row units are dealt out to the rows in balanced runs.
     """
     gx, gy = grid
     units = {}
     if not kv_mcast:
-        n = bh * n_q_chunks
-        per = math.ceil(n / (gx * gy))
+        runs = _deal(bh * n_q_chunks, gx * gy)
         for y in range(gy):
             for x in range(gx):
-                c = y * gx + x
-                units[(x, y)] = [divmod(u, n_q_chunks) for u in range(c * per, min(n, (c + 1) * per))]
+                units[(x, y)] = [divmod(u, n_q_chunks) for u in runs[y * gx + x]]
         return units
     if n_q_chunks % gx:
         raise ValueError(f"K/V multicast needs the {n_q_chunks} Q chunks of a head to split evenly "
                          f"over the {gx} cores of a grid row")
     row_units = [(h, g) for h in range(bh) for g in range(n_q_chunks // gx)]
-    per = math.ceil(len(row_units) / gy)
-    for y in range(gy):
-        mine = row_units[y * per:(y + 1) * per]
+    for y, run in enumerate(_deal(len(row_units), gy)):
         for x in range(gx):
-            units[(x, y)] = [(h, g * gx + x) for h, g in mine]
+            units[(x, y)] = [(h, g * gx + x) for h, g in (row_units[i] for i in run)]
     return units
 
 

@@ -145,3 +145,5 @@ def test_work_split_covers_every_unit_once_and_keeps_rows_in_lockstep(bh, n_q, m
                 assert len({h for h, _ in step}) == 1                 # one head, one K/V stream
         busy_rows = sum(1 for y in range(grid[1]) if units[(0, y)])
         assert busy_rows == min(grid[1], bh * n_q // grid[0])
+    loads = [len(us) for us in units.values()]
+    assert max(loads) - min(loads) <= (grid[0] if mcast else 1)     # balanced
