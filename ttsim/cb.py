@@ -6,7 +6,7 @@ from .fifo import Fifo
 
 
 class CircularBuffer(Fifo):
-    __slots__ = ("index", "fmt", "page_size", "base", "l1", "pack_offset", "decoded", "stacks")
+    __slots__ = ("index", "fmt", "page_size", "base", "l1", "pack_offset", "decoded")
 
     def __init__(self, env, core, index, fmt, num_pages, page_size, base, l1):
         super().__init__(env, num_pages, f"cb {index}", core=core,
@@ -14,7 +14,6 @@ class CircularBuffer(Fifo):
         self.index, self.fmt, self.page_size, self.base, self.l1 = index, fmt, page_size, base, l1
         self.pack_offset = 0
         self.decoded = {}   # slot -> (page sequence number, as decoded, as in a source register)
-        self.stacks = {}    # UNPACK's stacks of waited-for pages (compute.UnpackContext._stack)
 
     @property
     def num_pages(self):
@@ -45,11 +44,6 @@ class CircularBuffer(Fifo):
     def push(self, th, n, line, payload=None):
         Fifo.push(self, th, n, line, payload)
         self.pack_offset = 0
-
-    def pop(self, th, n, line):
-        Fifo.pop(self, th, n, line)
-        if self.stacks:
-            self.stacks.clear()
 
     def front_seq(self, i, th, line):
         """Sequence number of the i-th waited-for page (its slot is seq % num_pages)."""

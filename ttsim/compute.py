@@ -238,18 +238,10 @@ class UnpackContext(ComputeContext):
 
     def _stack(self, cb, first, stride, n, transpose, ln):
         """Tiles first, first + stride, ... (n of them) of cb as one (n, 32, 32) array of
-        source-register values, optionally each transposed. A matmul walks the same row or
-        column of an operand for every block of its output: the stack is kept with the CB
-        (by the pages' sequence numbers, which name their contents) until it pops."""
-        c = self._cb(cb, ln)
-        seq = c.front_seq(first, self._th, ln)
-        c.front_seq(first + (n - 1) * stride, self._th, ln)
-        key = (seq, stride, n, transpose)
-        hit = c.stacks.get(key)
-        if hit is None:
-            tiles = np.stack([self._read(cb, first + r * stride, ln)[0] for r in range(n)])
-            hit = c.stacks[key] = np.ascontiguousarray(tiles.transpose(0, 2, 1)) if transpose else tiles
-        return hit, c.fmt
+        source-register values, each transposed if asked (what MATH multiplies at once)."""
+        tiles = np.stack([self._read(cb, first + r * stride, ln)[0] for r in range(n)])
+        return (np.ascontiguousarray(tiles.transpose(0, 2, 1)) if transpose else tiles,
+                self._cb(cb, ln).fmt)
 
     def binary_tiles(self, op, cb_a, cb_b, ia, ib, d, bcast="none"):
         ln = self._th.pinned or caller_line()
