@@ -138,7 +138,8 @@ def _reader_mcast(k):
     a_base, kt, m0, mc, nc, bm, bn, kb, role, s_ready, s_valid = k.args
     a = k.interleaved_addr_gen(a_base, k.get_compile_time_arg_val(0))
     ready, valid = k.get_semaphore(s_ready), k.get_semaphore(s_valid)
-    k.noc_semaphore_set(valid, 1) if role and role[0] == "send" else None
+    if role and role[0] == "send":
+        k.noc_semaphore_set(valid, 1)          # the word the "valid" multicast sends
     for mb in range(m0, m0 + mc, bm):
         for _ in range(0, nc, bn):
             for k0 in range(0, kt, kb):
@@ -155,7 +156,8 @@ def _writer_mcast(k):
     b = k.interleaved_addr_gen(b_base, k.get_compile_time_arg_val(0))
     c = k.interleaved_addr_gen(c_base, k.get_compile_time_arg_val(1))
     ready, valid = k.get_semaphore(s_ready), k.get_semaphore(s_valid)
-    k.noc_semaphore_set(valid, 1) if role and role[0] == "send" else None
+    if role and role[0] == "send":
+        k.noc_semaphore_set(valid, 1)          # the word the "valid" multicast sends
     for mb in range(m0, m0 + mc, bm):
         for nb in range(n0, n0 + nc, bn):
             for k0 in range(0, kt, kb):
