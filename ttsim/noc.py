@@ -257,7 +257,8 @@ class Noc:
                     d = max(d, self._dram_wmin,
                             self._dram_partial if payload < self._dram_burst else 0)
                 items.append((res.starts, res.ends, off, d, res.full))
-            pl = path.plans[payload] = (tuple(items), dmax, [0, 0])
+            # the last item: a window [a, b) of starts known not to fit this plan (see _place)
+            pl = path.plans[payload] = (tuple(items), dmax, [0, 0], [0, 0])
         return pl
 
     # --- the reservation core -------------------------------------------------------------
@@ -266,9 +267,12 @@ class Noc:
         resource is free for its holding time from the moment the head reaches it.
 
         Returns (start, longest holding time on the path)."""
-        items, dmax, ctr = plan
+        items, dmax, ctr, win = plan
         bisect_right = _bisect_right
-        s = lb
+        # No start in [win[0], win[1]) fits this plan: an earlier search proved it, and
+        # reservations are only ever added. Packets of one path follow each other, so the
+        # next one jumps over what the last one searched (exact: the result is the same).
+        s = win[1] if win[0] <= lb < win[1] else lb
         n = len(items)
         i = ok = 0
         while ok < n:      # round robin until every resource agrees with s (s only grows)
@@ -303,6 +307,10 @@ class Noc:
                             w[1] = b
                         s = b - off
                         ok = 1         # this resource agrees now; the others must be checked again
+        if win[0] <= lb < win[1]:
+            win[1] = s
+        else:
+            win[0], win[1] = lb, s
         for st, en, off, d, full in items:
             x = s + off
             e = x + d
