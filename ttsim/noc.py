@@ -390,16 +390,15 @@ class Noc:
         self._recipes[(kind, noc, a[0], a[1], b[0], b[1], nbytes)] = r
         return r
 
+    def _lookup(self, kind, noc, a, b, nbytes):
+        r = self._recipes.get((kind, noc, a[0], a[1], b[0], b[1], nbytes))
+        return r if r is not None else self._recipe(kind, noc, a, b, nbytes)
+
     def write(self, t, noc, src_xy, dst_xy, nbytes):
         """src core's L1 -> dst (a core's L1 or a DRAM bank). Returns (t_landed, t_acked):
         the last byte written at dst, and the (last) write ack back at src."""
-        t = _ceil(t)
-        if t > self._now:
-            self._now = t
-        r = self._recipes.get(("w", noc, src_xy[0], src_xy[1], dst_xy[0], dst_xy[1], nbytes))
-        if r is None:
-            r = self._recipe("w", noc, src_xy, dst_xy, nbytes)
-        data, lat, ack_plan, ack_lat, nbytes = r
+        t = self._start(t)
+        data, lat, ack_plan, ack_lat, nbytes = self._lookup("w", noc, src_xy, dst_xy, nbytes)
         place = self._place
         lb = landed = acked = t
         for plan, payload in data:
@@ -423,14 +422,8 @@ class Noc:
     def read(self, t, noc, requester_xy, src_xy, nbytes):
         """requester asks src (a core's L1 or a DRAM bank) for nbytes; returns when the last
         byte has landed in the requester's L1."""
-        t = _ceil(t)
-        if t > self._now:
-            self._now = t
-        r = self._recipes.get(("r", noc, requester_xy[0], requester_xy[1], src_xy[0], src_xy[1],
-                               nbytes))
-        if r is None:
-            r = self._recipe("r", noc, requester_xy, src_xy, nbytes)
-        data, lat, req_plan, req_lat, nbytes = r
+        t = self._start(t)
+        data, lat, req_plan, req_lat, nbytes = self._lookup("r", noc, requester_xy, src_xy, nbytes)
         place = self._place
         req_lb = lb = landed = t
         for plan, payload in data:
