@@ -26,6 +26,7 @@ class ThreadEnv:
         self.dry = k is None
         self.pending: list = []           # copies not yet waited on
         self.addrgens: dict = {}
+        self.written: set = set()         # buffers whose current reservation holds data
 
     def __enter__(self):
         _envs[greenlet.getcurrent()] = self
@@ -65,6 +66,12 @@ class DataflowBuffer:
 
     def push(self):
         e = env()
+        if self.cb not in e.written:
+            raise CompileError(f"a block of {self.name} is pushed with nothing stored or copied into "
+                               "it since it was reserved: its pages would hand on whatever an "
+                               "earlier block left there. Store into the block (blk.store(...)) "
+                               "or copy into it before it is pushed", e.build.user_line())
+        e.written.discard(self.cb)
         for h in e.pending:
             if h.block is not None and h.block.buf is self:
                 push = e.build.user_line()
@@ -111,7 +118,10 @@ class Block(Leaf):
         e = env()
         if e.kind != "compute":
             raise CompileError("store runs on the compute thread; data-movement threads use ttl.copy")
-        low = e.build.lower(expr, self.cb, self.shape, acc)
+        # a reserved block starts at zero (TT-Lang's contract), so the first store of a
+        # reservation packs plainly and only later ones accumulate onto it in L1
+        low = e.build.lower(expr, self.cb, self.shape, acc and self.cb in e.written)
+        e.written.add(self.cb)
         if not e.dry:
             # every call of the generated code is this statement's: pin its line once
             prev = e.k.pin_line(e.build.user_line())
@@ -178,6 +188,8 @@ def copy(src, dst):
         raise CompileError(f"copy between a {sl.tensor.dtype} tensor and {blk.name} "
                            f"({blk.buf.dtype.value}): make the buffer with the tensor's dtype")
     h = CopyHandle(e, direction, blk, line)
+    if direction == "read":
+        e.written.add(blk.cb)
     if not e.dry:
         k = e.k
         g = _addrgen(e, sl.tensor)
@@ -217,6 +229,11 @@ def _pipe_copy(e, src, dst, line):
     else:
         raise CompileError("a pipe copy goes from a block to a pipe (send) or from a pipe to a "
                            "block (receive)")
+    if direction == "recv":
+        e.written.add(blk.cb)
+    elif blk.mode == "reserved" and blk.cb not in e.written:
+        raise CompileError(f"sends a block of {blk.name} that nothing was copied into since it was "
+                           "reserved: copy into the block before sending it on the pipe")
     h = CopyHandle(e, direction, blk, line, pipe)
     if not e.dry:
         k = e.k

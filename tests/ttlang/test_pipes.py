@@ -66,6 +66,7 @@ def test_send_outside_if_src_is_an_error():
         @ttl.datamovement()
         def read():
             with buf.reserve() as blk:
+                ttl.copy(src[0, 0], blk).wait()
                 ttl.copy(blk, net.pipes[0]).wait()
 
     with pytest.raises(ttl.CompileError, match="send inside net.if_src"):
