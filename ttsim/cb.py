@@ -6,14 +6,18 @@ from .fifo import Fifo
 
 
 class CircularBuffer(Fifo):
-    __slots__ = ("index", "fmt", "page_size", "base", "l1", "pack_offset", "decoded")
+    __slots__ = ("index", "fmt", "page_size", "base", "end", "l1", "pack_offset", "decoded", "wseq")
 
     def __init__(self, env, core, index, fmt, num_pages, page_size, base, l1):
         super().__init__(env, num_pages, f"cb {index}", core=core,
                          stall_full=f"cb {index} full", stall_empty=f"cb {index} empty")
         self.index, self.fmt, self.page_size, self.base, self.l1 = index, fmt, page_size, base, l1
+        self.end = base + num_pages * page_size
         self.pack_offset = 0
         self.decoded = {}   # slot -> (page sequence number, as decoded, as in a source register)
+        # per slot, the sequence number of the page whose data it last received; a page read
+        # with another number holds what an earlier page left there (or nothing at all)
+        self.wseq = [-1] * num_pages
 
     @property
     def num_pages(self):
@@ -45,6 +49,63 @@ class CircularBuffer(Fifo):
         Fifo.push(self, th, n, line, payload)
         self.pack_offset = 0
 
+    def slot_seq(self, slot):
+        """The page sequence number slot `slot` stands for now: the one in
+        [popped, popped + capacity), written by the producer if it is reserved or pushed."""
+        return self.popped + (slot - self.popped) % self.capacity
+
+    def slots(self, addr, size, th, line, what):
+        """The slots bytes [addr, addr + size) cover; an access must stay inside the buffer."""
+        if addr < self.base or addr + size > self.end:
+            raise CBError(f"{what}: bytes [{addr:#x}, {addr + size:#x}) run outside {self.name}, "
+                          f"whose {self.capacity} pages of {self.page_size} B span "
+                          f"[{self.base:#x}, {self.end:#x})", core=th.core, thread=th.kind,
+                          line=line, cb=self.index)
+        return range((addr - self.base) // self.page_size,
+                     (addr + size - 1 - self.base) // self.page_size + 1)
+
+    def wrote(self, addr, size, th, line, what, core=None):
+        """Bytes landed in pages of this buffer: each must be reserved by its producer
+        (cb_reserve_back) and not yet pushed; they now hold that page's data. A buffer
+        nobody has reserved yet is scratch L1 (tt-metal kernels use get_write_ptr of an
+        unused CB as a plain address), so only the bounds are checked."""
+        pages = self.slots(addr, size, th, line, what)
+        if not self.reserved_upto:
+            return
+        for s in pages:
+            q = self.slot_seq(s)
+            if not self.pushed <= q < self.reserved_upto:
+                state = "pushed and not yet popped" if q < self.pushed else "not reserved"
+                raise CBError(f"{what} writes page {s} of {self.name}{_on(core)}, which is {state} "
+                              f"({self.reserved_upto - self.pushed} pages reserved from the write "
+                              f"pointer): write only into pages the producer has reserved "
+                              f"(cb_reserve_back) and not yet pushed", core=th.core,
+                              thread=th.kind, line=line, cb=self.index)
+            self.wseq[s] = q
+            self.decoded.pop(s, None)
+
+    def check_fresh(self, slot, seq, th, line, what, core=None):
+        """Page `seq` (in slot `slot`) is about to be read: it must hold data written for it."""
+        if self.wseq[slot] != seq:
+            raise CBError(f"{what} reads page {slot} of {self.name}{_on(core)}, which nothing has "
+                          f"written since it was reserved: its producer pushed it (or it is read) "
+                          f"without data, so it holds whatever an earlier page left there",
+                          core=th.core, thread=th.kind, line=line, cb=self.index)
+
+    def read_bytes(self, addr, size, th, line, what, core=None):
+        """Bytes of this buffer read by the NoC: their pages must hold data written for them
+        (unless the buffer is still scratch L1, see wrote)."""
+        pages = self.slots(addr, size, th, line, what)
+        if not self.reserved_upto:
+            return
+        for s in pages:
+            q = self.slot_seq(s)
+            if q >= self.reserved_upto:
+                raise CBError(f"{what} reads page {s} of {self.name}{_on(core)}, which is neither "
+                              "reserved nor pushed: it holds whatever an earlier page left there",
+                              core=th.core, thread=th.kind, line=line, cb=self.index)
+            self.check_fresh(s, q, th, line, what, core)
+
     def front_seq(self, i, th, line):
         """Sequence number of the i-th waited-for page (its slot is seq % num_pages)."""
         if self.popped + i >= self.waited_upto or i < 0:
@@ -60,3 +121,7 @@ class CircularBuffer(Fifo):
                           f"{self.reserved_upto - self.pushed} pages were reserved (cb_reserve_back)",
                           core=th.core, thread=th.kind, line=line, cb=self.index)
         return self.base + ((self.pushed + i) % self.capacity) * self.page_size
+
+
+def _on(core):
+    return "" if core is None else f" on core ({core[0]},{core[1]})"

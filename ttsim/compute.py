@@ -188,6 +188,7 @@ class UnpackContext(ComputeContext):
         slot = seq % c.capacity
         hit = c.decoded.get(slot)
         if hit is None or hit[0] != seq:
+            c.check_fresh(slot, seq, self._th, ln, "UNPACK")
             addr = c.base + slot * c.page_size
             raw = formats.decode_tiles(self._l1.mem[addr:addr + c.page_size], c.fmt, 1)[0]
             hit = c.decoded[slot] = (seq, raw, numerics.to_src(raw, c.fmt))
@@ -507,16 +508,19 @@ class PackContext(ComputeContext):
         addr = c.back_addr(k, self._th, ln)
         self._th.charge(self._c_pack[c.fmt], "pack_tile", ln)
         tile = self._dst[d]
+        seq = c.pushed + k
+        slot = seq % c.capacity
         if accumulate:
+            c.check_fresh(slot, seq, self._th, ln, "pack_tile(accumulate=True)")
             old = formats.decode_tiles(self._l1.mem[addr:addr + c.page_size], c.fmt, 1)[0]
             tile = old + tile
         self._l1.mem[addr:addr + c.page_size] = formats.encode_tiles(tile[None], c.fmt)
+        c.wseq[slot] = seq
         if c.fmt is _BF16 and not (accumulate or self.cfg.fp32_acc):
             # a 16-bit DST tile packs to bf16 exactly: hand UNPACK the value with the page
             # (its decode cache, see UnpackContext._read) instead of making it decode it
-            seq = c.pushed + k
             v = tile.copy()
-            c.decoded[seq % c.capacity] = (seq, v, v)
+            c.decoded[slot] = (seq, v, v)
         if out_index is None:
             c.pack_offset += 1
 

@@ -114,7 +114,11 @@ class KernelContext:
         """Store bytes into this core's L1 (a pointer store; not timed)."""
         data = np.asarray(data).view(np.uint8).reshape(-1)
         mem = self._e.l1[self.core].mem
-        check_range(mem, addr, data.size, "write_l1", self.core, self._th.kind, caller_line())
+        ln = caller_line()
+        check_range(mem, addr, data.size, "write_l1", self.core, self._th.kind, ln)
+        cb = self._e.cb_at(self.core, addr, data.size)
+        if cb is not None:
+            cb.wrote(addr, data.size, self._th, ln, "write_l1")
         mem[addr:addr + data.size] = data
 
     def _cb(self, cb, line):
@@ -216,12 +220,29 @@ class DataMovementContext(KernelContext):
         th.sync(ln)
         return th.t
 
+    def _cb_pages(self, xy, addr, size, ln, what, write):
+        """A NoC access to CB pages of a worker's L1: writes must land in reserved pages,
+        reads must find data written for the page (see CircularBuffer.wrote/read_bytes)."""
+        e = self._e
+        core = self.core if xy is None else e.worker_at.get(xy)
+        if core is None:
+            return
+        cb = e.cb_at(core, addr, size)
+        if cb is not None:
+            other = None if core == self.core else core
+            if write:
+                cb.wrote(addr, size, self._th, ln, what, other)
+            else:
+                cb.read_bytes(addr, size, self._th, ln, what, other)
+
     def _read(self, src, dst_l1, size, noc, ln, name, cycles):
         t = self._issue(ln, name, cycles)
         src_mem = self._mem((src.x, src.y), ln)
         me = self._e.l1[self.core].mem
         check_range(src_mem, src.addr, size, f"{name} source", self.core, self._th.kind, ln)
         check_range(me, dst_l1, size, f"{name} destination", self.core, self._th.kind, ln)
+        self._cb_pages((src.x, src.y), src.addr, size, ln, name, False)
+        self._cb_pages(None, dst_l1, size, ln, name, True)
         me[dst_l1:dst_l1 + size] = src_mem[src.addr:src.addr + size]
         # the RISC sees the NIU's read counter completion-latency cycles after the data lands
         seen = self._noc.read(t, self.noc_index if noc is None else noc, (self.my_x, self.my_y),
@@ -296,6 +317,8 @@ class DataMovementContext(KernelContext):
         me = self._e.l1[self.core].mem
         check_range(me, src_l1, size, f"{name} source", self.core, self._th.kind, ln)
         check_range(dst_mem, dst.addr, size, f"{name} destination", self.core, self._th.kind, ln)
+        self._cb_pages(None, src_l1, size, ln, name, False)
+        self._cb_pages((dst.x, dst.y), dst.addr, size, ln, name, True)
         dst_mem[dst.addr:dst.addr + size] = me[src_l1:src_l1 + size]
         landed, acked = self._noc.write(t, self.noc_index if noc is None else noc,
                                         (self.my_x, self.my_y), (dst.x, dst.y), size)
@@ -316,10 +339,12 @@ class DataMovementContext(KernelContext):
         me = self._e.l1[self.core].mem
         check_range(me, src_l1, size, "multicast source", self.core, self._th.kind, ln)
         cores = self._mcast_cores(mcast, include_self, num_dests, ln)
+        self._cb_pages(None, src_l1, size, ln, "noc_async_write_multicast", False)
         data = me[src_l1:src_l1 + size]
         for xy in cores:
             m = self._e.mem_at(xy)
             check_range(m, mcast.addr, size, "multicast destination", self.core, self._th.kind, ln)
+            self._cb_pages(xy, mcast.addr, size, ln, "noc_async_write_multicast", True)
             m[mcast.addr:mcast.addr + size] = data
         landed, acked = self._noc.multicast_write(
             t, self.noc_index if noc is None else noc, (self.my_x, self.my_y),

@@ -1,6 +1,8 @@
 """One simulation run of a Program on a Device."""
 from __future__ import annotations
 
+from bisect import bisect_right
+
 import numpy as np
 import simpy
 
@@ -33,6 +35,8 @@ class Engine:
         self.mem_at = device.mem_at
         self.bank_xys = device.bank_xys
         self.reverse_spawn = reverse_spawn   # tests use it: timing must not depend on spawn order
+        self.worker_at = {device.sd.worker_noc_xy(*c): c for c in device.cores}
+        self._cb_bases: dict[tuple, tuple[list, list]] = {}
 
     # --- setup --------------------------------------------------------------------------
     def _allocate(self):
@@ -50,6 +54,10 @@ class Engine:
                     raise
                 self.cbs[core][idx] = CircularBuffer(self.env, core, idx, s.fmt, s.num_pages,
                                                      s.page_size, base, l1)
+        for core, cbs in self.cbs.items():
+            if cbs:
+                order = sorted(cbs.values(), key=lambda c: c.base)
+                self._cb_bases[core] = ([c.base for c in order], order)
         for core, initial in self.program.semaphores.items():
             l1 = self.l1[core]
             addrs = []
@@ -90,6 +98,21 @@ class Engine:
             self.env.process(th.process())
 
     # --- services for kernels -------------------------------------------------------------
+    def cb_at(self, core, addr, size):
+        """The CB of `core` that bytes [addr, addr + size) start in, or else the first one
+        they run into; None if they touch none (the caller checks the pages:
+        CircularBuffer.wrote / read_bytes, which refuse an access that leaves the CB)."""
+        hit = self._cb_bases.get(core)
+        if hit is None:
+            return None
+        bases, cbs = hit
+        i = bisect_right(bases, addr) - 1
+        if i >= 0 and cbs[i].end > addr:
+            return cbs[i]
+        if i + 1 < len(cbs) and bases[i + 1] < addr + size:
+            return cbs[i + 1]
+        return None
+
     def at(self, t, fn):
         """Run fn at global time t (>= now): used for NoC deliveries that others observe."""
         ev = self.env.timeout(max(0.0, t - self.env.now))

@@ -1,0 +1,217 @@
+"""CB pages hold only what was written for them: stale or unreserved pages are refused
+where they are read or written, naming core, thread, cb and line."""
+import numpy as np
+import pytest
+
+import ttsim
+
+
+@pytest.fixture
+def x(dev):
+    return dev.tensor(np.arange(64 * 32, dtype=np.float32).reshape(64, 32))
+
+
+def _run(dev, reader=None, compute=None, writer=None, pages=2, cbs=(0, 16), cores=((0, 0),)):
+    prog = ttsim.Program(dev)
+    for cb in cbs:
+        prog.circular_buffer(list(cores), cb, "bf16", num_pages=pages)
+    for add, fn in ((prog.reader, reader), (prog.compute, compute), (prog.writer, writer)):
+        if fn is not None:
+            add(list(cores), fn)
+    return dev.run(prog)
+
+
+def _copy_out(k):
+    k.cb_wait_front(0, 1)
+    k.tile_regs_acquire()
+    k.copy_tile(0, 0, 0)
+    k.tile_regs_commit()
+    k.cb_pop_front(0, 1)
+    k.tile_regs_wait()
+    k.cb_reserve_back(16, 1)
+    k.pack_tile(0, 16)
+    k.cb_push_back(16, 1)
+    k.tile_regs_release()
+
+
+def test_unpacking_a_page_pushed_without_data_is_an_error(dev, x):
+    def reader(k):
+        g = k.interleaved_addr_gen(x)
+        k.cb_reserve_back(0, 2)
+        k.noc_async_read_tile(0, g, k.get_write_ptr(0))    # only the first of the two pages
+        k.noc_async_read_barrier()
+        k.cb_push_back(0, 2)
+
+    def compute(k):
+        _copy_out(k)
+        _copy_out(k)          # the second page: never written
+
+    with pytest.raises(ttsim.CBError, match="nothing has written") as e:
+        _run(dev, reader, compute)
+    assert e.value.cb == 0 and e.value.thread == "unpack"
+    assert "_copy_out" not in str(e.value) and "copy_tile" in str(e.value)
+
+
+def test_a_page_reused_after_pop_is_stale_until_written_again(dev, x):
+    """Round two pushes the slot round one used without writing it: its old tile is there,
+    and reading it would silently repeat round one's data."""
+    def reader(k):
+        g = k.interleaved_addr_gen(x)
+        k.cb_reserve_back(0, 1)
+        k.noc_async_read_tile(0, g, k.get_write_ptr(0))
+        k.noc_async_read_barrier()
+        k.cb_push_back(0, 1)
+        k.cb_reserve_back(0, 1)
+        k.cb_push_back(0, 1)
+
+    def compute(k):
+        _copy_out(k)
+        _copy_out(k)
+
+    with pytest.raises(ttsim.CBError, match="nothing has written"):
+        _run(dev, reader, compute, pages=1)
+
+
+def test_accumulating_pack_into_a_fresh_page_is_an_error(dev, x):
+    def reader(k):
+        k.cb_reserve_back(0, 1)
+        k.noc_async_read_tile(0, k.interleaved_addr_gen(x), k.get_write_ptr(0))
+        k.noc_async_read_barrier()
+        k.cb_push_back(0, 1)
+
+    def compute(k):
+        k.cb_wait_front(0, 1)
+        k.tile_regs_acquire()
+        k.copy_tile(0, 0, 0)
+        k.tile_regs_commit()
+        k.tile_regs_wait()
+        k.cb_reserve_back(16, 1)
+        k.pack_tile(0, 16, accumulate=True)
+
+    with pytest.raises(ttsim.CBError, match=r"pack_tile\(accumulate=True\) reads page 0 of cb 16"):
+        _run(dev, reader, compute)
+
+
+def test_accumulating_pack_after_a_plain_one_sums(dev, x):
+    def reader(k):
+        k.cb_reserve_back(0, 1)
+        k.noc_async_read_tile(0, k.interleaved_addr_gen(x), k.get_write_ptr(0))
+        k.noc_async_read_barrier()
+        k.cb_push_back(0, 1)
+
+    def compute(k):
+        k.cb_wait_front(0, 1)
+        k.cb_reserve_back(16, 1)
+        for acc in (False, True):
+            k.tile_regs_acquire()
+            k.copy_tile(0, 0, 0)
+            k.tile_regs_commit()
+            k.tile_regs_wait()
+            k.pack_tile(0, 16, 0, accumulate=acc)
+            k.tile_regs_release()
+        k.cb_push_back(16, 1)
+
+    out = dev.empty((32, 32))
+
+    def writer(k):
+        k.cb_wait_front(16, 1)
+        k.noc_async_write_tile(0, k.interleaved_addr_gen(out), k.get_read_ptr(16))
+        k.noc_async_write_barrier()
+        k.cb_pop_front(16, 1)
+
+    _run(dev, reader, compute, writer)
+    np.testing.assert_array_equal(out.to_numpy(), 2 * x.to_numpy()[:32])
+
+
+def test_noc_read_that_runs_past_the_end_of_a_cb_is_an_error(dev, x):
+    """Two pages into the last page of a two-page CB: the second would land in the next CB."""
+    big = dev.empty((32 * 24, 32))        # two pages in every DRAM bank
+
+    def reader(k):
+        k.cb_reserve_back(0, 2)
+        k.noc_async_read(k.interleaved_addr_gen(big).get_noc_addr(0), k.get_write_ptr(0) + 2048,
+                         4096)
+
+    with pytest.raises(ttsim.CBError, match="run outside cb 0") as e:
+        _run(dev, reader)
+    assert e.value.thread == "reader" and "get_write_ptr(0) + 2048" in str(e.value)
+
+
+def test_noc_read_that_lands_in_another_cbs_unreserved_page_is_an_error(dev, x):
+    """Five pages past the write pointer of a two-page CB is page 1 of the next one."""
+    def reader(k):
+        k.cb_reserve_back(16, 1)      # cb 16 is in use: its page 1 belongs to its protocol
+        k.cb_reserve_back(0, 1)
+        k.noc_async_read_tile(0, k.interleaved_addr_gen(x), k.get_write_ptr(0) + 3 * 2048)
+
+    with pytest.raises(ttsim.CBError, match="writes page 1 of cb 16, which is not reserved"):
+        _run(dev, reader)
+
+
+def test_noc_read_into_an_unreserved_page_is_an_error(dev, x):
+    def reader(k):
+        g = k.interleaved_addr_gen(x)
+        k.cb_reserve_back(0, 1)
+        k.noc_async_read_tile(0, g, k.get_write_ptr(0) + 2048)   # page 1: not reserved
+
+    with pytest.raises(ttsim.CBError, match="writes page 1 of cb 0, which is not reserved"):
+        _run(dev, reader)
+
+
+def test_writing_out_a_popped_page_is_an_error(dev, x):
+    out = dev.empty((32, 32))
+
+    def reader(k):
+        k.cb_reserve_back(0, 1)
+        k.noc_async_read_tile(0, k.interleaved_addr_gen(x), k.get_write_ptr(0))
+        k.noc_async_read_barrier()
+        k.cb_push_back(0, 1)
+
+    def writer(k):
+        k.cb_wait_front(0, 1)
+        p = k.get_read_ptr(0)
+        k.cb_pop_front(0, 1)
+        k.noc_async_write_tile(0, k.interleaved_addr_gen(out), p)
+
+    with pytest.raises(ttsim.CBError, match="neither reserved nor pushed"):
+        _run(dev, reader, writer=writer, pages=1)
+
+
+def test_multicast_into_a_receiver_that_has_not_reserved_is_an_error(dev, x):
+    cores = [(0, 0), (1, 0)]
+
+    def reader(k):
+        if k.core != (0, 0):
+            return
+        k.cb_reserve_back(0, 1)
+        p = k.get_write_ptr(0)
+        k.noc_async_read_tile(0, k.interleaved_addr_gen(x), p)
+        k.noc_async_read_barrier()
+        x1, y1 = k.logical_to_noc(1, 0)
+        k.noc_async_write_multicast(p, k.get_noc_multicast_addr(x1, y1, x1, y1, p), 2048, 1)
+
+    def writer(k):           # core (1,0) reserves, so cb 0 there is in use, but not that page
+        if k.core == (1, 0):
+            k.cb_reserve_back(0, 1)
+            k.cb_push_back(0, 1)
+
+    with pytest.raises(ttsim.CBError, match=r"on core \(1,0\)") as e:
+        _run(dev, reader, writer=writer, cores=cores, cbs=(0,))
+    assert e.value.core == (0, 0)
+
+
+def test_a_cb_never_reserved_is_scratch_l1(dev, x):
+    """tt-metal kernels use an unused CB's address as plain L1: reads and writes are only
+    bounds-checked until someone reserves it."""
+    def reader(k):
+        p = k.get_write_ptr(0)
+        k.noc_async_read_tile(0, k.interleaved_addr_gen(x), p)
+        k.noc_async_read_tile(1, k.interleaved_addr_gen(x), p + 2048)
+        k.noc_async_read_barrier()
+        k.write_l1(p, k.read_l1(p + 2048, 2048))
+
+    _run(dev, reader)
+    with pytest.raises(ttsim.CBError, match="run outside cb 0"):
+        _run(dev, lambda k: k.write_l1(k.get_write_ptr(0) + 4000, np.zeros(200, np.uint8)))
+    with pytest.raises(ttsim.CBError, match="run outside cb 16"):    # from below, into it
+        _run(dev, lambda k: k.write_l1(k.get_write_ptr(16) - 8, np.zeros(16, np.uint8)), cbs=(16,))
