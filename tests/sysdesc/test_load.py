@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 import sysdesc
 from sysdesc import REQUIRED_FIGURES, SysDesc, SysdescError, from_dict, load
 
-BUILTINS = ("wormhole_b0", "blackhole")
+BUILTINS = ("wormhole_b0", "blackhole", "blackhole_p100a")
 FNAME = "mine.toml"
 
 
@@ -481,7 +481,8 @@ def test_dram_bank_at_and_is_worker():
 
 
 @pytest.mark.parametrize("name,grid,noc", [("wormhole_b0", "8x8", "10x12"),
-                                           ("blackhole", "14x10", "17x12")])
+                                           ("blackhole", "14x10", "17x12"),
+                                           ("blackhole_p100a", "11x10", "17x12")])
 def test_describe_mentions_name_and_grid(name, grid, noc):
     """`ttsim sysdesc` prints describe(): it must say which chip and what grid."""
     text = load(name).describe()
