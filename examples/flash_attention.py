@@ -219,9 +219,11 @@ def auto_schedule(bh, sq_t, skv_t, d_t, grid, causal=False, kv_mcast=False, buff
 
 def run(batch=1, heads=8, seq=2048, dim=64, grid=(8, 8), q_chunk=None, kv_chunk=None, buffers=2,
         kv_dtype="bf16", math_fidelity="HiFi4", fp32_dest_acc_en=False, causal=False, seed=0,
-        sysdesc=None, kv_seq=None, kv_mcast=None):
+        sysdesc=None, kv_seq=None, kv_mcast=None, exp="fast"):
     """Run flash attention once; returns (figures, RunReport, kernel).
 
+    `exp` is the SFPU exponential's mode: "fast" (the Schraudolph form the chip's attention
+    kernels use, the default), "approx" or "accurate" (docs/numerics.md, "SFPU algorithms").
     `kv_seq` (default `seq`) sets the K/V sequence length separately from Q's; `kv_mcast`
     has one core per grid row read each K/V chunk and multicast it to the rest of the row
     (None: whenever the problem splits evenly for it; it reads DRAM once per row, not once
@@ -261,7 +263,8 @@ def run(batch=1, heads=8, seq=2048, dim=64, grid=(8, 8), q_chunk=None, kv_chunk=
                           if causal else np.zeros((32, 32), np.float32), "bf16")
     out = ttl.empty(shape, "bf16")
     kern = make_kernel(units, sq_t, skv_t, d_t, q_chunk, kv_chunk, scale, causal, grid, buffers,
-                       kv_mcast, math_fidelity=math_fidelity, fp32_dest_acc_en=fp32_dest_acc_en)
+                       kv_mcast, math_fidelity=math_fidelity, fp32_dest_acc_en=fp32_dest_acc_en,
+                       exp_approx=exp)
     t0 = time.perf_counter()
     rep = kern(q, k, v, mask, out)
     wall = time.perf_counter() - t0
@@ -284,6 +287,7 @@ def run(batch=1, heads=8, seq=2048, dim=64, grid=(8, 8), q_chunk=None, kv_chunk=
         "q_chunk": q_chunk,
         "kv_mcast": kv_mcast,
         "kv_chunk": kv_chunk,
+        "exp": exp,
         "utilisation": {kd: round(d["busy"], 4) for kd, d in rep.per_kind().items()},
     }
     return res, rep, kern
@@ -317,6 +321,8 @@ def main(argv=None):
     p.add_argument("--kv-dtype", default="bf16", choices=["bf16", "bfp8_b"])
     p.add_argument("--fidelity", default="HiFi4")
     p.add_argument("--fp32-acc", action="store_true")
+    p.add_argument("--exp", default="fast", choices=["fast", "approx", "accurate"],
+                   help="the SFPU exponential's mode (default fast, as the chip's attention kernels)")
     p.add_argument("--causal", action="store_true")
     p.add_argument("--kv-mcast", choices=["auto", "on", "off"], default="auto",
                    help="one core per grid row reads K/V and multicasts it to the row "
@@ -332,12 +338,12 @@ def main(argv=None):
     grid = a.grid or ttl.device().sd.worker_grid()
     res, rep, kern = run(a.batch, a.heads, a.seq, a.dim, grid, a.q_chunk, a.kv_chunk, a.buffers,
                          a.kv_dtype, a.fidelity, a.fp32_acc, a.causal, kv_seq=a.kv_seq,
-                         kv_mcast={"auto": None, "on": True, "off": False}[a.kv_mcast])
+                         kv_mcast={"auto": None, "on": True, "off": False}[a.kv_mcast], exp=a.exp)
     sd = ttl.device().sd
     print(f"flash attention: batch {a.batch}, heads {a.heads}, seq {a.seq}, head dim {a.dim}"
           f"{', causal' if a.causal else ''} on {sd.name} ({grid[0]}x{grid[1]} cores)")
     print(f"schedule: q_chunk {res['q_chunk']} tiles, kv_chunk {res['kv_chunk']} tiles, K/V {a.kv_dtype}, "
-          f"{a.fidelity}{', fp32 acc' if a.fp32_acc else ''}, K/V buffer depth {a.buffers}, "
+          f"{a.fidelity}{', fp32 acc' if a.fp32_acc else ''}, exp {a.exp}, K/V buffer depth {a.buffers}, "
           f"K/V {'multicast along rows' if res['kv_mcast'] else 'read by every core'}")
     print(f"correctness vs float64: pcc {res['pcc']:.6f}, max abs err {res['max_abs_err']:.4g}, "
           f"rel err {res['rel_err']:.3g}")

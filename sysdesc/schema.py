@@ -32,6 +32,13 @@ SFPU_OPS = ("exp", "exp2", "log", "sqrt", "rsqrt", "recip", "tanh", "sigmoid", "
             "silu", "abs", "neg", "square", "sin", "cos", "max", "min", "fill", "add", "sub",
             "mul", "div", "copy", "scale")
 FORMATS = ("bf16", "fp32", "bfp8_b")
+# SFPU ops' other modes: `cost.sfpu.<op>` is the accurate mode with a 16-bit DST
+SFPU_MODE_FIGURES = ("exp_fast", "exp_approx", "exp_fp32", "recip_approx", "recip_fp32",
+                     "sqrt_approx", "rsqrt_approx", "sigmoid_approx")
+# what whole programs pay besides their ops: per-call front-ends and reprogramming the units
+COMPUTE_OVERHEADS = ("cost.unpack.call", "cost.unpack.init", "cost.unpack.reconfig",
+                     "cost.math.matmul_tile_overhead", "cost.math.matmul_block_call",
+                     "cost.math.init", "cost.sfpu.init", "cost.pack.reconfig")
 
 REQUIRED_FIGURES = (
     ["chip.clock_ghz",
@@ -52,6 +59,8 @@ REQUIRED_FIGURES = (
     + [f"cost.unpack.{f}" for f in FORMATS]
     + [f"cost.pack.{f}" for f in FORMATS]
     + [f"cost.sfpu.{op}" for op in SFPU_OPS]
+    + [f"cost.sfpu.{op}" for op in SFPU_MODE_FIGURES]
+    + list(COMPUTE_OVERHEADS)
 )
 
 

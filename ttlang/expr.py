@@ -86,17 +86,41 @@ class Fill(Node):
         return f"F{self.shape}{self.value!r}"
 
 
+# ops the SFPU runs in several modes (ttsim.compute.SFPU_MODES); `approx=` picks one
+APPROX_MODES = {"exp": {True: "fast", False: "accurate", "fast": "fast", "approx": "approx",
+                        "accurate": "accurate"}}
+for _op in ("recip", "sqrt", "rsqrt", "sigmoid"):
+    APPROX_MODES[_op] = {True: "approx", False: "accurate", "approx": "approx", "accurate": "accurate"}
+
+
 class Unary(Node):
-    def __init__(self, op, x):
+    """An SFPU op; `mode` is the chip's algorithm for ops that have several (None: the
+    kernel's default, fixed when the statement is compiled)."""
+
+    def __init__(self, op, x, mode=None):
         if op not in UNARY_OPS:
             raise CompileError(f"unknown unary op '{op}'; the hardware has: {', '.join(UNARY_OPS)}")
-        self.op, self.x = op, as_node(x)
+        self.op, self.x, self.mode = op, as_node(x), mode
         if self.x.shape is None:
             raise CompileError(f"{op} of a plain number: compute it in Python instead")
         self.shape = self.x.shape
 
+    @classmethod
+    def make(cls, op, x, approx=None):
+        if approx is None:
+            return cls(op, x)
+        modes = APPROX_MODES.get(op)
+        if modes is None:
+            raise CompileError(f"{op} has one mode on the chip; approx= applies to "
+                               f"{', '.join(APPROX_MODES)}")
+        try:
+            return cls(op, x, modes[approx])
+        except (KeyError, TypeError):
+            raise CompileError(f"{op}(approx={approx!r}): use one of "
+                               f"{', '.join(repr(k) for k in modes)}") from None
+
     def key(self):
-        return f"{self.op}({self.x.key()})"
+        return f"{self.op}{'<' + self.mode + '>' if self.mode else ''}({self.x.key()})"
 
 
 def _bshape(a, b, what):

@@ -11,6 +11,7 @@ from ttsim import formats
 
 from . import tensor as host
 from .errors import CompileError, user_line
+from .expr import APPROX_MODES
 from .lower import Compiler
 from .runtime import DataflowBuffer, ThreadEnv
 
@@ -98,17 +99,33 @@ def datamovement(**opts):
     return _thread_decorator("datamovement", **opts)
 
 
-def compute(math_fidelity=None, fp32_dest_acc_en=None, dst_full_sync_en=None):
+def compute(math_fidelity=None, fp32_dest_acc_en=None, dst_full_sync_en=None, math_approx_mode=None):
     return _thread_decorator("compute", math_fidelity=math_fidelity,
-                             fp32_dest_acc_en=fp32_dest_acc_en, dst_full_sync_en=dst_full_sync_en)
+                             fp32_dest_acc_en=fp32_dest_acc_en, dst_full_sync_en=dst_full_sync_en,
+                             math_approx_mode=math_approx_mode)
+
+
+def sfpu_modes(math_approx_mode=False, exp_approx=None):
+    """The mode each multi-mode SFPU op runs in when a statement does not name one:
+    tt-metal's math_approx_mode sets them all (exp: the fast form), `exp_approx` overrides
+    exp alone (True or "fast", "approx", False or "accurate")."""
+    modes = {op: m[bool(math_approx_mode)] for op, m in APPROX_MODES.items()}
+    if exp_approx is not None:
+        if exp_approx not in APPROX_MODES["exp"]:
+            raise CompileError(f"exp_approx={exp_approx!r}: use one of "
+                               f"{', '.join(repr(k) for k in APPROX_MODES['exp'])}")
+        modes["exp"] = APPROX_MODES["exp"][exp_approx]
+    return modes
 
 
 class Kernel:
     def __init__(self, fn, grid, math_fidelity="HiFi4", fp32_dest_acc_en=False,
-                 dst_full_sync_en=False):
+                 dst_full_sync_en=False, math_approx_mode=False, exp_approx=None):
         self.fn, self.grid_spec = fn, grid
         self.config = dict(math_fidelity=math_fidelity, fp32_dest_acc_en=fp32_dest_acc_en,
-                           dst_full_sync_en=dst_full_sync_en)
+                           dst_full_sync_en=dst_full_sync_en, math_approx_mode=math_approx_mode)
+        self.exp_approx = exp_approx
+        sfpu_modes(math_approx_mode, exp_approx)      # refuse a bad value at decoration
         self.last_build = None
         self.last_report = None
         self.__name__ = getattr(fn, "__name__", "kernel")
@@ -146,7 +163,8 @@ class Kernel:
         if nb + 1 > max_cbs:
             raise CompileError(f"{nb} buffers: a core has {max_cbs} CBs", b.buffers[-1].line)
         dst = dev.sd.dst_tiles(bool(cfg["fp32_dest_acc_en"]), bool(cfg["dst_full_sync_en"]))
-        b.compiler = Compiler(dst, scaler_cb=nb, spill_base=nb + 1, max_cbs=max_cbs)
+        b.compiler = Compiler(dst, scaler_cb=nb, spill_base=nb + 1, max_cbs=max_cbs,
+                              modes=sfpu_modes(cfg["math_approx_mode"], self.exp_approx))
         cores = [(x, y) for y in range(b.grid[1]) for x in range(b.grid[0])]
         if cp:   # dry run on every core: compiles every statement and sizes the spill buffers
             for c in cores:

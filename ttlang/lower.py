@@ -66,9 +66,10 @@ def regs(n):
 class Compiler:
     """Lowers statements for one kernel; spill buffers and the scaler buffer are shared."""
 
-    def __init__(self, dst_tiles, scaler_cb, spill_base, max_cbs):
+    def __init__(self, dst_tiles, scaler_cb, spill_base, max_cbs, modes=None):
         self.dst_tiles, self.scaler_cb, self.spill_base, self.max_cbs = \
             dst_tiles, scaler_cb, spill_base, max_cbs
+        self.modes = dict(modes or {})     # op -> the kernel's default SFPU mode
         self.cache: dict[str, Lowered] = {}
         self.spill_pages: list[int] = []
         self.uses_scaler = False
@@ -93,7 +94,7 @@ class Compiler:
         if isinstance(n, (Leaf, Const, Fill)):
             return n
         if isinstance(n, Unary):
-            return Unary(n.op, self._prepare(n.x, spills))
+            return Unary(n.op, self._prepare(n.x, spills), n.mode or self.modes.get(n.op))
         if isinstance(n, Binary):
             return Binary(n.op, self._prepare(n.x, spills), self._prepare(n.y, spills), n.shape)
         if isinstance(n, Matmul):
@@ -173,7 +174,8 @@ class Compiler:
             return base + 1
         if isinstance(n, Unary):
             nxt = self._gen(n.x, out, base, lines, ind)
-            lines.append(f"{p}k.sfpu_unary({n.op!r}, {self._reg(base)})")
+            mode = f", mode={n.mode!r}" if n.mode else ""
+            lines.append(f"{p}k.sfpu_unary({n.op!r}, {self._reg(base)}{mode})")
             return nxt
         if isinstance(n, Binary):
             return self._gen_binary(n, out, base, lines, ind)

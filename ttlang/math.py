@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from .errors import CompileError
-from .expr import UNARY_OPS, Bcast, Binary, Fill, Matmul, Reduce, Transpose, Unary, as_node
+from .expr import APPROX_MODES, UNARY_OPS, Bcast, Binary, Fill, Matmul, Reduce, Transpose, Unary, as_node
 
 
 def _unary(op):
-    def f(x):
-        return Unary(op, x)
+    def f(x, approx=None):
+        return Unary.make(op, x, approx)
     f.__name__ = op
-    f.__doc__ = f"Elementwise {op} on the SFPU."
+    f.__doc__ = f"Elementwise {op} on the SFPU." + (
+        f" approx= picks the chip's algorithm ({', '.join(repr(k) for k in APPROX_MODES[op])}; "
+        "default: the kernel's)." if op in APPROX_MODES else "")
     return f
 
 

@@ -29,8 +29,11 @@ class ComputeConfig:
     """Per-kernel compute settings (TT-Metalium's ComputeConfig)."""
 
     def __init__(self, math_fidelity="HiFi4", fp32_dest_acc_en=False, dst_full_sync_en=False,
-                 unpack_to_dest_fp32=None, fused=True):
+                 unpack_to_dest_fp32=None, fused=True, math_approx_mode=False):
         self.fidelity = numerics.parse_fidelity(math_fidelity)
+        # tt-metal's math_approx_mode: the APPROX template of every SFPU op; exp then runs
+        # its fast Schraudolph form (exp_tile's fast_and_approx defaults to true)
+        self.approx = bool(math_approx_mode)
         self.fp32_acc = bool(fp32_dest_acc_en)
         self.full_sync = bool(dst_full_sync_en)
         # copy_tile of an fp32 CB straight into an fp32 DST, past the 19-bit source registers
@@ -38,6 +41,46 @@ class ComputeConfig:
         self.unpack_to_dest = self.fp32_acc if unpack_to_dest_fp32 is None else \
             bool(unpack_to_dest_fp32) and self.fp32_acc
         self.fused = bool(fused)      # run once for the three threads (see FusedCompute)
+
+    def sfpu_mode(self, op):
+        """The mode an SFPU op runs in when the call does not name one."""
+        modes = SFPU_MODES.get(op)
+        if modes is None:
+            return None
+        return modes[0] if self.approx else "accurate"
+
+
+# SFPU ops with more than one algorithm on the chip; the first mode is what the op's APPROX
+# template gives (tt-metal's exp_tile<true> is the fast form), "accurate" is APPROX=false.
+SFPU_MODES = {"exp": ("fast", "approx", "accurate"), "recip": ("approx", "accurate"),
+              "sqrt": ("approx", "accurate"), "rsqrt": ("approx", "accurate"),
+              "sigmoid": ("approx", "accurate")}
+_ALL = object()
+_VECTOR_MODES = {"rc": _ALL,
+                 "c": np.arange(32)[None, :] < 16,      # faces 0 and 2: columns 0-15
+                 "r": np.arange(32)[:, None] < 16}      # faces 0 and 1: rows 0-15
+
+
+def sfpu_ops(c, cfg):
+    """(kind, op, mode) -> (cost per tile, trace name, function of the DST tile giving the
+    value stored back into DST), for every SFPU op and mode the kernel may call."""
+    fp32 = cfg.fp32_acc
+
+    def stored(fn):
+        return lambda x, *p: numerics.dst_round(fn(x, *p), fp32)
+
+    table = {}
+    unary = dict(numerics.SFPU_UNARY, scale=lambda x, s: x * np.float32(s))
+    for op, fn in unary.items():
+        for mode in SFPU_MODES.get(op, (None,)):
+            key = f"cost.sfpu.{op}" if mode in (None, "accurate") else f"cost.sfpu.{op}_{mode}"
+            if fp32 and mode == "accurate" and f"{key}_fp32" in c:
+                key += "_fp32"
+            name = f"{op}_tile" if mode in (None, "accurate") else f"{op}_tile({mode})"
+            table[("unary", op, mode)] = (c[key], name, stored(fn))
+    for op, fn in numerics.SFPU_BINARY.items():
+        table[("binary", op, None)] = (c[f"cost.sfpu.{op}"], f"{op}_binary_tile", stored(fn))
+    return table
 
 
 class _ComputeShared:
@@ -92,7 +135,7 @@ class ComputeContext(KernelContext):
     def reduce_tile(self, cb, cb_scaler, i, i_scaler, d, op="sum", dim="row"): self._dst_index(d, None)
     def transpose_wh_tile(self, cb, i, d): self._dst_index(d, None)
     def unary_bcast(self, cb, i, d, dim): self._dst_index(d, None)
-    def sfpu_unary(self, op, d, *params): pass
+    def sfpu_unary(self, op, d, *params, mode=None, vector_mode="rc"): pass
     def sfpu_binary(self, op, d0, d1, d_out=None): pass
     def fill_tile(self, d, value): pass
     def copy_dest_values(self, d_dst, d_src): pass
@@ -116,14 +159,20 @@ class ComputeContext(KernelContext):
     def mul_tiles_bcast_rows(self, a, b, ia, ib, d): self.binary_tiles("mul", a, b, ia, ib, d, "row")
     def mul_tiles_bcast_cols(self, a, b, ia, ib, d): self.binary_tiles("mul", a, b, ia, ib, d, "col")
     def mul_tiles_bcast_scalar(self, a, b, ia, ib, d): self.binary_tiles("mul", a, b, ia, ib, d, "scalar")
-    def exp_tile(self, d): self.sfpu_unary("exp", d)
+    # tt-metal's template arguments as keywords: approx=None takes the kernel's
+    # math_approx_mode; exp with approx runs the fast form unless fast_and_approx=False
+    def exp_tile(self, d, approx=None, fast_and_approx=True, vector_mode="rc"):
+        mode = None if approx is None else ("accurate" if not approx else
+                                            "fast" if fast_and_approx else "approx")
+        self.sfpu_unary("exp", d, mode=mode, vector_mode=vector_mode)
     def exp2_tile(self, d): self.sfpu_unary("exp2", d)
     def log_tile(self, d): self.sfpu_unary("log", d)
-    def sqrt_tile(self, d): self.sfpu_unary("sqrt", d)
-    def rsqrt_tile(self, d): self.sfpu_unary("rsqrt", d)
-    def recip_tile(self, d): self.sfpu_unary("recip", d)
+    def sqrt_tile(self, d, approx=None): self.sfpu_unary("sqrt", d, mode=_approx_mode(approx))
+    def rsqrt_tile(self, d, approx=None): self.sfpu_unary("rsqrt", d, mode=_approx_mode(approx))
+    def recip_tile(self, d, approx=None, vector_mode="rc"):
+        self.sfpu_unary("recip", d, mode=_approx_mode(approx), vector_mode=vector_mode)
     def tanh_tile(self, d): self.sfpu_unary("tanh", d)
-    def sigmoid_tile(self, d): self.sfpu_unary("sigmoid", d)
+    def sigmoid_tile(self, d, approx=None): self.sfpu_unary("sigmoid", d, mode=_approx_mode(approx))
     def relu_tile(self, d): self.sfpu_unary("relu", d)
     def gelu_tile(self, d): self.sfpu_unary("gelu", d)
     def silu_tile(self, d): self.sfpu_unary("silu", d)
@@ -147,10 +196,39 @@ class ComputeContext(KernelContext):
         raise AttributeError(f"compute kernel API has no '{name}'")
 
 
+def _approx_mode(approx):
+    return None if approx is None else ("approx" if approx else "accurate")
+
+
 def _check_choice(value, choices, what, ctx, ln):
     if value not in choices:
         raise TTSimError(f"{what} must be one of {', '.join(choices)}; got {value!r}",
                          core=ctx.core, thread=ctx._th.kind, line=ln)
+
+
+class _Setup:
+    """What a compute thread's hardware is configured for, and what changing it costs.
+
+    The unpacker, the FPU and the packer are programmed per op kind (a MOP, address modes:
+    tt-metal's `*_init` calls) and per data format (`reconfig_data_format`); the SFPU loads
+    its constants per op (`*_tile_init`). A kernel that switches between op kinds or formats
+    pays for reprogramming on the thread that does it, once per change; ttsim charges it
+    when an op needs another configuration than the current one, so explicit `*_init`
+    calls are free (they would pay twice)."""
+    __slots__ = ("kind", "fmts", "c_init", "c_reconfig")
+
+    def __init__(self, c_init, c_reconfig):
+        self.kind = self.fmts = None
+        self.c_init, self.c_reconfig = c_init, c_reconfig
+
+    def change(self, th, kind, fmts, ln):
+        if kind is not None and kind != self.kind:
+            th.charge(self.c_init, f"init {kind if isinstance(kind, str) else '_'.join(map(str, kind))}",
+                      ln, 0)
+            self.kind = kind
+        if fmts is not None and fmts != self.fmts:
+            th.charge(self.c_reconfig, "reconfig_data_format", ln, 0)
+            self.fmts = fmts
 
 
 class UnpackContext(ComputeContext):
@@ -163,6 +241,8 @@ class UnpackContext(ComputeContext):
         c = self._c
         self._c_unpack = {f: c[f"cost.unpack.{f.value}"] for f in formats.DataFormat}
         self._dual_bw = c["cost.unpack.dual_bytes_per_cycle"]
+        self._c_call = c["cost.unpack.call"]
+        self._setup = _Setup(c["cost.unpack.init"], c["cost.unpack.reconfig"])
         self._l1 = self._e.l1[self.core]
 
     def cb_wait_front(self, cb, n):
@@ -194,10 +274,13 @@ class UnpackContext(ComputeContext):
             hit = c.decoded[slot] = (seq, raw, numerics.to_src(raw, c.fmt))
         return hit[1 if to_dest else 2], c.fmt
 
-    def _hand_over(self, payload, cost, name, ln):
+    def _hand_over(self, payload, cost, name, ln, kind, fmts):
+        """Configure for `kind` and formats, wait for a free source register, unpack into
+        it (the LLK call's own front-end plus the tiles' cost), hand it to MATH."""
         th, src = self._th, self._s.src
+        self._setup.change(th, kind, fmts, ln)
         src.reserve(th, 1, ln)
-        th.charge(cost, name, ln)
+        th.charge(cost + self._c_call, name, ln)
         src.push(th, 1, ln, payload)
 
     def _cost2(self, fa, fb):
@@ -207,7 +290,7 @@ class UnpackContext(ComputeContext):
         ln = self._th.pinned or caller_line()
         self._dst_index(d, ln)
         v, f = self._read(cb, i, ln, to_dest=self.cfg.unpack_to_dest)
-        self._hand_over(("copy", v, f), self._c_unpack[f], "unpack copy_tile", ln)
+        self._hand_over(("copy", v, f), self._c_unpack[f], "unpack copy_tile", ln, "copy", (f,))
 
     def matmul_tiles(self, cb_a, cb_b, ia, ib, d, transpose=False):
         ln = self._th.pinned or caller_line()
@@ -216,7 +299,8 @@ class UnpackContext(ComputeContext):
         b, fb = self._read(cb_b, ib, ln)
         if transpose:
             b = numerics.transpose(b)
-        self._hand_over(("matmul", a, b), self._cost2(fa, fb), "unpack matmul_tiles", ln)
+        self._hand_over(("matmul", a, b), self._cost2(fa, fb), "unpack matmul_tiles", ln,
+                        ("matmul", transpose), (fa, fb))
 
     def matmul_block(self, cb_a, cb_b, ia, ib, d, transpose=False, ct_dim=1, rt_dim=1, kt_dim=1,
                      in1_stride=1):
@@ -235,7 +319,8 @@ class UnpackContext(ComputeContext):
         na, nb = (rt_dim, rt_dim * ct_dim) if ct_dim >= rt_dim else (rt_dim * ct_dim, ct_dim)
         cost = max(na * self._c_unpack[fa], nb * self._c_unpack[fb],
                    (na * fa.tile_bytes + nb * fb.tile_bytes) / self._dual_bw)
-        self._hand_over(("matmul_block", rows, cols), cost, "unpack matmul_block", ln)
+        self._hand_over(("matmul_block", rows, cols), cost, "unpack matmul_block", ln,
+                        ("matmul", transpose), (fa, fb))
 
     def _stack(self, cb, first, stride, n, transpose, ln):
         """Tiles first, first + stride, ... (n of them) of cb as one (n, 32, 32) array of
@@ -253,14 +338,16 @@ class UnpackContext(ComputeContext):
         b, fb = self._read(cb_b, ib, ln)
         if bcast != "none":
             b = numerics.bcast(b, bcast)
-        self._hand_over((op, a, b), self._cost2(fa, fb), f"unpack {op}_tiles", ln)
+        self._hand_over((op, a, b), self._cost2(fa, fb), f"unpack {op}_tiles", ln,
+                        ("binary", bcast), (fa, fb))
 
     def binary_dest_reuse_tiles(self, op, cb, i, d, dst_as="a"):
         ln = self._th.pinned or caller_line()
         _check_choice(op, tuple(_BINARY_MATH_COST), "binary op", self, ln)
         self._dst_index(d, ln)
         v, f = self._read(cb, i, ln)
-        self._hand_over((op + "_reuse", v), self._c_unpack[f], f"unpack {op}_dest_reuse", ln)
+        self._hand_over((op + "_reuse", v), self._c_unpack[f], f"unpack {op}_dest_reuse", ln,
+                        ("dest_reuse", dst_as), (f,))
 
     def reduce_tile(self, cb, cb_scaler, i, i_scaler, d, op="sum", dim="row"):
         ln = self._th.pinned or caller_line()
@@ -269,21 +356,23 @@ class UnpackContext(ComputeContext):
         self._dst_index(d, ln)
         a, fa = self._read(cb, i, ln)
         s, fs = self._read(cb_scaler, i_scaler, ln)
-        self._hand_over(("reduce", a, float(s[0, 0])), self._cost2(fa, fs), "unpack reduce_tile", ln)
+        self._hand_over(("reduce", a, float(s[0, 0]), fa), self._cost2(fa, fs), "unpack reduce_tile",
+                        ln, ("reduce", dim), (fa, fs))
 
     def transpose_wh_tile(self, cb, i, d):
         ln = self._th.pinned or caller_line()
         self._dst_index(d, ln)
         v, f = self._read(cb, i, ln)
-        self._hand_over(("transpose", numerics.transpose(v), f), self._c_unpack[f], "unpack transpose", ln)
-
+        self._hand_over(("transpose", numerics.transpose(v), f), self._c_unpack[f], "unpack transpose",
+                        ln, "transpose", (f,))
 
     def unary_bcast(self, cb, i, d, dim):
         ln = self._th.pinned or caller_line()
         _check_choice(dim, _BCAST[1:], "broadcast", self, ln)
         self._dst_index(d, ln)
         v, f = self._read(cb, i, ln)
-        self._hand_over(("copy", numerics.bcast(v, dim), f), self._c_unpack[f], f"unpack bcast {dim}", ln)
+        self._hand_over(("copy", numerics.bcast(v, dim), f), self._c_unpack[f], f"unpack bcast {dim}",
+                        ln, ("bcast", dim), (f,))
 
 
 class MathContext(ComputeContext):
@@ -296,17 +385,16 @@ class MathContext(ComputeContext):
         c, cfg = self._c, self.cfg
         acc = c["cost.math.fp32_acc_factor"] if cfg.fp32_acc else 1.0
         ph = int(cfg.fidelity)
-        self._c_mm = c["cost.math.matmul"] * ph * acc
+        self._c_mm = c["cost.math.matmul"] * ph * acc + c["cost.math.matmul_tile_overhead"]
+        self._c_mm_call = c["cost.math.matmul_block_call"]
         self._c_bin = {"add": c["cost.math.eltwise_add"] * acc, "sub": c["cost.math.eltwise_sub"] * acc,
                        "mul": c["cost.math.eltwise_mul"] * ph * acc}
         self._c_copy = c["cost.math.datacopy"] * acc
         self._c_reduce = c["cost.math.reduce"] * acc
         self._c_transpose = c["cost.math.transpose"] * acc
-        # per SFPU op: (cost, trace name, function); "scale" multiplies by its parameter
-        self._unary = {op: (c[f"cost.sfpu.{op}"], f"{op}_tile", fn)
-                       for op, fn in [*numerics.SFPU_UNARY.items(), ("scale", None)]}
-        self._binary = {op: (c[f"cost.sfpu.{op}"], f"{op}_binary_tile", fn)
-                        for op, fn in numerics.SFPU_BINARY.items()}
+        self._fpu = _Setup(c["cost.math.init"], None)
+        self._sfpu_op = _Setup(c["cost.sfpu.init"], None)
+        self._sfpu_table = sfpu_ops(c, cfg)
         self._c_fill, self._c_dcopy = c["cost.sfpu.fill"], c["cost.sfpu.copy"]
         self._dst = None
         self._written = None
@@ -332,7 +420,8 @@ class MathContext(ComputeContext):
             raise TTSimError("MATH uses DST without holding it: call tile_regs_acquire() first",
                              core=self.core, thread=self._th.kind, line=ln)
 
-    def _take(self, kind, cost, name, ln):
+    def _take(self, kind, cost, name, ln, setup):
+        """Wait for UNPACK's operands of a `kind` op, configure the FPU for `setup`, run."""
         th, src = self._th, self._s.src
         self._need_dst(ln)
         src.wait(th, 1, ln)
@@ -341,6 +430,7 @@ class MathContext(ComputeContext):
             raise TTSimError(f"UNPACK and MATH disagree: MATH runs {kind} but UNPACK prepared {p[0]} "
                              "(the compute kernel must make the same calls on every thread)",
                              core=self.core, thread=th.kind, line=ln)
+        self._fpu.change(th, setup, None, ln)
         th.charge(cost, name, ln)
         src.pop(th, 1, ln)
         return p
@@ -361,13 +451,13 @@ class MathContext(ComputeContext):
     def copy_tile(self, cb, i, d):
         ln = self._th.pinned or caller_line()
         self._dst_index(d, ln)
-        p = self._take("copy", self._c_copy, "copy_tile", ln)
+        p = self._take("copy", self._c_copy, "copy_tile", ln, "datacopy")
         self._put_moved(d, p[1], p[2])
 
     def matmul_tiles(self, cb_a, cb_b, ia, ib, d, transpose=False):
         ln = self._th.pinned or caller_line()
         self._dst_index(d, ln)
-        p = self._take("matmul", self._c_mm, "matmul_tiles", ln)
+        p = self._take("matmul", self._c_mm + self._c_mm_call, "matmul_tiles", ln, "matmul")
         self._put(d, self._dst[d] + numerics.matmul(p[1], p[2], self.cfg.fidelity))
 
     def matmul_block(self, cb_a, cb_b, ia, ib, d, transpose=False, ct_dim=1, rt_dim=1, kt_dim=1,
@@ -375,7 +465,7 @@ class MathContext(ComputeContext):
         ln = self._th.pinned or caller_line()
         n = rt_dim * ct_dim
         self._dst_index(d + n - 1, ln)
-        p = self._take("matmul_block", self._c_mm * n, "matmul_block", ln)
+        p = self._take("matmul_block", self._c_mm * n + self._c_mm_call, "matmul_block", ln, "matmul")
         # all rt x ct products in one batched call: bit-identical to one matmul per pair
         prod = numerics.matmul(p[1][:, None], p[2][None, :], self.cfg.fidelity)
         self._dst[d:d + n] = numerics.dst_round(self._dst[d:d + n] + prod.reshape(n, 32, 32),
@@ -385,20 +475,20 @@ class MathContext(ComputeContext):
     def binary_tiles(self, op, cb_a, cb_b, ia, ib, d, bcast="none"):
         ln = self._th.pinned or caller_line()
         self._dst_index(d, ln)
-        p = self._take(op, self._c_bin[op], f"{op}_tiles", ln)
+        p = self._take(op, self._c_bin[op], f"{op}_tiles", ln, ("eltwise", op, bcast))
         self._put(d, numerics.eltwise(op, p[1], p[2], self.cfg.fidelity))
 
     def binary_dest_reuse_tiles(self, op, cb, i, d, dst_as="a"):
         ln = self._th.pinned or caller_line()
         self._dst_index(d, ln)
-        p = self._take(op + "_reuse", self._c_bin[op], f"{op}_dest_reuse", ln)
+        p = self._take(op + "_reuse", self._c_bin[op], f"{op}_dest_reuse", ln, ("dest_reuse", op, dst_as))
         a, b = (self._dst[d], p[1]) if dst_as == "a" else (p[1], self._dst[d])
         self._put(d, numerics.eltwise(op, a, b, self.cfg.fidelity))
 
     def reduce_tile(self, cb, cb_scaler, i, i_scaler, d, op="sum", dim="row"):
         ln = self._th.pinned or caller_line()
         self._dst_index(d, ln)
-        p = self._take("reduce", self._c_reduce, f"reduce_{op}_{dim}", ln)
+        p = self._take("reduce", self._c_reduce, f"reduce_{op}_{dim}", ln, ("reduce", op, dim))
         r = numerics.reduce(p[1], op, dim, p[2])
         if self._written[d]:
             r = numerics.reduce_accumulate(self._dst[d], r, op)
@@ -407,30 +497,51 @@ class MathContext(ComputeContext):
     def transpose_wh_tile(self, cb, i, d):
         ln = self._th.pinned or caller_line()
         self._dst_index(d, ln)
-        p = self._take("transpose", self._c_transpose, "transpose_wh_tile", ln)
+        p = self._take("transpose", self._c_transpose, "transpose_wh_tile", ln, "transpose")
         self._put_moved(d, p[1], p[2])
 
     def unary_bcast(self, cb, i, d, dim):
         ln = self._th.pinned or caller_line()
         self._dst_index(d, ln)
-        p = self._take("copy", self._c_copy, f"unary_bcast_{dim}", ln)
+        p = self._take("copy", self._c_copy, f"unary_bcast_{dim}", ln, ("bcast", dim))
         self._put_moved(d, p[1], p[2])
 
-    def _sfpu(self, table, op, ln, kind):
-        try:
-            return table[op]
-        except KeyError:
-            raise TTSimError(f"unknown SFPU {kind} op '{op}' (known: {', '.join(sorted(table))})",
-                             core=self.core, thread=self._th.kind, line=ln) from None
+    def _sfpu(self, op, mode, ln, kind):
+        entry = self._sfpu_table.get((kind, op, mode))
+        if entry is None:
+            modes = sorted(m for k, o, m in self._sfpu_table if k == kind and o == op)
+            if not modes:
+                known = sorted({o for k, o, _ in self._sfpu_table if k == kind})
+                raise TTSimError(f"unknown SFPU {kind} op '{op}' (known: {', '.join(known)})",
+                                 core=self.core, thread=self._th.kind, line=ln)
+            raise TTSimError(f"SFPU {op} has no mode {mode!r} (modes: {', '.join(modes)})",
+                             core=self.core, thread=self._th.kind, line=ln)
+        self._sfpu_op.change(self._th, (op, mode), None, ln)
+        return entry
 
-    def sfpu_unary(self, op, d, *params):
+    def sfpu_unary(self, op, d, *params, mode=None, vector_mode="rc"):
+        """An SFPU op on DST tile d in place. `mode` picks the chip's algorithm where it has
+        several (exp: fast, approx, accurate; recip, sqrt, rsqrt, sigmoid: approx, accurate;
+        default: the kernel's math_approx_mode). vector_mode "c" works on the two left faces
+        only (columns 0-15, where a row statistic lives: tt-metal's VectorMode::C), "r" on
+        the two top faces, at half the cost; the other faces keep their values."""
         ln = self._th.pinned or caller_line()
         self._dst_index(d, ln)
         self._need_dst(ln)
-        cost, name, fn = self._sfpu(self._unary, op, ln, "unary")
-        self._th.charge(cost, name, ln)
+        if mode is None:
+            mode = self.cfg.sfpu_mode(op)
+        cost, name, fn = self._sfpu(op, mode, ln, "unary")
+        faces = _VECTOR_MODES.get(vector_mode)
+        if faces is None:
+            raise TTSimError(f"vector_mode must be one of {', '.join(_VECTOR_MODES)}; got {vector_mode!r}",
+                             core=self.core, thread=self._th.kind, line=ln)
+        self._th.charge(cost if faces is _ALL else cost / 2, name, ln)
         x = self._dst[d]
-        self._put(d, x * np.float32(params[0]) if fn is None else fn(x))
+        y = fn(x, *params)
+        if faces is not _ALL:
+            y = np.where(faces, y, x)
+        self._dst[d] = y
+        self._written[d] = True
 
     def sfpu_binary(self, op, d0, d1, d_out=None):
         ln = self._th.pinned or caller_line()
@@ -438,9 +549,10 @@ class MathContext(ComputeContext):
         for d in (d0, d1, d_out):
             self._dst_index(d, ln)
         self._need_dst(ln)
-        cost, name, fn = self._sfpu(self._binary, op, ln, "binary")
+        cost, name, fn = self._sfpu(op, None, ln, "binary")
         self._th.charge(cost, name, ln)
-        self._put(d_out, fn(self._dst[d0], self._dst[d1]))
+        self._dst[d_out] = fn(self._dst[d0], self._dst[d1])
+        self._written[d_out] = True
 
     def fill_tile(self, d, value):
         ln = self._th.pinned or caller_line()
@@ -455,7 +567,8 @@ class MathContext(ComputeContext):
         self._dst_index(d_src, ln)
         self._need_dst(ln)
         self._th.charge(self._c_dcopy, "copy_dest_values", ln)
-        self._put(d_dst, self._dst[d_src])
+        self._dst[d_dst] = self._dst[d_src]
+        self._written[d_dst] = True
 
 
 class PackContext(ComputeContext):
@@ -466,6 +579,7 @@ class PackContext(ComputeContext):
     def __init__(self, *a):
         super().__init__(*a)
         self._c_pack = {f: self._c[f"cost.pack.{f.value}"] for f in formats.DataFormat}
+        self._setup = _Setup(None, self._c["cost.pack.reconfig"])
         self._dst = None
         self._l1 = self._e.l1[self.core]
 
@@ -506,6 +620,8 @@ class PackContext(ComputeContext):
         c = self._cb(cb, ln)
         k = c.pack_offset if out_index is None else out_index
         addr = c.back_addr(k, self._th, ln)
+        # the output format and L1 accumulation are packer configuration (pack_reconfig_*)
+        self._setup.change(self._th, None, (c.fmt, accumulate), ln)
         self._th.charge(self._c_pack[c.fmt], "pack_tile", ln)
         tile = self._dst[d]
         seq = c.pushed + k

@@ -139,16 +139,18 @@ class Program:
         return self._kernel("writer", cores, fn, args, compile_args, noc=noc)
 
     def compute(self, cores, fn, args=None, compile_args=None, math_fidelity="HiFi4",
-                fp32_dest_acc_en=False, dst_full_sync_en=False, unpack_to_dest_fp32=None, fused=True):
+                fp32_dest_acc_en=False, dst_full_sync_en=False, unpack_to_dest_fp32=None, fused=True,
+                math_approx_mode=False):
         """A compute kernel: UNPACK, MATH and PACK each do their share of every call.
 
         With `fused` (the default) ttsim runs the kernel once and hands each call to the
         roles that act on it, in program order (compute.FusedCompute); fused=False runs
         three copies, one per role, as the hardware does: slower to simulate, same timing,
         needed only by kernels that branch on `k.role` or make a role wait for a sibling's
-        later call."""
+        later call. `math_approx_mode` is tt-metal's: SFPU ops run their approximate modes
+        unless a call names its mode (exp: the fast form)."""
         cfg = ComputeConfig(math_fidelity, fp32_dest_acc_en, dst_full_sync_en, unpack_to_dest_fp32,
-                            fused)
+                            fused, math_approx_mode)
         return self._kernel("compute", cores, fn, args, compile_args, config=cfg)
 
     def set_runtime_args(self, kernel: KernelSpec, core, args):

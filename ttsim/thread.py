@@ -61,12 +61,13 @@ class Thread:
         self.pinned = None      # a source line every call is charged to (KernelContext.pin_line)
 
     # --- accounting -------------------------------------------------------------------
-    def charge(self, cycles, name, line):
-        """Spend `cycles` of busy time on `line`."""
+    def charge(self, cycles, name, line, calls=1):
+        """Spend `cycles` of busy time on `line` (`calls` API calls: 0 for work a call
+        causes besides its own, such as reconfiguring a unit)."""
         rec = self.lines.get(line)
         if rec is None:
             rec = self.lines[line] = [0, 0.0, 0.0]
-        rec[0] += 1
+        rec[0] += calls
         rec[1] += cycles
         if self.trace is not None:
             self.trace.append((name, self.t, cycles, line))

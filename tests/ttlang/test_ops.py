@@ -131,3 +131,33 @@ def test_matmul(m, k, n, seed, fmt, fid):
     aq, bq = ta.to_numpy().astype(np.float64), tb.to_numpy().astype(np.float64)
     tt.assert_close(out.to_numpy(), aq @ bq, "fp32", ops=32 * k, scale=np.abs(aq) @ np.abs(bq),
                     fidelity=fid if not (fmt == "bfp8_b" and fid != "LoFi") else "HiFi4")
+
+
+@pytest.mark.parametrize("config,expr,mode", [
+    ({}, lambda a: ttl.math.exp(a), "accurate"),
+    ({}, lambda a: ttl.math.exp(a, approx=True), "fast"),
+    ({}, lambda a: ttl.math.exp(a, approx="approx"), "approx"),
+    ({"exp_approx": True}, lambda a: ttl.math.exp(a), "fast"),
+    ({"exp_approx": True}, lambda a: ttl.math.exp(a, approx=False), "accurate"),
+    ({"math_approx_mode": True}, lambda a: ttl.math.exp(a), "fast"),
+    ({"math_approx_mode": True}, lambda a: ttl.math.recip(a), "approx"),
+    ({"math_approx_mode": True, "exp_approx": "accurate"}, lambda a: a.exp(), "accurate"),
+    ({}, lambda a: ttl.math.sqrt(a, approx=True), "approx"),
+])
+def test_sfpu_modes_reach_the_generated_code(config, expr, mode):
+    """A statement's mode, else the kernel's (exp_approx, then math_approx_mode), is named in
+    the code it became, so `show()` says which algorithm runs."""
+    x = tt.array((32, 32), "bf16", 3, 0.5, 2.0)
+    *_, k = run_blocks(expr, [x], **config)
+    assert f"mode={mode!r}" in k.show()
+
+
+def test_bad_approx_values_are_compile_errors():
+    x = tt.array((32, 32), "bf16", 3)
+    with pytest.raises(ttl.CompileError, match=r"exp\(approx='quick'\): use one of") as e:
+        run_blocks(lambda a: ttl.math.exp(a, approx="quick"), [x])
+    assert "test_ops.py" in str(e.value)
+    with pytest.raises(ttl.CompileError, match="relu has one mode"):
+        run_blocks(lambda a: ttl.math.relu(a, approx=True), [x])
+    with pytest.raises(ttl.CompileError, match="exp_approx='quick'"):
+        run_blocks(lambda a: a, [x], exp_approx="quick")
