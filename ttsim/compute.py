@@ -222,13 +222,18 @@ class _Setup:
         self.c_init, self.c_reconfig = c_init, c_reconfig
 
     def change(self, th, kind, fmts, ln):
+        """`fmts`: the formats the op needs, one per configured operand (the unpacker's
+        SrcA and SrcB, the packer's output and L1 accumulation), None where it needs none."""
         if kind is not None and kind != self.kind:
             th.charge(self.c_init, f"init {kind if isinstance(kind, str) else '_'.join(map(str, kind))}",
                       ln, 0)
             self.kind = kind
-        if fmts is not None and fmts != self.fmts:
-            th.charge(self.c_reconfig, "reconfig_data_format", ln, 0)
-            self.fmts = fmts
+        if fmts is not None:
+            cur = self.fmts
+            if cur is None or any(f is not None and f != c for f, c in zip(fmts, cur)):
+                th.charge(self.c_reconfig, "reconfig_data_format", ln, 0)
+                self.fmts = fmts if cur is None else tuple(c if f is None else f
+                                                           for f, c in zip(fmts, cur))
 
 
 class UnpackContext(ComputeContext):
@@ -274,14 +279,20 @@ class UnpackContext(ComputeContext):
             hit = c.decoded[slot] = (seq, raw, numerics.to_src(raw, c.fmt))
         return hit[1 if to_dest else 2], c.fmt
 
-    def _hand_over(self, payload, cost, name, ln, kind, fmts):
+    def _hand_over(self, payload, cost, name, ln, kind, fmts, first=None):
         """Configure for `kind` and formats, wait for a free source register, unpack into
-        it (the LLK call's own front-end plus the tiles' cost), hand it to MATH."""
+        it (the LLK call's own front-end plus the tiles' cost), hand it to MATH.
+
+        A block of products streams: MATH may start once the `first` cycles of its operands
+        are unpacked, and the payload's last element says when the rest is (MathContext._take)."""
         th, src = self._th, self._s.src
         self._setup.change(th, kind, fmts, ln)
         src.reserve(th, 1, ln)
         th.charge(cost + self._c_call, name, ln)
-        src.push(th, 1, ln, payload)
+        if first is None:
+            src.push(th, 1, ln, payload)
+        else:
+            src.push(th, 1, ln, payload + (th.t,), t=th.t - (cost - first))
 
     def _cost2(self, fa, fb):
         return max(self._c_unpack[fa], self._c_unpack[fb], (fa.tile_bytes + fb.tile_bytes) / self._dual_bw)
@@ -290,7 +301,7 @@ class UnpackContext(ComputeContext):
         ln = self._th.pinned or caller_line()
         self._dst_index(d, ln)
         v, f = self._read(cb, i, ln, to_dest=self.cfg.unpack_to_dest)
-        self._hand_over(("copy", v, f), self._c_unpack[f], "unpack copy_tile", ln, "copy", (f,))
+        self._hand_over(("copy", v, f), self._c_unpack[f], "unpack copy_tile", ln, "copy", (f, None))
 
     def matmul_tiles(self, cb_a, cb_b, ia, ib, d, transpose=False):
         ln = self._th.pinned or caller_line()
@@ -300,7 +311,7 @@ class UnpackContext(ComputeContext):
         if transpose:
             b = numerics.transpose(b)
         self._hand_over(("matmul", a, b), self._cost2(fa, fb), "unpack matmul_tiles", ln,
-                        ("matmul", transpose), (fa, fb))
+                        ("matmul", transpose), (fb, fa))        # in1 in SrcA, in0 in SrcB
 
     def matmul_block(self, cb_a, cb_b, ia, ib, d, transpose=False, ct_dim=1, rt_dim=1, kt_dim=1,
                      in1_stride=1):
@@ -320,7 +331,7 @@ class UnpackContext(ComputeContext):
         cost = max(na * self._c_unpack[fa], nb * self._c_unpack[fb],
                    (na * fa.tile_bytes + nb * fb.tile_bytes) / self._dual_bw)
         self._hand_over(("matmul_block", rows, cols), cost, "unpack matmul_block", ln,
-                        ("matmul", transpose), (fa, fb))
+                        ("matmul", transpose), (fb, fa), first=self._cost2(fa, fb))
 
     def _stack(self, cb, first, stride, n, transpose, ln):
         """Tiles first, first + stride, ... (n of them) of cb as one (n, 32, 32) array of
@@ -347,7 +358,7 @@ class UnpackContext(ComputeContext):
         self._dst_index(d, ln)
         v, f = self._read(cb, i, ln)
         self._hand_over((op + "_reuse", v), self._c_unpack[f], f"unpack {op}_dest_reuse", ln,
-                        ("dest_reuse", dst_as), (f,))
+                        ("dest_reuse", dst_as), (None, f) if dst_as == "a" else (f, None))
 
     def reduce_tile(self, cb, cb_scaler, i, i_scaler, d, op="sum", dim="row"):
         ln = self._th.pinned or caller_line()
@@ -364,7 +375,7 @@ class UnpackContext(ComputeContext):
         self._dst_index(d, ln)
         v, f = self._read(cb, i, ln)
         self._hand_over(("transpose", numerics.transpose(v), f), self._c_unpack[f], "unpack transpose",
-                        ln, "transpose", (f,))
+                        ln, "transpose", (f, None))
 
     def unary_bcast(self, cb, i, d, dim):
         ln = self._th.pinned or caller_line()
@@ -372,7 +383,7 @@ class UnpackContext(ComputeContext):
         self._dst_index(d, ln)
         v, f = self._read(cb, i, ln)
         self._hand_over(("copy", numerics.bcast(v, dim), f), self._c_unpack[f], f"unpack bcast {dim}",
-                        ln, ("bcast", dim), (f,))
+                        ln, ("bcast", dim), (None, f))          # unary broadcasts unpack to SrcB
 
 
 class MathContext(ComputeContext):
@@ -420,8 +431,10 @@ class MathContext(ComputeContext):
             raise TTSimError("MATH uses DST without holding it: call tile_regs_acquire() first",
                              core=self.core, thread=self._th.kind, line=ln)
 
-    def _take(self, kind, cost, name, ln, setup):
-        """Wait for UNPACK's operands of a `kind` op, configure the FPU for `setup`, run."""
+    def _take(self, kind, cost, name, ln, setup, last=0.0):
+        """Wait for UNPACK's operands of a `kind` op, configure the FPU for `setup`, run.
+        A streamed block (UnpackContext._hand_over's `first`) cannot end before its last
+        operands are unpacked plus `last` cycles of MATH work on them."""
         th, src = self._th, self._s.src
         self._need_dst(ln)
         src.wait(th, 1, ln)
@@ -432,6 +445,8 @@ class MathContext(ComputeContext):
                              core=self.core, thread=th.kind, line=ln)
         self._fpu.change(th, setup, None, ln)
         th.charge(cost, name, ln)
+        if last:
+            th.stall_until(p[-1] + last, self._s.src.stall_empty, ln)
         src.pop(th, 1, ln)
         return p
 
@@ -465,7 +480,8 @@ class MathContext(ComputeContext):
         ln = self._th.pinned or caller_line()
         n = rt_dim * ct_dim
         self._dst_index(d + n - 1, ln)
-        p = self._take("matmul_block", self._c_mm * n + self._c_mm_call, "matmul_block", ln, "matmul")
+        p = self._take("matmul_block", self._c_mm * n + self._c_mm_call, "matmul_block", ln, "matmul",
+                       last=self._c_mm)
         # all rt x ct products in one batched call: bit-identical to one matmul per pair
         prod = numerics.matmul(p[1][:, None], p[2][None, :], self.cfg.fidelity)
         self._dst[d:d + n] = numerics.dst_round(self._dst[d:d + n] + prod.reshape(n, 32, 32),

@@ -70,13 +70,15 @@ class Fifo:
         if self.pushed + n > self.reserved_upto:
             self.reserved_upto = self.pushed + n
 
-    def push(self, th, n, line, payload=None):
+    def push(self, th, n, line, payload=None, t=None):
+        """Make n reserved slots visible to the consumer, at the producer's time or at an
+        earlier `t` it gives (data that streams out before the producer's call ends)."""
         if th is not self.producer:
             self._bind(th, "producer", line)
         if self.pushed + n > self.reserved_upto:
             raise self._err(f"push of {n} pages but only {self.reserved_upto - self.pushed} "
                             f"reserved in {self.name}", th, line)
-        t, cap = th.t, self.capacity
+        t, cap = (th.t if t is None else t), self.capacity
         for s in range(self.pushed, self.pushed + n):
             self.push_t[s % cap] = t
             self.payload[s % cap] = payload

@@ -205,3 +205,33 @@ def test_unpack_pays_its_call_front_end_per_tile(dev):
         _one(k, lambda k, i: k.copy_tile(0, i, 0), i) for i in range(4)])
     ev = _events(rep, "unpack", "unpack copy_tile")
     assert {e[2] for e in ev} == {dev.sd.value("cost.unpack.bf16") + dev.sd.value("cost.unpack.call")}
+
+
+def test_a_matmul_block_streams_from_unpack_into_math(dev):
+    """MATH starts a block's products once the first operand pair is unpacked, as the
+    double-banked source registers let it, and ends no earlier than one product after the
+    last pair."""
+    def compute(k):
+        k.cb_wait_front(0, 4)
+        k.cb_wait_front(1, 4)
+        k.tile_regs_acquire()
+        k.matmul_block(0, 1, 0, 0, 0, False, 2, 4, 1)      # 4 x 2 block, one K step
+        k.tile_regs_commit()
+        k.tile_regs_wait()
+        k.cb_reserve_back(16, 1)
+        k.pack_tile(0, 16)
+        k.cb_push_back(16, 1)
+        k.tile_regs_release()
+        for _ in range(3):
+            _one(k, lambda k, i: k.copy_tile(0, 0, 0), 0)
+
+    # LoFi: MATH's products are faster than UNPACK's tiles, so MATH catches up and waits
+    rep, _ = _program(dev, compute, cbs=(("bf16", 0), ("bf16", 1)), math_fidelity="LoFi")
+    (_, u0, ud, _), = _events(rep, "unpack", "unpack matmul_block")
+    (_, m0, md, _), = _events(rep, "math", "matmul_block")
+    per_product = dev.sd.value("cost.math.matmul") + dev.sd.value("cost.math.matmul_tile_overhead")
+    assert m0 < u0 + ud                                    # started before the unpack ended
+    assert m0 + md < u0 + ud                               # its own work is shorter
+    (wait,) = [e for c, k, tr in rep.trace_events if k == "math" for e in tr
+               if e[0].startswith("wait") and e[1] == m0 + md]
+    assert wait[1] + wait[2] == pytest.approx(u0 + ud + per_product)
