@@ -119,9 +119,20 @@ def bcast(tile, dim):
     raise TTSimError(f"unknown broadcast {dim!r}: use row, col or scalar")
 
 
-def reduce(tile, op, dim, scaler=1.0):
+def reduce(tile, op, dim, scaler=1.0, *, fidelity=None, fp32_dst=True, fp32_src=False,
+           enforce_fp32_acc=False, acc=None):
     """Reduce a tile scaled by `scaler`: 'row' leaves each row's result in column 0, 'col'
-    each column's in row 0, 'scalar' the whole tile's in [0, 0]; the rest is zero."""
+    each column's in row 0, 'scalar' the whole tile's in [0, 0]; the rest is zero.
+
+    With fidelity=None the reduce is ideal: scale and sum (or max) in float32. With a
+    fidelity it is the FPU's (SFPU.md §5, docs/numerics.md "FPU reduce precision"): the
+    tile as it sits in SrcA (fp32_src: TF32, from fp32 input), the scaler in SrcB, sums by
+    GAPOOL at that fidelity into a DST of fp32_dst's format, a row result moved through
+    SrcB by MOVD2B (truncated unless enforce_fp32_acc), maxima by GMPOOL. `acc` is the DST
+    tile the reduce accumulates into (None: a fresh one)."""
+    if fidelity is not None:
+        return _reduce_fpu(tile, op, dim, scaler, parse_fidelity(fidelity), fp32_dst,
+                           fp32_src, enforce_fp32_acc, acc)
     f = np.sum if op == "sum" else np.max
     x = tile * np.float32(scaler)
     out = np.zeros((32, 32), np.float32)
@@ -131,6 +142,99 @@ def reduce(tile, op, dim, scaler=1.0):
         out[0, :] = f(x, axis=0)
     else:
         out[0, 0] = f(x)
+    return out if acc is None else reduce_accumulate(acc, out, op)
+
+
+# --- the FPU's reduce (SFPU.md §5) ---------------------------------------------------------
+GAPOOL_SRCA_BITS = 10            # §5: phases 0-1 take 5 + 5 of SrcA; the lowest TF32 bit never
+GAPOOL_SRCB_BITS = 11            # §5: phases 0/2 take 7 + 4 of SrcB's 11 significant bits
+_TINY = 2.0 ** -126
+
+
+def _ftz(x):
+    """The FPU treats denormals as zero (§5): flushed, sign kept."""
+    x = np.asarray(x, np.float32)
+    small = np.abs(x) < _TINY
+    return np.where(small, np.copysign(np.float32(0), x), x) if small.any() else x
+
+
+def gapool_to_dst(value, fp32_dst):
+    """One GAPOOL (or the row reduce's ELWADD) landing in DST. §5 leaves the summation order
+    and precision open and does not name the bf16 rounding: the model sums the 16 products
+    and the DST value exactly (float64), rounds once to fp32 to nearest even, then for a
+    16-bit DST to bf16 to nearest even; denormals are flushed. This is the one place."""
+    r = _ftz(np.asarray(value, np.float64).astype(np.float32))
+    return r if fp32_dst else _ftz(r.astype(_BF16).astype(np.float32))
+
+
+def movd2b(value, fp32_src, enforce_fp32_acc):
+    """A row-reduce result moved DST -> SrcB (§5): truncated to bf16, or to TF32 when SrcA
+    holds TF32 (fp32 input), unless enforce_fp32_acc moves the hi16 and lo16 halves."""
+    if enforce_fp32_acc:
+        return np.asarray(value, np.float32)
+    return _ftz(keep_bits(value, 11 if fp32_src else 8))
+
+
+def _gapool_phases(srca, scaler, fidelity):
+    """The products GAPOOL's fidelity phases add (§5): SrcA's 5 leading significant bits and
+    its next 5 (3 for bf16), SrcB's 7 and its next 4, in the order (A_hi B_hi), (A_lo B_hi),
+    (A_hi B_lo), (A_lo B_lo); LoFi runs the first, HiFi4 all four. Each is exact in float64."""
+    a = keep_bits(_ftz(srca), GAPOOL_SRCA_BITS)
+    s = keep_bits(_ftz(np.array([scaler], np.float32)), GAPOOL_SRCB_BITS)
+    a_hi, s_hi = keep_bits(a, SRCA_BITS), keep_bits(s, SRCB_BITS)
+    pairs = [(a_hi, s_hi), (a - a_hi, s_hi), (a_hi, s - s_hi), (a - a_hi, s - s_hi)]
+    return [pa.astype(np.float64) * float(pb[0]) for pa, pb in pairs[:int(fidelity)]]
+
+
+def _gapool_chunks(tile, dim):
+    """The (16, n) SrcA blocks GAPOOL sums down their 16 rows, in issue order: a column's top
+    face then bottom face; a row's left then right face (the unpacker transposes each face);
+    for scalar, the four faces TL, TR, BL, BR into 16 shared column partials."""
+    if dim == "col":
+        return [tile[:16], tile[16:]]
+    if dim == "row":
+        return [tile[:, :16].T, tile[:, 16:].T]
+    return [tile[:16, :16], tile[:16, 16:], tile[16:, :16], tile[16:, 16:]]
+
+
+def _reduce_fpu(tile, op, dim, scaler, fidelity, fp32_dst, fp32_src, enforce, acc):
+    chunks = _gapool_chunks(np.asarray(tile, np.float32), dim)
+    n = 16 if dim == "scalar" else 32
+    start = None
+    if acc is not None and dim == "col":
+        start = np.asarray(acc, np.float32)[0, :]
+    if op == "sum":
+        d = np.zeros(n, np.float32) if start is None else start
+        for ch in chunks:
+            for prod in _gapool_phases(ch, scaler, fidelity):
+                d = gapool_to_dst(d.astype(np.float64) + prod.sum(axis=0), fp32_dst)
+    else:
+        # GMPOOL (§5): SrcA scaled by 2^(exponent of the scaler) only, compared at bf16 (7
+        # mantissa bits) or TF32 (10) precision, against the DST row.
+        e = (int(_bits(np.float32(scaler))[0]) >> 23) & 0xFF
+        x = [_ftz((_ftz(ch).astype(np.float64) * 2.0 ** (e - 127)).astype(np.float32)) for ch in chunks]
+        d = np.max([keep_bits(v, 11 if fp32_src else 8).max(axis=0) for v in x], axis=0)
+        d = gapool_to_dst(d if start is None else np.maximum(start, d), fp32_dst)
+    out = np.zeros((32, 32), np.float32)
+    if dim == "col":
+        out[0, :] = d
+        return out
+    moved = movd2b(d, fp32_src, enforce)
+    old = None if acc is None else np.asarray(acc, np.float32)
+    if dim == "row":
+        if op == "sum":
+            prev = 0.0 if old is None else old[:, 0].astype(np.float64)
+            out[:, 0] = gapool_to_dst(prev + moved, fp32_dst)
+        else:
+            out[:, 0] = moved if old is None else gapool_to_dst(np.maximum(old[:, 0], moved), fp32_dst)
+        return out
+    # scalar: the 16 partials, moved and transposed, pooled once more with unit products
+    if op == "sum":
+        prev = 0.0 if old is None else float(old[0, 0])
+        out[0, 0] = gapool_to_dst(prev + moved.astype(np.float64).sum(), fp32_dst)
+    else:
+        m = moved.max()
+        out[0, 0] = m if old is None else gapool_to_dst(max(old[0, 0], m), fp32_dst)
     return out
 
 

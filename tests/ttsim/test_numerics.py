@@ -249,6 +249,177 @@ def test_reduce_accumulate(op, seed):
     assert (acc[:, 1:] == 0).all()
 
 
+# --- reduce on the FPU (SFPU.md §5) ----------------------------------------------------------
+def golden_phases(x, s, fid, tf32=False):
+    """Per-element products at `fid` from the tt-llk golden's masks on 11-bit significands
+    (§5): A 0b11111000000 / 0b00000111110, B 0b11111110000 / 0b00000001111."""
+    def sig(v, keep):
+        v = np.asarray(v, np.float32)
+        e = ((bits(v) >> 23) & 0xFF).astype(np.int64)
+        m11 = ((bits(v) & 0x7FFFFF) | 0x800000).astype(np.int64) >> 13   # 11 bits
+        if not keep:
+            m11 &= ~0 if tf32 else 0b11111111000
+        return np.where(e == 0, 0, m11), e, np.sign(v)
+    am, ae, asg = sig(x, False)
+    bm, be, bsg = (v[0] for v in sig(np.array([s], np.float32), True))
+    a_parts = [am & 0b11111000000, am & 0b00000111110]
+    b_parts = [bm & 0b11111110000, bm & 0b00000001111]
+    pairs = [(0, 0), (1, 0), (0, 1), (1, 1)][:fid]
+    prod = sum(a_parts[i] * int(b_parts[j]) for i, j in pairs)
+    return asg * float(bsg) * prod * 2.0 ** (ae - 127 - 10 + int(be) - 127 - 10)
+
+
+FID_PHASES = {"LoFi": 1, "HiFi2": 2, "HiFi3": 3, "HiFi4": 4}
+S8 = 0.298828125                 # bf16 0x3E99: 8 significant bits, so SrcB's low slice is 1
+
+
+@pytest.mark.parametrize("dim", ["row", "col", "scalar"])
+@pytest.mark.parametrize("fid", FIDS)
+@given(seed=seeds, scaler=st.sampled_from([1.0, 0.5, 1 / 32, S8, -0.75]))
+def test_reduce_fpu_phases(dim, fid, seed, scaler):
+    """A sum at each fidelity is the sum of the golden's masked products, up to one fp32
+    rounding per GAPOOL (fp32 DST, fp32 moves); lower fidelities really lose the slices."""
+    x = tile(seed, "bf16", spread=4)
+    out = N.reduce(x, "sum", dim, scaler, fidelity=fid, fp32_dst=True, enforce_fp32_acc=True)
+    terms = golden_phases(x, scaler, FID_PHASES[fid])
+    exact = x.astype(np.float64) * scaler
+    axis = {"row": 1, "col": 0, "scalar": None}[dim]
+    where = {"row": (slice(None), 0), "col": (0, slice(None)), "scalar": (0, 0)}[dim]
+    rounds = (4 if dim == "scalar" else 2) * FID_PHASES[fid] + (dim == "scalar")
+    scale = np.abs(exact).sum(axis=axis)
+    assert (np.abs(out[where] - terms.sum(axis=axis)) <= rounds * U32 * scale).all()
+    if fid == "LoFi" or (fid == "HiFi2" and scaler == S8):
+        assert (np.abs(out[where] - exact.sum(axis=axis)) > rounds * U32 * scale).any()
+
+
+@given(seed=seeds)
+def test_reduce_fpu_lofi_truncates_data(seed):
+    """LoFi keeps SrcA's 5 significant bits (4 mantissa bits); HiFi2 is exact for bf16
+    data with a power-of-two scaler (§5). Values on a narrow grid make the sums exact."""
+    r = np.random.default_rng(seed)
+    x = (r.integers(-255, 256, (32, 32)) * 2.0 ** r.integers(-3, 1, (32, 32))).astype(np.float32)
+    for dim, axis in (("col", 0), ("row", 1)):
+        at = (0, slice(None)) if dim == "col" else (slice(None), 0)
+        lo = N.reduce(x, "sum", dim, 0.5, fidelity="LoFi", enforce_fp32_acc=True)
+        assert np.array_equal(lo[at], (N.keep_bits(x, 5).astype(np.float64) * 0.5).sum(axis=axis))
+        for fid in ("HiFi2", "HiFi4"):
+            hi = N.reduce(x, "sum", dim, 0.5, fidelity=fid, enforce_fp32_acc=True)
+            assert np.array_equal(hi[at], (x.astype(np.float64) * 0.5).sum(axis=axis))
+        assert not np.array_equal(lo, hi)
+
+
+def test_reduce_fpu_tf32_drops_lowest_srca_bit():
+    """For fp32 input (TF32 in SrcA) the 11th significant bit never enters a product (§5)."""
+    x = np.zeros((32, 32), np.float32)
+    x[0, 0] = 1 + 2.0 ** -10                  # 11 significant bits: a TF32 value
+    out = N.reduce(x, "sum", "col", 1.0, fidelity="HiFi4", fp32_src=True)
+    assert out[0, 0] == 1.0
+
+
+def test_reduce_fpu_bf16_dst_rounds_every_gapool():
+    """16-bit DST: each GAPOOL's result is rounded to bf16. Top face 1 + 2^-8 rounds to 1
+    (a tie, to even), the bottom face's 2^-8 again: 1, where the sum is 1 + 2^-7."""
+    x = np.zeros((32, 32), np.float32)
+    x[0, 0], x[1, 0], x[16, 0] = 1, 2.0 ** -8, 2.0 ** -8
+    assert N.reduce(x, "sum", "col", 1.0, fidelity="HiFi4", fp32_dst=False)[0, 0] == 1.0
+    assert N.reduce(x, "sum", "col", 1.0, fidelity="HiFi4", fp32_dst=True)[0, 0] == 1 + 2.0 ** -7
+    assert N.dst_round(N.reduce(x, "sum", "col"), False)[0, 0] == 1 + 2.0 ** -7   # ideal path
+    assert N.reduce(x.T.copy(), "sum", "row", 1.0, fidelity="HiFi2", fp32_dst=False)[0, 0] == 1.0
+
+
+def test_reduce_fpu_row_result_truncated_by_movd2b():
+    """A row sum of 1 + 3 * 2^-9 in an fp32 DST reaches column 0 truncated to bf16 (1.0;
+    nearest would be 1 + 2^-7), to TF32 for fp32 input, exact with enforce_fp32_acc; a
+    column sum keeps DST precision (§5)."""
+    x = np.zeros((32, 32), np.float32)
+    x[0, :5] = [1, 2.0 ** -8, 2.0 ** -9, 0, 0]
+    kw = dict(fidelity="HiFi4", fp32_dst=True)
+    assert N.reduce(x, "sum", "row", 1.0, **kw)[0, 0] == 1.0
+    assert N.reduce(x, "sum", "row", 1.0, enforce_fp32_acc=True, **kw)[0, 0] == 1 + 3 * 2.0 ** -9
+    assert N.reduce(x.T.copy(), "sum", "col", 1.0, **kw)[0, 0] == 1 + 3 * 2.0 ** -9
+    x[0, 3] = 2.0 ** -12
+    assert N.reduce(x, "sum", "row", 1.0, fp32_src=True, **kw)[0, 0] == 1 + 3 * 2.0 ** -9
+
+
+def test_reduce_fpu_flushes_denormals():
+    x = np.zeros((32, 32), np.float32)
+    x[0, 0] = 1e-40                                           # denormal input reads as 0
+    assert N.reduce(x, "sum", "col", 2.0 ** 100, fidelity="HiFi4", fp32_src=True)[0, 0] == 0
+    assert N.reduce(x, "sum", "col", 2.0 ** 100)[0, 0] > 0    # the ideal path keeps it
+    x[0, 0] = 2.0 ** -120                                     # a denormal result: 2^-130
+    assert N.reduce(x, "sum", "col", 2.0 ** -10, fidelity="HiFi4")[0, 0] == 0
+    y = np.full((32, 32), -1, np.float32)
+    y[3, 3] = 1e-40
+    assert N.reduce(y, "max", "col", 1.0, fidelity="LoFi", fp32_src=True)[0, 3] == 0
+
+
+@pytest.mark.parametrize("dim", ["row", "col", "scalar"])
+@given(seed=seeds, scaler=st.sampled_from([1.0, 0.3, -2.0, 1 / 1024]))
+def test_reduce_fpu_max_scales_by_exponent_only(dim, seed, scaler):
+    """GMPOOL multiplies SrcA by 2^(exponent of the scaler): 0.3 acts as 0.25, -2 as 2."""
+    x = tile(seed, "bf16", spread=4)
+    out = N.reduce(x, "max", dim, scaler, fidelity="HiFi4", fp32_dst=False)
+    p2 = 2.0 ** np.floor(np.log2(abs(scaler)))
+    axis = {"row": 1, "col": 0, "scalar": None}[dim]
+    where = {"row": (slice(None), 0), "col": (0, slice(None)), "scalar": (0, 0)}[dim]
+    assert np.array_equal(out[where], (x.astype(np.float64) * p2).max(axis=axis))
+
+
+@pytest.mark.parametrize("dim", ["row", "col", "scalar"])
+@pytest.mark.parametrize("fp32_dst", [True, False])
+@given(seed=seeds, fid=st.sampled_from(FIDS), fmt=st.sampled_from(["bf16", "fp32"]),
+       enforce=st.booleans())
+def test_reduce_fpu_error_bound(dim, fp32_dst, seed, fid, fmt, enforce):
+    """Against float64 of the source-register values: the fidelity loss per product (plus
+    2^-10 for TF32's unused bit), one DST rounding per GAPOOL (bf16 2^-8 or fp32 2^-24 of
+    the running sum), and the MOVD2B truncation of a row result (bf16 2^-7, TF32 2^-10)."""
+    x = src(tile(seed, fmt, spread=4), fmt)
+    s = S8
+    tf32 = fmt == "fp32"
+    out = N.reduce(x, "sum", dim, s, fidelity=fid, fp32_dst=fp32_dst, fp32_src=tf32,
+                   enforce_fp32_acc=enforce)
+    assert fp32_dst or not (bits(out) & 0xFFFF).any()
+    axis = {"row": 1, "col": 0, "scalar": None}[dim]
+    where = {"row": (slice(None), 0), "col": (0, slice(None)), "scalar": (0, 0)}[dim]
+    exact = (x.astype(np.float64) * s).sum(axis=axis)
+    scale = np.abs(x.astype(np.float64) * s).sum(axis=axis)
+    u = U32 if fp32_dst else 2.0 ** -8
+    rounds = (4 if dim == "scalar" else 2) * FID_PHASES[fid] + (dim == "scalar") + (dim == "row")
+    moved = 0 if enforce or dim == "col" or not fp32_dst else (2.0 ** -10 if tf32 else 2.0 ** -7)
+    bound = (FIDELITY_ROUNDOFF[fid] + (2.0 ** -10 if tf32 else 0) + rounds * u + moved) * scale
+    assert (np.abs(out[where] - exact) <= bound).all()
+
+
+@pytest.mark.parametrize("op", ["sum", "max"])
+@pytest.mark.parametrize("dim", ["row", "col", "scalar"])
+@given(seed=seeds)
+def test_reduce_fpu_accumulates_into_dst(op, dim, seed):
+    """A reduce into a DST tile holding a result combines with it: the col sum continues
+    GAPOOL's accumulation (so it equals reducing the 64 rows as 4 faces), the rest add or max."""
+    x, y = tile(seed, "bf16"), tile(seed + 1, "bf16")
+    kw = dict(fidelity="HiFi4", fp32_dst=True, enforce_fp32_acc=True)
+    acc = N.reduce(y, op, dim, 1.0, acc=N.reduce(x, op, dim, 1.0, **kw), **kw)
+    axis = {"row": 1, "col": 0, "scalar": None}[dim]
+    where = {"row": (slice(None), 0), "col": (0, slice(None)), "scalar": (0, 0)}[dim]
+    both = np.concatenate([x, y], axis=0 if dim == "col" else 1).astype(np.float64)
+    if op == "max":
+        assert np.array_equal(acc[where], both.max(axis=axis))
+    else:
+        assert (np.abs(acc[where] - both.sum(axis=axis)) <= 12 * U32 * np.abs(both).sum(axis=axis)).all()
+    mask = np.zeros((32, 32), bool)
+    mask[where] = True
+    assert (acc[~mask] == 0).all()
+
+
+def test_reduce_default_is_the_ideal_model():
+    """Without a fidelity (what compute.py passes today) reduce is the float32 model."""
+    x = tile(7, "bf16")
+    assert np.array_equal(N.reduce(x, "sum", "row", 0.3), N.reduce(x, "sum", "row", 0.3, acc=None))
+    assert np.array_equal(N.reduce(x, "max", "col", 0.3)[0], (x * np.float32(0.3)).max(axis=0))
+    assert not np.array_equal(N.reduce(x, "max", "col", 0.3),
+                              N.reduce(x, "max", "col", 0.3, fidelity="HiFi4"))
+
+
 @given(seed=seeds)
 def test_bcast(seed):
     """row repeats row 0 down, col repeats column 0 across, scalar repeats [0, 0]."""
