@@ -1,16 +1,23 @@
 """Reading and validating system descriptions (TOML, format version 1)."""
 from __future__ import annotations
 
+import difflib
 import math
 import os
 import tomllib
 
-from .schema import REQUIRED_FIGURES, DramBank, Figure, SysDesc, SysdescError
+from . import schema
+from .schema import OPTIONAL_FIGURES, REQUIRED_FIGURES, DramBank, Figure, SysDesc, SysdescError
 
 FORMAT_VERSION = 1
 BUILTIN_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "builtin")
 DEFAULT = "wormhole_b0"
 TOP_LEVEL = {"format_version", "chip", "grid", "l1", "noc", "dram", "dst", "cost"}
+PLAIN_KEYS = {"chip": ("name", "description"), "grid": ("noc_grid", "torus", "worker_x", "worker_y"),
+              "l1": ("size", "reserved", "max_cbs"), "noc": ("count",), "dram": ("banks",)}
+BANK_KEYS = ("id", "noc_xy", "bandwidth", "latency")
+FIGURE_KEYS = ("value", "source", "estimate", "unit")
+KNOWN_FIGURES = frozenset(REQUIRED_FIGURES) | frozenset(OPTIONAL_FIGURES)
 _cache: dict = {}
 
 
@@ -18,36 +25,58 @@ def builtin_names():
     return sorted(f[:-5] for f in os.listdir(BUILTIN_DIR) if f.endswith(".toml"))
 
 
-def load(name_or_path=None) -> SysDesc:
-    """A built-in description by name (default wormhole_b0), or a TOML file by path."""
-    name_or_path = name_or_path or DEFAULT
+def load(name_or_path=None, chip=None) -> SysDesc:
+    """A built-in description by name, a TOML file, or a tt-mlir system descriptor (.ttsys)
+    by path; `chip` picks a chip of a multi-chip .ttsys (default 0). No name means
+    $SYSTEM_DESC_PATH if it is set, else the default wormhole_b0."""
+    if not name_or_path:
+        name_or_path = os.environ.get("SYSTEM_DESC_PATH") or DEFAULT
     if isinstance(name_or_path, SysDesc):
+        if chip is not None:
+            raise SysdescError(f"{name_or_path.path}: chip={chip!r} applies when loading a .ttsys file")
         return name_or_path
     path = name_or_path = os.fspath(name_or_path)
     if not os.path.exists(path):
-        if os.sep in path or path.endswith(".toml"):
+        if os.sep in path or path.endswith((".toml", ".ttsys")):
             raise SysdescError(f"{path}: no such file")
         path = os.path.join(BUILTIN_DIR, f"{name_or_path}.toml")
         if not os.path.exists(path):
             raise SysdescError(f"unknown sysdesc '{name_or_path}': built-ins are "
-                               f"{', '.join(builtin_names())}, or give a path to a .toml file")
+                               f"{', '.join(builtin_names())}, or give a path to a .toml or "
+                               f".ttsys file")
     path = os.path.abspath(path)
-    key = (path, os.path.getmtime(path))
+    from . import ttsys
+    is_ttsys = ttsys.is_ttsys(path)
+    if chip is not None and not is_ttsys:
+        raise SysdescError(f"{path}: chip={chip!r} applies to tt-mlir system descriptors "
+                           f"(.ttsys); this is a TOML description of one chip")
+    if is_ttsys and chip is None:
+        chip = 0
+    key = (path, os.path.getmtime(path), chip)
     if key not in _cache:
-        _cache[key] = parse(path)
+        _cache[key] = ttsys.parse(path, chip=chip) if is_ttsys else parse(path)
     return _cache[key]
 
 
 def parse(path) -> SysDesc:
-    fname = os.path.basename(path)
+    """A TOML description read from `path`, without the cache."""
+    return from_dict(read_toml(path), os.path.basename(path), path)
+
+
+def read_toml(path) -> dict:
+    """A TOML file as a dict, any failure to read or parse it a SysdescError."""
     try:
         with open(path, "rb") as f:
-            data = tomllib.load(f)
+            return tomllib.load(f)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise SysdescError(f"{fname}: not valid TOML: {e}") from None
+        raise SysdescError(f"{os.path.basename(path)}: not valid TOML: {e}") from None
     except OSError as e:
         raise SysdescError(f"{path}: cannot read: {e.strerror}") from None
-    return from_dict(data, fname, path)
+
+
+def _did_you_mean(key, known):
+    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'? " if close else ""
 
 
 class _V:
@@ -59,7 +88,7 @@ class _V:
     def err(self, field, msg):
         return SysdescError(f"{self.fname}: {field}: {msg}")
 
-    def get(self, d, key, field, types, positive=False, nonneg=False):
+    def get(self, d, key, field, types, positive=False, nonneg=False, hi=None):
         if key not in d:
             raise self.err(field, "missing")
         v = d[key]
@@ -70,6 +99,8 @@ class _V:
             raise self.err(field, f"must be > 0, got {v}")
         if nonneg and v < 0:
             raise self.err(field, f"must be >= 0, got {v}")
+        if hi is not None and v > hi:
+            raise self.err(field, f"{v} is past the physical bound {hi}")
         return v
 
     def table(self, d, key, field):
@@ -78,13 +109,30 @@ class _V:
                                   f"got {type(d[key]).__name__} {d[key]!r}")
         return self.get(d, key, field, (dict,))
 
-    def figure(self, v, field):
+    def keys(self, d, known, field):
+        """Every key of d is one of `known`: a misspelt key is an error, never ignored."""
+        for k in d:
+            if k not in known:
+                f = f"{field}.{k}" if field else k
+                raise self.err(f, f"unknown key; {_did_you_mean(k, known)}"
+                                  f"known: {', '.join(known)}")
+
+    def figure(self, v, field, ceiling=schema.MAX_FIGURE):
         if not isinstance(v, dict):
             raise self.err(field, f"a figure is written {{ value = ..., source = \"...\" }} or "
                                   f"{{ value = ..., estimate = \"why\" }}, got {v!r}")
+        extra = set(v) - set(FIGURE_KEYS)
+        if extra:
+            raise self.err(field, f"unknown keys {sorted(extra)} (known: {', '.join(FIGURE_KEYS)})")
         val = self.get(v, "value", f"{field}.value", (int, float))
-        if not math.isfinite(val) or val < 0:
+        try:
+            finite = math.isfinite(val)
+        except OverflowError:
+            finite = False
+        if not finite or val < 0:
             raise self.err(field, f"must be a finite number >= 0, got {val}")
+        if val > ceiling:
+            raise self.err(field, f"{val:g} is past the physical bound {ceiling:g}")
         has_s, has_e = "source" in v, "estimate" in v
         if has_s == has_e:
             raise self.err(field, "needs exactly one of 'source' (where the figure comes from) "
@@ -92,9 +140,6 @@ class _V:
         text = v["source"] if has_s else v["estimate"]
         if not isinstance(text, str) or not text.strip():
             raise self.err(field, "source/estimate must be a non-empty string")
-        extra = set(v) - {"value", "source", "estimate", "unit"}
-        if extra:
-            raise self.err(field, f"unknown keys {sorted(extra)}")
         return Figure(float(val), text.strip(), has_e)
 
 
@@ -108,21 +153,29 @@ def _is_figure(x):
     return not isinstance(x, dict) or bool({"value", "source", "estimate"} & set(x))
 
 
-def _flatten(v: _V, d, prefix, out):
-    """Every leaf inline table under d (a figure) into out by dotted key."""
+def _figures(v: _V, d, prefix, out):
+    """Every figure under d into out by dotted key; a name no one reads is an error."""
     for k, x in d.items():
         key = f"{prefix}.{k}"
         if not _is_figure(x):
-            _flatten(v, x, key, out)
-        else:
-            out[key] = v.figure(x, key)
+            _figures(v, x, key, out)
+            continue
+        if key not in KNOWN_FIGURES:
+            top = prefix.split(".")[0]
+            plain = [f"{top}.{p}" for p in PLAIN_KEYS.get(top, ())]
+            raise v.err(key, f"unknown key; {_did_you_mean(key, list(KNOWN_FIGURES) + plain)}"
+                             f"the figures a description may hold are sysdesc.REQUIRED_FIGURES "
+                             f"and sysdesc.schema.OPTIONAL_FIGURES")
+        out[key] = v.figure(x, key, schema.FIGURE_CEILINGS.get(key, schema.MAX_FIGURE))
 
 
 def from_dict(data, fname="<dict>", path="<dict>") -> SysDesc:
     v = _V(fname)
     unknown = set(data) - TOP_LEVEL
     if unknown:
-        raise v.err(sorted(unknown)[0], f"unknown top-level table (known: {', '.join(sorted(TOP_LEVEL))})")
+        k = sorted(unknown)[0]
+        raise v.err(k, f"unknown top-level table; {_did_you_mean(k, TOP_LEVEL)}"
+                       f"known: {', '.join(sorted(TOP_LEVEL))}")
     ver = v.get(data, "format_version", "format_version", (int,))
     if ver != FORMAT_VERSION:
         raise v.err("format_version", f"version {ver} is not supported (this ttsim reads {FORMAT_VERSION})")
@@ -130,9 +183,13 @@ def from_dict(data, fname="<dict>", path="<dict>") -> SysDesc:
     name = v.get(chip, "name", "chip.name", (str,))
     desc = v.get(chip, "description", "chip.description", (str,)) if "description" in chip else ""
     grid = v.table(data, "grid", "grid")
+    v.keys(grid, PLAIN_KEYS["grid"], "grid")
     ng = v.get(grid, "noc_grid", "grid.noc_grid", (list,))
     if len(ng) != 2 or not all(_is_int(n) and n > 0 for n in ng):
         raise v.err("grid.noc_grid", f"must be [width, height] of positive ints, got {ng}")
+    if max(ng) > schema.MAX_NOC_DIM:
+        raise v.err("grid.noc_grid", f"{ng[0]}x{ng[1]} is past the physical bound of "
+                                     f"{schema.MAX_NOC_DIM} a side (Blackhole's NoC is 17x12)")
     torus = v.get(grid, "torus", "grid.torus", (bool,))
     wx = v.get(grid, "worker_x", "grid.worker_x", (list,))
     wy = v.get(grid, "worker_y", "grid.worker_y", (list,))
@@ -147,59 +204,67 @@ def from_dict(data, fname="<dict>", path="<dict>") -> SysDesc:
         if len(set(vals)) != len(vals):
             raise v.err(f, f"duplicate coordinates in {vals}")
     l1 = v.table(data, "l1", "l1")
-    size = v.get(l1, "size", "l1.size", (int,), positive=True)
+    v.keys(l1, PLAIN_KEYS["l1"], "l1")
+    size = v.get(l1, "size", "l1.size", (int,), positive=True, hi=schema.MAX_L1_BYTES)
     reserved = v.get(l1, "reserved", "l1.reserved", (int,), nonneg=True)
     if reserved >= size:
         raise v.err("l1.reserved", f"{reserved} leaves nothing of the {size}-byte L1")
-    max_cbs = v.get(l1, "max_cbs", "l1.max_cbs", (int,), positive=True)
+    max_cbs = v.get(l1, "max_cbs", "l1.max_cbs", (int,), positive=True, hi=schema.MAX_CBS)
     noc = v.table(data, "noc", "noc")
-    num_nocs = v.get(noc, "count", "noc.count", (int,), positive=True)
+    num_nocs = v.get(noc, "count", "noc.count", (int,), positive=True, hi=schema.MAX_NOCS)
 
     for t in ("dram", "dst", "cost"):
         v.table(data, t, t)
     figures = {}
     for top in ("chip", "noc", "dram", "dst", "cost"):
-        sect = data.get(top, {})
-        for k, x in sect.items():
-            if top == "chip" and k in ("name", "description"):
-                continue
-            if top == "noc" and k == "count":
-                continue
-            if top == "dram" and k == "banks":
-                continue
-            key = f"{top}.{k}"
-            if not _is_figure(x):
-                _flatten(v, x, key, figures)
-            else:
-                figures[key] = v.figure(x, key)
+        sect = {k: x for k, x in data[top].items() if k not in PLAIN_KEYS.get(top, ())}
+        _figures(v, sect, top, figures)
     missing = [k for k in REQUIRED_FIGURES if k not in figures]
     if missing:
         also = f"; also missing: {', '.join(missing[1:])}" if len(missing) > 1 else ""
         raise v.err(missing[0], f"missing (a required figure, see sysdesc.REQUIRED_FIGURES){also}")
-    for k in ("noc.link_bytes_per_cycle", "noc.max_packet_bytes", "noc.l1_port_bytes_per_cycle",
-              "noc.read_response_bytes_per_cycle", "noc.header_flits", "dram.bandwidth_bytes_per_cycle", "chip.clock_ghz",
-              "dst.tiles_16bit", "cost.unpack.dual_bytes_per_cycle"):
-        if figures[k].value <= 0:
+    for k in schema.POSITIVE_FIGURES:
+        if k in figures and figures[k].value <= 0:
             raise v.err(k, f"must be > 0, got {figures[k].value:g}")
+    for k in schema.INTEGER_FIGURES:
+        if k in figures and figures[k].value != int(figures[k].value):
+            raise v.err(k, f"must be a whole number (the simulator counts it in units), "
+                           f"got {figures[k].value:g}")
+    for k in schema.POWER_OF_TWO_FIGURES:
+        a = figures[k].value if k in figures else 1
+        if a < 1 or a != int(a) or int(a) & (int(a) - 1):
+            raise v.err(k, f"must be a power of two (an address alignment), got {a:g}")
+    for k in ("noc.dram_read_noc", "noc.dram_write_noc"):
+        if k in figures and figures[k].value >= num_nocs:
+            raise v.err(k, f"NoC {figures[k].value:g} does not exist (noc.count is {num_nocs})")
     dst16 = figures["dst.tiles_16bit"].value
     if dst16 % 4:
         raise v.err("dst.tiles_16bit", f"must be a multiple of 4 (halved for fp32 and again for "
                                        f"half-sync), got {dst16:g}")
 
-    dram = v.table(data, "dram", "dram")
+    dram = data["dram"]
     banks_raw = v.get(dram, "banks", "dram.banks", (list,))
     if not banks_raw:
         raise v.err("dram.banks", "at least one DRAM bank is needed")
+    if len(banks_raw) > schema.MAX_DRAM_BANKS:
+        raise v.err("dram.banks", f"{len(banks_raw)} banks is past the physical bound "
+                                  f"{schema.MAX_DRAM_BANKS} (Wormhole has 12)")
     workers = {(x, y) for x in wx for y in wy}
-    banks, seen = [], set()
+    bw_ceiling = schema.FIGURE_CEILINGS["dram.bandwidth_bytes_per_cycle"]
+    banks, seen, ids = [], set(), {}
     for i, b in enumerate(banks_raw):
         f = f"dram.banks[{i}]"
         if not isinstance(b, dict):
             raise v.err(f, "must be a table { id = ..., noc_xy = [x, y] }")
-        extra = set(b) - {"id", "noc_xy", "bandwidth", "latency"}
+        extra = set(b) - set(BANK_KEYS)
         if extra:
-            raise v.err(f, f"unknown keys {sorted(extra)} (known: id, noc_xy, bandwidth, latency)")
-        bid = v.get(b, "id", f"{f}.id", (int,), nonneg=True)
+            k = sorted(extra)[0]
+            raise v.err(f, f"unknown keys {sorted(extra)} ({_did_you_mean(k, BANK_KEYS)}"
+                           f"known: {', '.join(BANK_KEYS)})")
+        bid = v.get(b, "id", f"{f}.id", (int,), nonneg=True, hi=schema.MAX_BANK_ID)
+        if bid in ids:
+            raise v.err(f"{f}.id", f"id {bid} is also dram.banks[{ids[bid]}]'s")
+        ids[bid] = i
         xy = v.get(b, "noc_xy", f"{f}.noc_xy", (list,))
         if len(xy) != 2 or not all(_is_int(c) for c in xy):
             raise v.err(f"{f}.noc_xy", f"must be [x, y], got {xy}")
@@ -210,7 +275,8 @@ def from_dict(data, fname="<dict>", path="<dict>") -> SysDesc:
         if tuple(xy) in seen:
             raise v.err(f"{f}.noc_xy", f"({xy[0]},{xy[1]}) is used by another bank")
         seen.add(tuple(xy))
-        bw = v.figure(b["bandwidth"], f"{f}.bandwidth") if "bandwidth" in b else figures["dram.bandwidth_bytes_per_cycle"]
+        bw = (v.figure(b["bandwidth"], f"{f}.bandwidth", bw_ceiling) if "bandwidth" in b
+              else figures["dram.bandwidth_bytes_per_cycle"])
         if bw.value <= 0:
             raise v.err(f"{f}.bandwidth", f"must be > 0, got {bw.value:g}")
         lat = v.figure(b["latency"], f"{f}.latency") if "latency" in b else figures["dram.latency"]
@@ -218,4 +284,5 @@ def from_dict(data, fname="<dict>", path="<dict>") -> SysDesc:
     return SysDesc(name=name, format_version=ver, path=path, description=desc,
                    clock_ghz=figures["chip.clock_ghz"], noc_grid=tuple(ng), torus=torus,
                    worker_x=tuple(wx), worker_y=tuple(wy), dram_banks=tuple(banks), l1_size=size,
-                   l1_reserved=reserved, max_cbs=max_cbs, num_nocs=num_nocs, figures=figures)
+                   l1_reserved=reserved, max_cbs=max_cbs, num_nocs=num_nocs,
+                   dram_bank_bytes=int(figures["dram.bank_bytes"].value), figures=figures)

@@ -46,7 +46,9 @@ REQUIRED_FIGURES = (
      "noc.l1_port_bytes_per_cycle", "noc.read_response_bytes_per_cycle", "noc.header_flits",
      "noc.read_issue_cycles", "noc.write_issue_cycles", "noc.stateful_read_issue_cycles",
      "noc.stateful_write_issue_cycles", "noc.set_state_cycles", "noc.addrgen_cycles",
-     "noc.completion_latency",
+     "noc.completion_latency", "noc.flit_bytes", "noc.mcast_setup_cycles",
+     "noc.mcast_reserve_cycles_per_hop", "noc.l1_align_bytes", "noc.dram_read_align_bytes",
+     "noc.dram_write_align_bytes",
      "dram.bandwidth_bytes_per_cycle", "dram.latency", "dram.write_request_cycles",
      "dram.write_burst_bytes", "dram.partial_write_cycles",
      "dst.tiles_16bit",
@@ -61,7 +63,54 @@ REQUIRED_FIGURES = (
     + [f"cost.sfpu.{op}" for op in SFPU_OPS]
     + [f"cost.sfpu.{op}" for op in SFPU_MODE_FIGURES]
     + list(COMPUTE_OVERHEADS)
+    + ["dram.bank_bytes"]
 )
+
+# Figures a description may have beyond the required ones. Any other name is an error (a
+# misspelt optional figure would otherwise be silently ignored): a new figure the simulator
+# reads is added here or to REQUIRED_FIGURES.
+OPTIONAL_FIGURES = ("noc.dram_read_noc", "noc.dram_write_noc", "noc.flit_bytes",
+                    "noc.mcast_setup_cycles", "noc.mcast_reserve_cycles_per_hop",
+                    "noc.l1_align_bytes", "noc.dram_read_align_bytes", "noc.dram_write_align_bytes")
+
+# Physical bounds. A value past one is a typo or an attack, not a chip: each is several times
+# what any Tensix chip has, and small enough that the simulator stays fast and host memory safe.
+MAX_NOC_DIM = 64               # NoC grid width/height; Blackhole's is 17x12 (routes are w+h hops)
+MAX_NOCS = 8                   # NoCs per chip; Wormhole and Blackhole have 2
+MAX_L1_BYTES = 16 << 20        # L1 per core, allocated in full on the host; WH/BH have 1464 KiB
+MAX_CBS = 256                  # CB ids are 8-bit (tt-metal's tt::CBIndex is a uint8_t)
+MAX_DST_TILES = 64             # dst.tiles_16bit; WH/BH hold 16
+MAX_DRAM_BANKS = 64            # Wormhole has 12, Blackhole 8
+MAX_BANK_ID = 1023             # ids name banks in statistics; real ones are 0..11
+MAX_BANK_BYTES = 1 << 40       # 1 TiB per bank; Blackhole's GDDR6 channels hold 4 GiB
+MAX_FIGURE = 1e9               # any other figure: a billion cycles is a second of a chip's time
+# figures with a tighter ceiling than MAX_FIGURE (bytes per cycle, GHz, bytes, counts)
+FIGURE_CEILINGS = {"chip.clock_ghz": 10, "dram.bank_bytes": MAX_BANK_BYTES,
+                   "noc.link_bytes_per_cycle": 4096, "noc.l1_port_bytes_per_cycle": 4096,
+                   "noc.read_response_bytes_per_cycle": 4096, "noc.flit_bytes": 4096,
+                   "dram.bandwidth_bytes_per_cycle": 4096, "cost.unpack.dual_bytes_per_cycle": 4096,
+                   "noc.max_packet_bytes": 1 << 20, "noc.header_flits": 64,
+                   "dram.write_burst_bytes": 1 << 20, "dst.tiles_16bit": MAX_DST_TILES,
+                   "noc.l1_align_bytes": 4096, "noc.dram_read_align_bytes": 4096,
+                   "noc.dram_write_align_bytes": 4096}
+# figures that must be > 0 (zero would divide by zero or make no sense)
+POSITIVE_FIGURES = ("chip.clock_ghz", "noc.link_bytes_per_cycle", "noc.max_packet_bytes",
+                    "noc.l1_port_bytes_per_cycle", "noc.read_response_bytes_per_cycle",
+                    "noc.header_flits", "noc.flit_bytes", "dram.bandwidth_bytes_per_cycle",
+                    "dst.tiles_16bit", "cost.unpack.dual_bytes_per_cycle", "dram.bank_bytes")
+# figures the simulator uses as whole numbers: a fraction would be silently truncated
+INTEGER_FIGURES = ("noc.max_packet_bytes", "noc.header_flits", "noc.flit_bytes",
+                   "dram.write_burst_bytes", "dst.tiles_16bit", "dram.bank_bytes",
+                   "noc.dram_read_noc", "noc.dram_write_noc")
+# alignments: the NoC checks addresses against them, so a power of two
+POWER_OF_TWO_FIGURES = ("noc.l1_align_bytes", "noc.dram_read_align_bytes", "noc.dram_write_align_bytes")
+
+
+def _bytes(n):
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift:
+            return f"{n / (1 << shift):.4g} {unit}"
+    return f"{n} B"
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,6 +130,7 @@ class SysDesc:
     l1_reserved: int
     max_cbs: int
     num_nocs: int
+    dram_bank_bytes: int   # capacity of each DRAM bank (dram.bank_bytes)
     figures: Mapping[str, Figure] = field(repr=False)
 
     def figure(self, key) -> Figure:
@@ -130,7 +180,8 @@ class SysDesc:
             f"{self.value('noc.link_bytes_per_cycle'):g} B/cycle links",
             f"  L1 {self.l1_size // 1024} KiB per core ({self.l1_reserved // 1024} KiB reserved); "
             f"DST {int(self.value('dst.tiles_16bit'))} 16-bit tiles",
-            f"  {len(self.dram_banks)} DRAM banks, "
+            f"  {len(self.dram_banks)} DRAM banks of {_bytes(self.dram_bank_bytes)} "
+            f"({_bytes(self.dram_bank_bytes * len(self.dram_banks))}), "
             f"{sum(b.bandwidth.value for b in self.dram_banks):g} B/cycle together",
             f"  {len(self.figures)} figures, {est} of them estimates",
         ])

@@ -12,6 +12,12 @@ settings.register_profile("thorough", deadline=None, max_examples=200,
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
+@pytest.fixture(autouse=True)
+def _no_system_desc_path(monkeypatch):
+    """sysdesc.load() honours $SYSTEM_DESC_PATH: a user's setting must not change what tests see."""
+    monkeypatch.delenv("SYSTEM_DESC_PATH", raising=False)
+
+
 @pytest.fixture
 def dev():
     import ttsim

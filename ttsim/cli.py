@@ -20,12 +20,16 @@ def main(argv=None):
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="run a script on the simulator and print a summary")
     r.add_argument("script")
-    r.add_argument("--sysdesc", default=None, help="built-in name (wormhole_b0, blackhole) or a path")
+    r.add_argument("--sysdesc", default=None,
+                   help="built-in name (wormhole_b0, blackhole), a .toml path or a tt-mlir .ttsys "
+                        "(default: $SYSTEM_DESC_PATH, else wormhole_b0)")
+    r.add_argument("--chip", type=int, default=None, help="chip of a multi-chip .ttsys (default 0)")
     r.add_argument("--json", default=None, help="write every run's report as JSON here")
     r.add_argument("--trace", default=None, help="write a Perfetto/chrome://tracing trace here")
     r.add_argument("--lines", type=int, default=15, help="show the N costliest kernel lines (0: none)")
     d = sub.add_parser("sysdesc", help="describe a sysdesc")
     d.add_argument("name", nargs="?", default=None)
+    d.add_argument("--chip", type=int, default=None, help="chip of a multi-chip .ttsys (default 0)")
     argv = list(sys.argv[1:] if argv is None else argv)
     script_args = []
     if "--" in argv:
@@ -36,7 +40,7 @@ def main(argv=None):
     if a.cmd == "sysdesc":
         import sysdesc
         try:
-            print(sysdesc.load(a.name).describe())
+            print(sysdesc.load(a.name, chip=a.chip).describe())
         except sysdesc.SysdescError as e:
             print(f"ttsim: {e}", file=sys.stderr)
             return 2
@@ -44,10 +48,20 @@ def main(argv=None):
 
     import sysdesc
     try:
-        session.default_sysdesc = sysdesc.load(a.sysdesc)
+        desc = sysdesc.load(a.sysdesc, chip=a.chip)
     except sysdesc.SysdescError as e:
         print(f"ttsim: {e}", file=sys.stderr)
         return 2
+    saved = (session.default_sysdesc, session.trace, session.collecting, sys.argv, list(sys.path))
+    session.default_sysdesc = desc
+    try:
+        return _run(a, script_args)
+    finally:
+        # run in-process (tests, notebooks): the script's sysdesc must not outlive it
+        (session.default_sysdesc, session.trace, session.collecting, sys.argv, sys.path[:]) = saved
+
+
+def _run(a, script_args):
     session.trace = a.trace is not None
     session.reports.clear()
     session.collecting = True

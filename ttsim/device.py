@@ -1,6 +1,8 @@
 """The simulated chip as the host sees it: memories, tensors, and running programs."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 import sysdesc
@@ -102,10 +104,18 @@ class Device:
             raise TTSimError(f"tensor memory must be 'dram' or 'l1', got {memory!r}")
         n_banks = len(self.dram) if memory == "dram" else len(self.cores)
         *lead, h, w = shape
-        pages = int(np.prod(lead, dtype=np.int64)) * (h // 32) * (w // 32)
+        pages = math.prod(lead) * (h // 32) * (w // 32)
         per_bank = -(-pages // n_banks) * fmt.tile_bytes
         if memory == "dram":
             addr = self._dram_next
+            cap = self.sd.dram_bank_bytes
+            if align(addr + per_bank) > cap:
+                gib = 1 << 30
+                raise TTSimError(
+                    f"DRAM full: tensor {shape} {fmt.value} needs {per_bank} bytes in each of "
+                    f"the {n_banks} DRAM banks ({per_bank * n_banks / gib:.3f} GiB); "
+                    f"{cap - addr} bytes are left in each ({(cap - addr) * n_banks / gib:.3f} "
+                    f"of {cap * n_banks / gib:.3f} GiB) on {self.sd.name}")
             self._dram_next = align(addr + per_bank)
             for b in self.dram:
                 b.ensure(self._dram_next)

@@ -335,7 +335,8 @@ CASES = [
     (_set("cost.math.matmul", {"value": 16, "estimate": 3}), "cost.math.matmul", "non-empty string"),
     (_set("cost.math.matmul", {"value": 16, "source": "x", "units": "cycles"}), "cost.math.matmul",
      "unknown keys ['units']"),
-    (_set("chip.vendor", "tenstorrent"), "chip.vendor", "a figure is written"),
+    (_set("chip.vendor", "tenstorrent"), "chip.vendor", "unknown key"),
+    (_set("chip.clock_ghz", 1), "chip.clock_ghz", "a figure is written"),
     # top level
     (_set("memory", {}), "memory", "unknown top-level table"),
     (_set("format_version", 2), "format_version", "version 2 is not supported (this ttsim reads 1)"),
@@ -404,14 +405,16 @@ def test_bank_position_accepted_iff_free_endpoint_on_grid(xy):
     assert str(ei.value) == f"{FNAME}: {want}"
 
 
-def test_figure_may_carry_a_unit_and_extra_figures_are_kept():
-    """`unit` is an allowed figure key, and figures beyond the required ones are loaded."""
+def test_figure_may_carry_a_unit_but_unknown_figures_are_refused():
+    """`unit` is an allowed figure key; a figure name the schema does not know (a misspelling,
+    or a figure no code reads) is refused with the nearest known name, not silently kept."""
     d = _data()
     d["cost"]["math"]["matmul"]["unit"] = "cycles per fidelity phase"
-    d["cost"]["sfpu"]["erf"] = {"value": 600, "estimate": "like gelu"}
-    sd = from_dict(d, FNAME)
-    assert sd.value("cost.math.matmul") == 16
-    assert sd.figure("cost.sfpu.erf").estimate and sd.value("cost.sfpu.erf") == 600
+    assert from_dict(d, FNAME).value("cost.math.matmul") == 16
+    d["noc"]["dram_raed_noc"] = {"value": 0, "source": "x"}
+    msg = _error(lambda x: x.update(d))
+    assert msg.startswith(f"{FNAME}: noc.dram_raed_noc: unknown key; did you mean "
+                          f"'noc.dram_read_noc'?"), msg
 
 
 def test_per_bank_overrides():

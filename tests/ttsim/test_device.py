@@ -60,3 +60,40 @@ def test_writing_the_wrong_shape_is_refused(dev):
 def test_unknown_format_is_refused(dev):
     with pytest.raises(ttsim.TTSimError, match="unknown data format 'int8'"):
         dev.empty((32, 32), "int8")
+
+
+def test_dram_allocation_beyond_capacity_is_refused_before_host_memory(dev):
+    """DRAM holds sd.dram_bank_bytes per bank: a tensor past what is left is a TTSimError
+    saying how much was asked, how much is left and on which chip, and nothing is allocated
+    on the host (the banks grow only as tensors that fit are allocated)."""
+    sd = dev.sd
+    n, cap = len(dev.dram), sd.dram_bank_bytes
+    assert cap == 1 << 30
+    first = dev.empty((32, 32 * n))                     # one page in every bank
+    used = dev._dram_next
+    sizes = [b.mem.size for b in dev.dram]
+    rows = cap // (32 * 32 * 2) + 1                     # one bf16 page per bank past capacity
+    with pytest.raises(ttsim.TTSimError) as ei:
+        dev.empty((32 * rows, 32 * n))
+    msg = str(ei.value)
+    assert f"needs {rows * 2048} bytes in each of the {n} DRAM banks" in msg
+    assert f"{cap - used} bytes are left in each" in msg and sd.name in msg
+    assert [b.mem.size for b in dev.dram] == sizes and dev._dram_next == used
+    assert max(sizes) < cap                             # banks grow on demand, not to capacity
+    assert first.address == 0
+
+
+def test_dram_fills_to_capacity_exactly_and_no_further():
+    """What is left can still be allocated; one page more cannot."""
+    import dataclasses
+    sd = dataclasses.replace(ttsim.Device().sd, dram_bank_bytes=64 * 2048)
+    dev = ttsim.Device(sd)
+    n = len(dev.dram)
+    dev.empty((32 * 40, 32 * n))
+    dev.empty((32 * 24, 32 * n))                        # exactly the 64 pages a bank holds
+    with pytest.raises(ttsim.TTSimError, match="0 bytes are left in each"):
+        dev.empty((32, 32))
+    huge = ttsim.Device()
+    with pytest.raises(ttsim.TTSimError, match="DRAM full"):
+        huge.empty((2 ** 40, 2 ** 40))
+    assert all(b.mem.size == 0 for b in huge.dram)
