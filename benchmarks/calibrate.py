@@ -8,8 +8,13 @@ the figures it ends with; copying them into the sysdesc is left to a person, who
 each one's source. Figures HARDWARE.md gives (link width, hop and NIU latency, packet size,
 DRAM bandwidth) are not fitted.
 
-    python benchmarks/calibrate.py [--arch wormhole_b0] [--csv PATH] [--split size|count]
-                                   [--from-scratch] [--rounds 3] [--json PATH]
+    python benchmarks/calibrate.py [--arch wormhole_b0] [--csv PATH ...] [--split size|count]
+                                   [--figures NAME,...] [--from-scratch] [--rounds 3]
+                                   [--json PATH] [--mcast-placement after|before]
+
+By default it fits the unicast and DRAM figures (UNICAST) on the unicast CSV's fit rows;
+`--csv .../wormhole_noc_multicast.csv --figures multicast` fits the multicast figures
+(MULTICAST) on that file's fit rows, the others held at the sysdesc's values.
 
 It ends by simulating every row with the fitted figures and printing the error on the fit
 rows and on the held-out rows, so another split (--split count: fit on 1, 16 and 256
@@ -28,13 +33,16 @@ import fidelity  # noqa: E402
 import sysdesc  # noqa: E402
 
 # figure -> step of the search
-FITTED = {
+UNICAST = {
     "noc.read_issue_cycles": 1, "noc.write_issue_cycles": 1,
     "noc.stateful_read_issue_cycles": 1, "noc.stateful_write_issue_cycles": 1,
     "noc.set_state_cycles": 1, "noc.addrgen_cycles": 1, "noc.completion_latency": 1,
     "noc.l1_port_bytes_per_cycle": 0.1, "noc.read_response_bytes_per_cycle": 0.1,
     "dram.latency": 1, "dram.write_request_cycles": 1, "dram.partial_write_cycles": 1,
 }
+MULTICAST = {"noc.mcast_setup_cycles": 1, "noc.mcast_reserve_cycles_per_hop": 0.5}
+FITTED = dict(UNICAST, **MULTICAST)
+FIGURE_SETS = {"unicast": UNICAST, "multicast": MULTICAST, "all": FITTED}
 
 
 # --from-scratch start: no software overhead, no DRAM write penalty, ports at link speed, and
@@ -45,6 +53,7 @@ SCRATCH = {
     "noc.set_state_cycles": 0, "noc.addrgen_cycles": 0, "noc.completion_latency": 0,
     "noc.l1_port_bytes_per_cycle": None, "noc.read_response_bytes_per_cycle": None,
     "dram.latency": 100, "dram.write_request_cycles": 0, "dram.partial_write_cycles": 0,
+    "noc.mcast_setup_cycles": 0, "noc.mcast_reserve_cycles_per_hop": 0,
 }
 
 
@@ -59,27 +68,29 @@ def with_figures(sd, values):
     return dataclasses.replace(sd, figures=figs, dram_banks=banks)
 
 
-def mape(rows, sd, arch):
-    res = fidelity.evaluate(rows, "none", fidelity.Bench({arch: sd}))
+def mape(rows, sd, arch, placement=None):
+    res = fidelity.evaluate(rows, "none", fidelity.Bench({arch: sd}, placement))
     return sum(abs(r["error_pct"]) for r in res) / len(res)
 
 
-def fit(rows, sd, arch, rounds=3, log=print, scratch=False):
-    """Coordinate descent on the FITTED figures from sd's values (or from SCRATCH); returns
-    (values, MAPE)."""
+def fit(rows, sd, arch, rounds=3, log=print, scratch=False, figures=None, placement=None):
+    """Coordinate descent on `figures` (figure -> step; default UNICAST) from sd's values
+    (or from SCRATCH); returns (values, MAPE)."""
+    figures = UNICAST if figures is None else figures
     link = sd.value("noc.link_bytes_per_cycle")
     values = {k: ((link if SCRATCH[k] is None else SCRATCH[k]) if scratch else sd.value(k))
-              for k in FITTED}
-    best = mape(rows, with_figures(sd, values), arch)
+              for k in figures}
+    best = mape(rows, with_figures(sd, values), arch, placement)
     log(f"start: MAPE {best:.3f}% on {len(rows)} fit rows")
     for rnd in range(rounds):
         moved = False
-        for k, step in FITTED.items():
+        for k, step in figures.items():
             while True:              # jumps of 1..64 steps either way cross flat stretches
                 trials = [round(values[k] + sign * mult * step, 3)
                           for mult in (1, 2, 4, 8, 16, 32, 64) for sign in (1, -1)]
-                scored = [(mape(rows, with_figures(sd, dict(values, **{k: v})), arch), v)
-                          for v in trials if (v > 0 if step < 1 else v >= 0)]
+                scored = [(mape(rows, with_figures(sd, dict(values, **{k: v})), arch,
+                                placement), v)
+                          for v in trials if (v > 0 if k.endswith("bytes_per_cycle") else v >= 0)]
                 m, v = min(scored)
                 if m < best - 1e-9:
                     values, best, moved = dict(values, **{k: v}), m, True
@@ -95,7 +106,11 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--arch", default="wormhole_b0", choices=sorted(fidelity.ARCH_SYSDESC))
-    ap.add_argument("--csv", default=str(fidelity.CALIBRATION_CSV))
+    ap.add_argument("--csv", action="append", default=None,
+                    help=f"measurement CSV (repeatable; default {fidelity.CALIBRATION_CSV})")
+    ap.add_argument("--figures", default="unicast",
+                    help="figures to fit: unicast, multicast, all, or comma-separated names")
+    ap.add_argument("--mcast-placement", default=None, choices=fidelity.MCAST_PLACEMENTS)
     ap.add_argument("--split", default="size", choices=("size", "count"))
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--from-scratch", action="store_true",
@@ -103,16 +118,23 @@ def main(argv=None):
     ap.add_argument("--json", default=None,
                     help="write the fitted figures (by sysdesc name) and the errors here")
     a = ap.parse_args(argv)
-    every = [r for r in fidelity.read_rows(a.csv) if r.arch == a.arch]
+    csvs = a.csv or [str(fidelity.CALIBRATION_CSV)]
+    every = [r for c in csvs for r in fidelity.read_rows(c) if r.arch == a.arch]
     rows = [r for r in every if fidelity.fit_split(r, a.split) == "fit"]
     if not rows:
-        print(f"calibrate: no fit rows for {a.arch} in {a.csv}", file=sys.stderr)
+        print(f"calibrate: no fit rows for {a.arch} in {', '.join(csvs)}", file=sys.stderr)
         return 2
+    if a.figures in FIGURE_SETS:
+        figures = FIGURE_SETS[a.figures]
+    else:
+        figures = {k: FITTED[k] for k in a.figures.split(",")}
     sd = sysdesc.load(fidelity.ARCH_SYSDESC[a.arch])
-    values, best = fit(rows, sd, a.arch, a.rounds, scratch=a.from_scratch)
+    values, best = fit(rows, sd, a.arch, a.rounds, scratch=a.from_scratch, figures=figures,
+                       placement=a.mcast_placement)
     for k, v in values.items():
         print(f"{k} = {v:g}    (was {sd.value(k):g})")
-    res = fidelity.evaluate(every, a.split, fidelity.Bench({a.arch: with_figures(sd, values)}))
+    res = fidelity.evaluate(every, a.split, fidelity.Bench({a.arch: with_figures(sd, values)},
+                                                           a.mcast_placement))
     s = fidelity.summarize(res)
     print(f"with these figures, split {a.split}: MAPE fit {s['mape_fit_pct']:.2f}% "
           f"({s['rows_fit_count']} rows), holdout {s.get('mape_holdout_pct', float('nan')):.2f}% "

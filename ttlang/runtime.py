@@ -249,7 +249,9 @@ def _pipe_copy(e, src, dst, line):
             x1, y1 = k.logical_to_noc(pipe.rect[2], pipe.rect[3])
             addr = k.get_write_ptr(blk.cb) if blk.mode == "reserved" else k.get_read_ptr(blk.cb)
             size = blk.buf.tiles * blk.buf.dtype.tile_bytes
-            k.noc_async_write_multicast(addr, k.get_noc_multicast_addr(x0, y0, x1, y1, addr), size, n)
+            # linked: the "valid" multicast behind it reuses the reserved path (as tt-metal)
+            k.noc_async_write_multicast(addr, k.get_noc_multicast_addr(x0, y0, x1, y1, addr), size, n,
+                                        linked=True)
             valid = k.get_semaphore(pipe.sems[1])
             k.noc_semaphore_set(valid, 1)
             k.noc_semaphore_set_multicast(valid, k.get_noc_multicast_addr(x0, y0, x1, y1, valid), n)

@@ -141,6 +141,8 @@ class DataMovementContext(KernelContext):
         self._write_acked = 0.0
         self._write_landed = 0.0
         self._noc = engine.noc
+        self._mcast_cache = {}                            # rectangle -> destinations
+        self._cmd_free = {}                               # (noc, buffer) -> free after a multicast
         self._read_state = None                           # (noc, x, y) after *_set_state
         self._write_state = None
         c = engine.costs
@@ -153,6 +155,9 @@ class DataMovementContext(KernelContext):
         self._c_done = c["noc.completion_latency"]
         self._c_barrier = c["cost.api.barrier"]
         self._c_sem = c["cost.api.semaphore"]
+        self._rules = {"l1": int(c["noc.l1_align_bytes"]),
+                       "dram_read": int(c["noc.dram_read_align_bytes"]),
+                       "dram_write": int(c["noc.dram_write_align_bytes"])}
 
     # --- circular buffers ---------------------------------------------------------------
     def cb_reserve_back(self, cb, n):
@@ -220,6 +225,26 @@ class DataMovementContext(KernelContext):
         th.sync(ln)
         return th.t
 
+    _RULE = {"l1": ("L1 addresses", "noc.l1_align_bytes"),
+             "dram_read": ("DRAM addresses a read", "noc.dram_read_align_bytes"),
+             "dram_write": ("DRAM addresses a write", "noc.dram_write_align_bytes")}
+
+    def _align(self, name, addr, kind, ln, what):
+        """The NoC moves aligned data only: an address off its rule (L1, DRAM read source,
+        DRAM write destination) would be silently rounded by the hardware, so it is an error."""
+        a = self._rules[kind]
+        if addr % a:
+            rule, fig = self._RULE[kind]
+            raise NocError(f"{name}: {what} address {addr:#x} is not {a}-byte aligned "
+                           f"({self._e.sd.name}: {rule} must be multiples of {a} B, {fig}; "
+                           f"{addr:#x} is {addr % a} past {addr - addr % a:#x})",
+                           core=self.core, thread=self._th.kind, line=ln)
+
+    def _kind(self, xy, write):
+        if xy in self._e.worker_at:
+            return "l1"
+        return "dram_write" if write else "dram_read"
+
     def _cb_pages(self, xy, addr, size, ln, what, write):
         """A NoC access to CB pages of a worker's L1: writes must land in reserved pages,
         reads must find data written for the page (see CircularBuffer.wrote/read_bytes)."""
@@ -241,6 +266,8 @@ class DataMovementContext(KernelContext):
         me = self._e.l1[self.core].mem
         check_range(src_mem, src.addr, size, f"{name} source", self.core, self._th.kind, ln)
         check_range(me, dst_l1, size, f"{name} destination", self.core, self._th.kind, ln)
+        self._align(name, src.addr, self._kind((src.x, src.y), False), ln, "source")
+        self._align(name, dst_l1, "l1", ln, "destination")
         self._cb_pages((src.x, src.y), src.addr, size, ln, name, False)
         self._cb_pages(None, dst_l1, size, ln, name, True)
         me[dst_l1:dst_l1 + size] = src_mem[src.addr:src.addr + size]
@@ -313,10 +340,14 @@ class DataMovementContext(KernelContext):
 
     def _write(self, src_l1, dst, size, noc, ln, name, cycles):
         t = self._issue(ln, name, cycles)
+        if self._cmd_free:
+            t = self._cmd_buf(t, (self.noc_index if noc is None else noc, "wr"), ln)
         dst_mem = self._mem((dst.x, dst.y), ln)
         me = self._e.l1[self.core].mem
         check_range(me, src_l1, size, f"{name} source", self.core, self._th.kind, ln)
         check_range(dst_mem, dst.addr, size, f"{name} destination", self.core, self._th.kind, ln)
+        self._align(name, src_l1, "l1", ln, "source")
+        self._align(name, dst.addr, self._kind((dst.x, dst.y), True), ln, "destination")
         self._cb_pages(None, src_l1, size, ln, name, False)
         self._cb_pages((dst.x, dst.y), dst.addr, size, ln, name, True)
         dst_mem[dst.addr:dst.addr + size] = me[src_l1:src_l1 + size]
@@ -332,37 +363,85 @@ class DataMovementContext(KernelContext):
         if acked + d > self._write_acked:
             self._write_acked = acked + d
 
-    def noc_async_write_multicast(self, src_l1, mcast, size, num_dests=None, include_self=False,
-                                  noc=None):
+    def noc_async_write_multicast(self, src_l1, mcast, size, num_dests=None, linked=False,
+                                  noc=None, include_self=False):
+        """Write `size` bytes from `src_l1` to the same address on every worker core of the
+        rectangle but this one (tt-metal's noc_async_write_multicast). `linked` keeps the
+        path reserved, so the next multicast to the same rectangle from this RISC's NoC skips
+        the reservation (tt-metal's `linked`: send the data linked, then the semaphore).
+        `include_self` is the loopback form (noc_async_write_multicast_loopback_src)."""
         ln = self._th.pinned or caller_line()
-        t = self._issue(ln, "noc_async_write_multicast", self._c_write)
+        self._mcast_write(src_l1, mcast, size, num_dests, linked, noc, include_self, ln,
+                          "noc_async_write_multicast_loopback_src" if include_self
+                          else "noc_async_write_multicast")
+
+    def noc_async_write_multicast_loopback_src(self, src_l1, mcast, size, num_dests=None,
+                                               linked=False, noc=None):
+        """As noc_async_write_multicast, and this core, inside the rectangle, receives too."""
+        ln = self._th.pinned or caller_line()
+        self._mcast_write(src_l1, mcast, size, num_dests, linked, noc, True, ln,
+                          "noc_async_write_multicast_loopback_src")
+
+    def _cmd_buf(self, t, key, ln):
+        """A multicast keeps its NIU command buffer until its data has left (after the path
+        reservation): the next command on that buffer waits, and so does the RISC."""
+        free = self._cmd_free.get(key)
+        if free is not None and free > t:
+            self._th.stall_until(free, "noc command buffer", ln)
+            self._th.sync(ln)
+            return self._th.t
+        return t
+
+    def _mcast_write(self, src_l1, mcast, size, num_dests, linked, noc, include_self, ln, name):
+        noc = self.noc_index if noc is None else noc
+        t = self._cmd_buf(self._issue(ln, name, self._c_write), (noc, "wr"), ln)
         me = self._e.l1[self.core].mem
         check_range(me, src_l1, size, "multicast source", self.core, self._th.kind, ln)
         cores = self._mcast_cores(mcast, include_self, num_dests, ln)
-        self._cb_pages(None, src_l1, size, ln, "noc_async_write_multicast", False)
+        self._align(name, src_l1, "l1", ln, "source")
+        a = mcast.addr
+        self._align(name, a, "l1", ln, "destination")
+        self._cb_pages(None, src_l1, size, ln, name, False)
         data = me[src_l1:src_l1 + size]
-        for xy in cores:
-            m = self._e.mem_at(xy)
-            check_range(m, mcast.addr, size, "multicast destination", self.core, self._th.kind, ln)
-            self._cb_pages(xy, mcast.addr, size, ln, "noc_async_write_multicast", True)
-            m[mcast.addr:mcast.addr + size] = data
-        landed, acked = self._noc.multicast_write(
-            t, self.noc_index if noc is None else noc, (self.my_x, self.my_y),
-            (mcast.x0, mcast.y0, mcast.x1, mcast.y1), size, include_self)
+        e, th, mine = self._e, self._th, self.core
+        for xy, core, m in self._mcast_mems(cores):
+            check_range(m, a, size, "multicast destination", mine, th.kind, ln)
+            cb = e.cb_at(core, a, size)
+            if cb is not None:
+                cb.wrote(a, size, th, ln, name, None if core == mine else core)
+            m[a:a + size] = data
+        landed, acked, sent = self._noc.multicast_write(
+            t, noc, (self.my_x, self.my_y), (mcast.x0, mcast.y0, mcast.x1, mcast.y1), size,
+            include_self, linked)
+        self._cmd_free[(noc, "wr")] = sent
         self._wrote(landed, acked)
 
+    def _mcast_mems(self, cores):
+        """(NoC xy, logical core, L1 bytes) per destination, cached per destination list."""
+        r = self._mcast_cache.get(cores)
+        if r is None:
+            e = self._e
+            r = self._mcast_cache[cores] = tuple((xy, e.worker_at[xy], e.mem_at(xy)) for xy in cores)
+        return r
+
     def _mcast_cores(self, m, include_self, num_dests, ln):
-        sd = self._e.sd
-        xs = [x for x in sd.worker_x if min(m.x0, m.x1) <= x <= max(m.x0, m.x1)]
-        ys = [y for y in sd.worker_y if min(m.y0, m.y1) <= y <= max(m.y0, m.y1)]
+        key = (m.x0, m.y0, m.x1, m.y1, include_self)
+        cores = self._mcast_cache.get(key)
+        if cores is None:
+            sd = self._e.sd
+            xs = [x for x in sd.worker_x if min(m.x0, m.x1) <= x <= max(m.x0, m.x1)]
+            ys = [y for y in sd.worker_y if min(m.y0, m.y1) <= y <= max(m.y0, m.y1)]
+            me = (self.my_x, self.my_y)
+            cores = self._mcast_cache[key] = tuple((x, y) for y in ys for x in xs
+                                                   if include_self or (x, y) != me)
         me = (self.my_x, self.my_y)
-        cores = [(x, y) for y in ys for x in xs if include_self or (x, y) != me]
         if not cores:
             raise NocError(f"multicast rectangle ({m.x0},{m.y0})-({m.x1},{m.y1}) holds no worker core",
                            core=self.core, thread=self._th.kind, line=ln)
         if num_dests is not None and num_dests != len(cores):
             raise NocError(f"multicast says num_dests={num_dests} but the rectangle "
-                           f"({m.x0},{m.y0})-({m.x1},{m.y1}) holds {len(cores)} destination cores",
+                           f"({m.x0},{m.y0})-({m.x1},{m.y1}) holds {len(cores)} destination cores"
+                           f"{' (this core included: loopback)' if include_self and me in cores else ''}",
                            core=self.core, thread=self._th.kind, line=ln)
         return cores
 
@@ -433,19 +512,40 @@ class DataMovementContext(KernelContext):
         ln = self._th.pinned or caller_line()
         t = self._issue(ln, "noc_semaphore_set_remote", self._c_write)
         value = self._sem_value(src_l1)
+        self._align("noc_semaphore_set_remote", src_l1, "l1", ln, "source")
+        self._align("noc_semaphore_set_remote", dst.addr, "l1", ln, "destination")
         landed, acked = self._noc.write(t, self.noc_index if noc is None else noc,
                                         (self.my_x, self.my_y), (dst.x, dst.y), 4)
         self._write_acked = max(self._write_acked, acked + self._c_done)
         self._e.at(landed, lambda: self._e.sem_write((dst.x, dst.y), dst.addr, value))
 
-    def noc_semaphore_set_multicast(self, src_l1, mcast, num_dests=None, include_self=False, noc=None):
+    def noc_semaphore_set_multicast(self, src_l1, mcast, num_dests=None, linked=False, noc=None,
+                                    include_self=False):
+        """Multicast the 4-byte semaphore word at `src_l1` to the same address on every core of
+        the rectangle but this one (with `include_self`, this one too: the loopback form)."""
         ln = self._th.pinned or caller_line()
-        t = self._issue(ln, "noc_semaphore_set_multicast", self._c_write)
+        self._sem_mcast(src_l1, mcast, num_dests, linked, noc, include_self, ln,
+                        "noc_semaphore_set_multicast_loopback_src" if include_self
+                        else "noc_semaphore_set_multicast")
+
+    def noc_semaphore_set_multicast_loopback_src(self, src_l1, mcast, num_dests=None,
+                                                 linked=False, noc=None):
+        ln = self._th.pinned or caller_line()
+        self._sem_mcast(src_l1, mcast, num_dests, linked, noc, True, ln,
+                        "noc_semaphore_set_multicast_loopback_src")
+
+    def _sem_mcast(self, src_l1, mcast, num_dests, linked, noc, include_self, ln, name):
+        noc = self.noc_index if noc is None else noc
+        # tt-metal sends semaphore words from the register command buffer, not the data one
+        t = self._cmd_buf(self._issue(ln, name, self._c_write), (noc, "reg"), ln)
         value = self._sem_value(src_l1)
         cores = self._mcast_cores(mcast, include_self, num_dests, ln)
-        landed, acked = self._noc.multicast_write(
-            t, self.noc_index if noc is None else noc, (self.my_x, self.my_y),
-            (mcast.x0, mcast.y0, mcast.x1, mcast.y1), 4, include_self)
+        self._align(name, src_l1, "l1", ln, "source")
+        self._align(name, mcast.addr, "l1", ln, "destination")
+        landed, acked, sent = self._noc.multicast_write(
+            t, noc, (self.my_x, self.my_y), (mcast.x0, mcast.y0, mcast.x1, mcast.y1), 4,
+            include_self, linked)
+        self._cmd_free[(noc, "reg")] = sent
         self._write_acked = max(self._write_acked, acked + self._c_done)
 
         def apply():

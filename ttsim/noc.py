@@ -14,10 +14,10 @@ reserves what its packets use and returns completion times at once. Resources:
   `dram.write_burst_bytes` (a read-modify-write).
 
 A data packet carries at most `noc.max_packet_bytes` and is `noc.header_flits` +
-ceil(payload / link_bytes) flits. Its head reaches the source resource at its start s, the
+ceil(payload / `noc.flit_bytes`) flits. Its head reaches the source resource at its start s, the
 link of hop k at s + niu + k * hop and the destination resource at s + niu + h * hop
 (wormhole routing: the body streams behind the head). It holds each resource for
-flits * link_bytes / (the resource's bytes per cycle) cycles, to the nearest cycle, from the
+flits * flit_bytes / (the resource's bytes per cycle) cycles, to the nearest cycle, from the
 moment its head arrives; its last byte lands s + 2 * niu + h * hop + (longest hold on the
 path), plus the bank latency when it lands in DRAM. A packet starts at the earliest time >=
 its lower bound at which every resource on its path is free for its whole hold; resources
@@ -28,7 +28,10 @@ their two ends.
 
 Reads: one request per response packet, requester -> source; for a DRAM source the data
 leaves bank-latency cycles after the request arrives. Writes: data source -> destination,
-one ack per packet back to the source, sent when the packet has landed. Everything is in
+one ack per packet back to the source, sent when the packet has landed. Multicast: one
+packet follows the tree to every destination, each unlinked packet first reserving the whole
+tree (setup plus a round trip to the deepest destination), a linked one keeping it reserved
+for the next; one ack per destination. Everything is in
 whole cycles (issue times are rounded up). See docs/cycle-model.md, "NoC and DRAM".
 """
 from __future__ import annotations
@@ -65,9 +68,10 @@ class _Res:
 
 class _Path:
     """The resources a packet from one endpoint to another crosses: (resource, head offset,
-    cycles held per flit, is-a-DRAM-write) entries; and per payload size (-1: header only) a
-    ready-made plan: ((starts, ends, offset, hold), ...), the longest transfer time, and a
-    [packets, payload bytes] counter."""
+    cycles held per flit, is-a-DRAM-write, cycles held on top) entries (the last: a
+    multicast's path reservation); and per payload size (-1: header only) a ready-made plan:
+    ((starts, ends, offset, hold), ...), the longest transfer time, and a [packets, payload
+    bytes] counter."""
     __slots__ = ("entries", "hops", "src_lat", "dst_lat", "plans")
 
     def __init__(self, entries, hops, src_lat, dst_lat):
@@ -86,6 +90,7 @@ class Noc:
         self.num_nocs = int(sd.num_nocs)
         v = sd.value
         self.link_bytes = float(v("noc.link_bytes_per_cycle"))
+        self.flit_bytes = float(v("noc.flit_bytes"))
         self.hop = _ceil(v("noc.hop_latency"))
         self.niu = _ceil(v("noc.niu_latency"))
         self.max_packet = int(v("noc.max_packet_bytes"))
@@ -95,7 +100,10 @@ class Noc:
         self._dram_wmin = _ceil(v("dram.write_request_cycles"))
         self._dram_burst = int(v("dram.write_burst_bytes"))
         self._dram_partial = _ceil(v("dram.partial_write_cycles"))
+        self._mc_setup = float(v("noc.mcast_setup_cycles"))
+        self._mc_hop = float(v("noc.mcast_reserve_cycles_per_hop"))
         for name, val in (("noc.link_bytes_per_cycle", self.link_bytes),
+                          ("noc.flit_bytes", self.flit_bytes),
                           ("noc.max_packet_bytes", self.max_packet),
                           ("noc.l1_port_bytes_per_cycle", self.port_bytes),
                           ("noc.read_response_bytes_per_cycle", self.response_bytes)):
@@ -105,8 +113,18 @@ class Noc:
             raise NocError(f"noc.header_flits must be >= 1 (got {self.header_flits})")
         if self.hop < 0 or self.niu < 0:
             raise NocError("noc.hop_latency and noc.niu_latency must be >= 0")
-        self._port_ratio = self.link_bytes / self.port_bytes
-        self._resp_ratio = self.link_bytes / self.response_bytes
+        for name in ("noc.l1_align_bytes", "noc.dram_read_align_bytes", "noc.dram_write_align_bytes"):
+            a = v(name)
+            if a < 1 or a != int(a):
+                raise NocError(f"{name} must be a whole number of bytes >= 1 (got {a})")
+        if self._mc_setup < 0 or self._mc_hop < 0:
+            raise NocError("noc.mcast_setup_cycles and noc.mcast_reserve_cycles_per_hop must be >= 0")
+        # cycles a resource holds per flit: a flit is flit_bytes, whatever the resource's rate
+        self._link_ratio = self.flit_bytes / self.link_bytes
+        self._port_ratio = self.flit_bytes / self.port_bytes
+        self._resp_ratio = self.flit_bytes / self.response_bytes
+        # an ack (header only) at a port: as _plan rounds a header's hold
+        self._ack_hold = max(1, int(self.header_flits * self._port_ratio + 0.5))
 
         # DRAM banks by NoC endpoint. Banks that share an endpoint act as one resource with
         # their summed bandwidth and the larger latency.
@@ -123,7 +141,7 @@ class Noc:
             self._dram[xy] = (_Res(f"dram {ids} ({xy[0]},{xy[1]})", "dram",
                                    {"banks": [b.id for b in banks], "xy": list(xy),
                                     "bytes_per_cycle": bw, "latency": lat}), lat,
-                              self.link_bytes / bw)
+                              self.flit_bytes / bw)
 
         self._worker_x = tuple(int(x) for x in sd.worker_x)
         self._worker_y = tuple(int(y) for y in sd.worker_y)
@@ -132,11 +150,13 @@ class Noc:
         self._routes: dict[tuple, tuple] = {}
         self._paths: dict[tuple, _Path] = {}
         self._mcast: dict[tuple, tuple] = {}
+        self._linked: dict[tuple, tuple] = {}      # (noc, src) -> the tree a linked multicast holds
+        self._ackq: dict[tuple, int] = {}          # (noc, src) -> when its multicast acks are counted
         self._recipes: dict[tuple, tuple] = {}
         self._all_paths: list[_Path] = []
         self._now = 0                  # latest issue time seen: intervals ending before it are dead
         self._counts = {"read": 0, "write": 0, "multicast_write": 0, "atomic_inc": 0,
-                        "packets": 0, "acks": 0, "bytes": 0}
+                        "packets": 0, "acks": 0, "bytes": 0, "mcast_reservations": 0}
 
     # --- routing ------------------------------------------------------------------------
     def _check(self, noc, xy, what):
@@ -221,17 +241,18 @@ class Noc:
         dd = self._dram.get((dst[0], dst[1]))
         if ds is None:
             entries.append((self._port(noc, src, "inj"), 0,
-                            self._resp_ratio if response else self._port_ratio, False))
+                            self._resp_ratio if response else self._port_ratio, False, 0))
         elif not header_only:
-            entries.append((ds[0], 0, ds[2], False))
+            entries.append((ds[0], 0, ds[2], False, 0))
         if not header_only:
+            lr = self._link_ratio
             for k, lk in enumerate(links):
-                entries.append((self._link(lk), niu + k * hop, 1.0, False))
+                entries.append((self._link(lk), niu + k * hop, lr, False, 0))
         if dd is None:
             entries.append((self._port(noc, dst, "ej"), niu + len(links) * hop, self._port_ratio,
-                            False))
+                            False, 0))
         elif not header_only:
-            entries.append((dd[0], niu + len(links) * hop, dd[2], True))
+            entries.append((dd[0], niu + len(links) * hop, dd[2], True, 0))
         p = self._paths[key] = self._new_path(entries, len(links), ds[1] if ds else 0,
                                               dd[1] if dd else 0)
         return p
@@ -239,16 +260,18 @@ class Noc:
     def _plan(self, path, payload):
         """The plan for one packet of `payload` bytes (-1: header only) along `path`.
 
-        Each resource is held for the packet's flits at its rate; a DRAM bank taking a write
-        at least `dram.write_request_cycles`, and `dram.partial_write_cycles` for a write
-        smaller than a burst. That extra occupancy delays the packets after it, not this
-        one: the longest transfer time, which sets when the last byte lands, counts flits."""
+        Each resource is held for the packet's flits at its rate (flit bytes over its bytes
+        per cycle); a DRAM bank taking a write at least `dram.write_request_cycles`, and
+        `dram.partial_write_cycles` for a write smaller than a burst; a multicast's tree for
+        its path reservation on top. That extra occupancy delays the packets after it, not
+        this one's data: the longest transfer time, which sets when the last byte lands,
+        counts flits (on a link at least, even for a packet that holds no link)."""
         pl = path.plans.get(payload)
         if pl is None:
             flits = self.header_flits if payload < 0 else self._flits(payload)
             items = []
-            dmax = flits
-            for res, off, r, dram_write in path.entries:
+            dmax = max(1, int(flits * self._link_ratio + 0.5))
+            for res, off, r, dram_write, add in path.entries:
                 # nearest whole cycle (at least one): rounding up would make a one-flit ack
                 # take two cycles at a port a hair narrower than the link
                 d = flits if r == 1.0 else max(1, int(flits * r + 0.5))
@@ -256,7 +279,7 @@ class Noc:
                 if dram_write and payload >= 0:
                     d = max(d, self._dram_wmin,
                             self._dram_partial if payload < self._dram_burst else 0)
-                items.append((res.starts, res.ends, off, d, res.full))
+                items.append((res.starts, res.ends, off, d + add, res.full))
             # the last item: a window [a, b) of starts known not to fit this plan (see _place)
             pl = path.plans[payload] = (tuple(items), dmax, [0, 0], [0, 0])
         return pl
@@ -364,7 +387,7 @@ class Noc:
         return (mp,) * full + ((rest,) if rest else ())
 
     def _flits(self, payload):
-        return self.header_flits + _ceil(payload / self.link_bytes)
+        return self.header_flits + _ceil(payload / self.flit_bytes)
 
     # --- transfers ------------------------------------------------------------------------
     def _recipe(self, kind, noc, a, b, nbytes):
@@ -442,54 +465,80 @@ class Noc:
         c["bytes"] += nbytes
         return landed
 
-    def multicast_write(self, t, noc, src_xy, rect, nbytes, include_src=False):
+    def multicast_write(self, t, noc, src_xy, rect, nbytes, include_src=False, linked=False):
         """src core's L1 -> every worker core in the NoC rectangle (x0, y0, x1, y1), inclusive
-        (the source itself only if include_src). Returns (t_all_landed, t_all_acked)."""
+        (the source itself only if include_src: loopback). Returns (t_all_landed,
+        t_all_acked, t_sent): t_sent is when the last packet's data has left the source, which
+        is when the NIU's command buffer is free for the next command (ttsim.dataflow waits
+        for it).
+
+        A packet reserves its whole tree before its data leaves the source: it holds the
+        source's injection port and every tree link for the reservation (the multicast
+        setup plus a round trip to the deepest destination, `noc.mcast_setup_cycles` +
+        `noc.mcast_reserve_cycles_per_hop` x depth) on top of its flits, so the next packet
+        from the source waits for it. A linked packet keeps the path reserved: the next
+        packet, of this transfer or of the next multicast from src on this NoC to the same
+        rectangle, skips the reservation."""
         t = self._start(t)
         src_xy = (src_xy[0], src_xy[1])
-        tree, dest_hops, ack_hops = self._mcast_tree(noc, src_xy, tuple(int(c) for c in rect),
-                                                     bool(include_src))
+        rect = tuple(int(c) for c in rect)
+        key = (noc, src_xy, rect, bool(include_src))
+        tr = self._mcast.get(key)
+        if tr is None:
+            tr = self._mcast_tree(*key)
+        reserve, held, dest_hops, ack_hops, r_cycles = tr
         niu, hop = self.niu, self.hop
+        lk = (noc, src_xy)
+        holding = self._linked.get(lk) == rect
         lb = tail = t
         packets = self._packets(nbytes)
+        nres = 0
+        place, plan = self._place, self._plan
         for payload in packets:
-            s, dmax = self._place(self._plan(tree, payload), lb, payload)
+            if holding:
+                s, dmax = place(plan(held, payload), lb, payload)
+            else:
+                s, dmax = place(plan(reserve, payload), lb, payload)
+                s += r_cycles                      # the data leaves once the path is reserved
+                nres += 1
             lb = s + 1
             if s + dmax > tail:
                 tail = s + dmax
+            holding = linked
+        sent = s + self._mc_inj(payload)
+        if linked:
+            self._linked[lk] = rect
+        else:
+            self._linked.pop(lk, None)
         # Every destination sees the packets at the same head offsets along the tree.
         landed_each = [tail + 2 * niu + h * hop for h in dest_hops]
         landed = max(landed_each)
         # Acks: one per destination, header only, sent when the destination has the last
-        # byte; like every header-only packet they hold only the source's ejection port
-        # (all of them funnel into it), taken in arrival order.
-        ack_plan = self._plan(self._ack_port_path(noc, src_xy), -1)
+        # byte. They funnel into the source's NIU one ack time each, in arrival order, in
+        # a queue of their own per source and NoC (not the port's intervals: dozens of
+        # one-cycle acks per call would fragment them). With loopback the port also takes
+        # the data, and its hold counts one ack time per destination (see _mcast_tree).
         arrivals = sorted(ld + niu + ah * hop for ld, ah in zip(landed_each, ack_hops))
-        acked = t
+        q, ah = self._ackq.get(lk, 0), self._ack_hold
         for a in arrivals:
-            s, dmax = self._place(ack_plan, a, 0)
-            if s + dmax + niu > acked:
-                acked = s + dmax + niu
+            q = (a if a > q else q) + ah
+        self._ackq[lk] = q
+        acked = q + niu
         c = self._counts
         c["multicast_write"] += 1
+        c["mcast_reservations"] += nres
         c["packets"] += len(packets) + len(arrivals)
         c["acks"] += len(arrivals)
         c["bytes"] += int(nbytes)
-        return landed, acked
+        return landed, acked, sent
 
-    def _ack_port_path(self, noc, src):
-        key = ("ackport", noc, src)
-        p = self._paths.get(key)
-        if p is None:
-            p = self._paths[key] = self._new_path(((self._port(noc, src, "ej"), 0, self._port_ratio,
-                                                     False),), 0)
-        return p
+    def _mc_inj(self, payload):
+        return max(1, int(self._flits(payload) * self._port_ratio + 0.5))
 
     def _mcast_tree(self, noc, src, rect, include_src):
-        key = (noc, src, rect, include_src)
-        tr = self._mcast.get(key)
-        if tr is not None:
-            return tr
+        """(reserving path, held path, hops to each destination, ack hops back, reservation
+        cycles) for a multicast, cached. The tree is the union of the dimension-ordered
+        routes to every worker in the rectangle; each link is reserved once, at its depth."""
         self._check(noc, src, "multicast source")
         x0, y0, x1, y1 = rect
         xlo, xhi = min(x0, x1), max(x0, x1)
@@ -509,14 +558,21 @@ class Noc:
                     depth[lk] = k
             dest_hops.append(len(links))
             ack_hops.append(len(self.route(noc, d, src)))
-        pr = self._port_ratio
-        entries = [(self._port(noc, src, "inj"), 0, pr, False)]
-        for lk, k in sorted(depth.items(), key=lambda kv: (kv[1], kv[0])):
-            entries.append((self._link(lk), niu + k * hop, 1.0, False))
-        for d, h in zip(dests, dest_hops):
-            entries.append((self._port(noc, d, "ej"), niu + h * hop, pr, False))
-        tr = self._mcast[key] = (self._new_path(entries, max(dest_hops)), tuple(dest_hops),
-                                 tuple(ack_hops))
+        r_cycles = _ceil(self._mc_setup + self._mc_hop * max(dest_hops))
+        pr, lr = self._port_ratio, self._link_ratio
+        tree = sorted(depth.items(), key=lambda kv: (kv[1], kv[0]))
+        paths = []
+        for r in (r_cycles, 0):
+            # the source and the links are held from the reservation on; a destination's
+            # port only while the data arrives (r cycles later than the head's offset)
+            entries = [(self._port(noc, src, "inj"), 0, pr, False, r)]
+            entries += [(self._link(lk), niu + k * hop, lr, False, r) for lk, k in tree]
+            entries += [(self._port(noc, d, "ej"), r + niu + h * hop, pr, False,
+                         self._ack_hold * len(dests) if d == src else 0)
+                        for d, h in zip(dests, dest_hops)]
+            paths.append(self._new_path(entries, max(dest_hops)))
+        tr = self._mcast[(noc, src, rect, include_src)] = (paths[0], paths[1], tuple(dest_hops),
+                                                           tuple(ack_hops), r_cycles)
         return tr
 
     def atomic_inc(self, t, noc, src_xy, dst_xy) -> int:

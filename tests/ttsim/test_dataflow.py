@@ -211,3 +211,140 @@ def test_with_state_before_set_state_is_an_error(dev, call):
     prog.reader((0, 0), k_)
     with pytest.raises(ttsim.NocError, match="with_state before noc_async_.*_set_state"):
         dev.run(prog)
+
+
+# --- multicast: linked, loopback, the command buffer ------------------------------------------
+
+def _mcast_times(dev, n, linked, size=64):
+    """Cycles for n multicasts from core (0,0) to (1,0)-(3,1), then one barrier."""
+    seen = {}
+
+    def k_(k):
+        x0, y0 = k.logical_to_noc(1, 0)
+        x1, y1 = k.logical_to_noc(3, 1)
+        p = k.get_write_ptr(0)
+        dst = k.get_noc_multicast_addr(x0, y0, x1, y1, p)
+        t0 = k.wall_clock()
+        for i in range(n):
+            k.noc_async_write_multicast(p, dst, size, 6, linked=linked and i < n - 1)
+            seen[i] = k.wall_clock() - t0
+        k.noc_async_write_barrier()
+        seen["all"] = k.wall_clock() - t0
+
+    prog = ttsim.Program(dev)
+    prog.circular_buffer([(x, y) for x in range(4) for y in range(2)], 0, num_pages=1, page_size=size)
+    prog.writer((0, 0), k_)
+    dev.run(prog)
+    return seen
+
+
+def test_linked_multicasts_skip_the_reservation_plain_ones_wait_for_it(dev):
+    plain, linked = _mcast_times(dev, 16, False), _mcast_times(dev, 16, True)
+    assert plain[0] == linked[0]                      # one transfer: the same either way
+    issue = dev.sd.value("noc.write_issue_cycles")
+    # linked: one issue per transfer after the first one's reservation
+    assert linked[15] - linked[1] == 14 * issue
+    # plain: the RISC waits for the command buffer, freed once each reservation is done
+    assert plain[15] - plain[1] > 14 * (issue + 2 * dev.sd.value("noc.hop_latency"))
+    assert plain["all"] > 1.5 * linked["all"]
+
+
+def test_loopback_multicast_writes_the_issuer_too(dev, rng):
+    data = rng.integers(0, 255, 2048, dtype=np.uint8)
+    cores = [(x, 0) for x in range(4)]
+
+    def k_(k):
+        p = k.get_write_ptr(0)
+        k.write_l1(p + 2048, data)
+        x0, y0 = k.logical_to_noc(0, 0)
+        x1, y1 = k.logical_to_noc(3, 0)
+        k.noc_async_write_multicast_loopback_src(p + 2048, k.get_noc_multicast_addr(x0, y0, x1, y1, p),
+                                                 2048, 4)
+        k.noc_async_write_barrier()
+        got["addr"] = p
+
+    got = {}
+    prog = ttsim.Program(dev)
+    prog.circular_buffer(cores, 0, num_pages=2)
+    prog.writer((0, 0), k_)
+    dev.run(prog)
+    a = got["addr"]
+    for c in cores:
+        assert np.array_equal(dev.l1[c].mem[a:a + 2048], data), c
+
+
+def test_loopback_counts_the_issuer_among_num_dests(dev):
+    def k_(k):
+        x0, y0 = k.logical_to_noc(0, 0)
+        x1, y1 = k.logical_to_noc(3, 0)
+        p = k.get_write_ptr(0)
+        k.noc_async_write_multicast_loopback_src(p, k.get_noc_multicast_addr(x0, y0, x1, y1, p), 64, 3)
+
+    prog = ttsim.Program(dev)
+    prog.circular_buffer([(x, 0) for x in range(4)], 0, num_pages=1)
+    prog.writer((0, 0), k_)
+    with pytest.raises(ttsim.NocError, match=r"num_dests=3 but .* holds 4 .*loopback"):
+        dev.run(prog)
+
+
+def test_semaphore_multicast_loopback_sets_every_word(dev):
+    cores = [(x, 0) for x in range(3)]
+    seen = {}
+
+    def sender(k):
+        v = k.get_semaphore(sem)
+        k.noc_semaphore_set(v, 7)
+        x0, y0 = k.logical_to_noc(0, 0)
+        x1, y1 = k.logical_to_noc(2, 0)
+        k.noc_semaphore_set_multicast_loopback_src(v, k.get_noc_multicast_addr(x0, y0, x1, y1, v), 3)
+        k.noc_semaphore_wait(v, 7)
+
+    def receiver(k):
+        k.noc_semaphore_wait(k.get_semaphore(sem), 7)
+        seen[k.core] = True
+
+    prog = ttsim.Program(dev)
+    sem = prog.semaphore(cores, 0)
+    prog.writer((0, 0), sender)
+    prog.reader(cores[1:], receiver)
+    dev.run(prog)
+    assert set(seen) == set(cores[1:])
+
+
+# --- alignment ----------------------------------------------------------------------------------
+
+def _one_call(dev, call):
+    prog = ttsim.Program(dev)
+    prog.circular_buffer([(0, 0), (1, 0)], 0, num_pages=2)
+    t = dev.empty((64, 32))
+    prog.reader((0, 0), lambda k: call(k, t))
+    return prog
+
+
+@pytest.mark.parametrize("arch, call, rule", [
+    ("wormhole_b0", lambda k, t: k.noc_async_write(k.get_write_ptr(0) + 8, k.get_noc_addr(
+        *k.logical_to_noc(1, 0), k.get_write_ptr(0)), 64), "source address 0x[0-9a-f]+ is not 16-byte"),
+    ("wormhole_b0", lambda k, t: k.noc_async_read(k.get_noc_addr(*k.logical_to_noc(1, 0),
+        k.get_write_ptr(0) + 4), k.get_write_ptr(0), 64), "L1 addresses must be multiples of 16 B"),
+    ("blackhole", lambda k, t: k.noc_async_read(k.get_noc_addr(*k.interleaved_addr_gen(t).banks[0],
+        t.address + 32), k.get_write_ptr(0), 64), "DRAM addresses a read must be multiples of 64 B"),
+    ("wormhole_b0", lambda k, t: k.noc_async_write(k.get_write_ptr(0), k.get_noc_addr(
+        *k.interleaved_addr_gen(t).banks[0], t.address + 16), 64), "DRAM addresses a write must be "
+        "multiples of 32 B"),
+])
+def test_misaligned_noc_addresses_are_errors_naming_the_rule(arch, call, rule):
+    dev = ttsim.Device(arch)
+    with pytest.raises(ttsim.NocError, match=rule) as e:
+        dev.run(_one_call(dev, call))
+    msg = str(e.value)
+    assert "core (0,0) reader" in msg and "test_dataflow.py" in msg and dev.sd.name in msg
+
+
+def test_aligned_sub_page_addresses_are_accepted_where_the_rule_allows():
+    # Blackhole: DRAM writes need 16 B, reads 64 B; Wormhole reads at 32 B
+    for arch, call in (("blackhole", lambda k, t: k.noc_async_write(k.get_write_ptr(0), k.get_noc_addr(
+                            *k.interleaved_addr_gen(t).banks[0], t.address + 16), 64)),
+                       ("wormhole_b0", lambda k, t: k.noc_async_read(k.get_noc_addr(
+                            *k.interleaved_addr_gen(t).banks[0], t.address + 32), k.get_write_ptr(0), 64))):
+        dev = ttsim.Device(arch)
+        dev.run(_one_call(dev, call))

@@ -20,6 +20,12 @@ from ttsim.noc import Noc, estimate_batch
 
 FIGURES = {
     "noc.link_bytes_per_cycle": 16,
+    "noc.flit_bytes": 16,
+    "noc.mcast_setup_cycles": 0,        # no multicast path reservation unless a test asks
+    "noc.mcast_reserve_cycles_per_hop": 0,
+    "noc.l1_align_bytes": 16,
+    "noc.dram_read_align_bytes": 32,
+    "noc.dram_write_align_bytes": 32,
     "noc.hop_latency": 3,
     "noc.niu_latency": 2,
     "noc.max_packet_bytes": 256,
@@ -265,7 +271,7 @@ def test_reads_spread_over_banks_beat_one_bank(sd):
 def test_multicast_reaches_every_core_and_beats_unicasts(sd):
     size = 2048
     m = Noc(sd)
-    landed, acked = m.multicast_write(0, 0, (0, 0), (0, 0, 2, 2), size)
+    landed, acked, _ = m.multicast_write(0, 0, (0, 0), (0, 0, 2, 2), size)
     dests = [(x, y) for x in range(3) for y in range(3) if (x, y) != (0, 0)]
     ports = m.stats()["ports"]
     for x, y in dests:
@@ -323,8 +329,11 @@ def _random_traffic(sd, seed, n=300):
         elif kind == 1:
             out.append(m.write(t, noc, c, rnd.choice(cores + list(BANK_XY)), size))
         elif kind == 2:
-            out.append(m.multicast_write(t, noc, c, (0, 0, rnd.randrange(3), rnd.randrange(3)),
-                                         size, include_src=True))
+            rect = (0, 0, rnd.randrange(3), rnd.randrange(3))
+            alone = rect[2:] == (0, 0) and c == (0, 0)
+            out.append(m.multicast_write(t, noc, c, rect, size,
+                                         include_src=alone or rnd.random() < 0.5,
+                                         linked=rnd.random() < 0.5))
         else:
             out.append(m.atomic_inc(t, noc, c, rnd.choice(cores)))
     return out, m.stats()
@@ -333,6 +342,8 @@ def _random_traffic(sd, seed, n=300):
 def test_deterministic(sd):
     assert _random_traffic(sd, 7) == _random_traffic(sd, 7)
     assert _random_traffic(sd, 7) != _random_traffic(sd, 8)
+    mc = stand_in(noc__mcast_setup_cycles=10, noc__mcast_reserve_cycles_per_hop=6)
+    assert _random_traffic(mc, 7) == _random_traffic(mc, 7)
 
 
 # --- properties --------------------------------------------------------------------------------
@@ -390,7 +401,8 @@ def test_fcfs_later_identical_transfer_never_finishes_first(kind, noc, a, b, siz
 def _wormhole_like():
     """Wormhole's NoC figures (HARDWARE.md) on its 10x12 torus, used until sysdesc lands."""
     sd = stand_in(grid=(10, 12), banks=((0, 0), (0, 5), (5, 0), (5, 3), (5, 6), (5, 9)),
-                  bank_bw=22.2, bank_lat=100, noc__link_bytes_per_cycle=32, noc__hop_latency=9,
+                  bank_bw=22.2, bank_lat=100, noc__link_bytes_per_cycle=32, noc__flit_bytes=32,
+                  noc__hop_latency=9,
                   noc__niu_latency=5, noc__max_packet_bytes=8192,
                   noc__l1_port_bytes_per_cycle=32, noc__read_response_bytes_per_cycle=32)
     sd.worker_x, sd.worker_y = (1, 2, 3, 4, 6, 7, 8, 9), (1, 2, 3, 4, 5, 7, 8, 9, 10, 11)
@@ -501,3 +513,100 @@ def test_holds_round_to_the_nearest_cycle():
         m.write(0, 0, (0, 0), (1, 0), 15 * LINK)                  # 15 + 1 header flits
         ports = m.stats()["ports"]
         assert (ports["noc0 (0,0) inj"]["busy"], ports["noc0 (0,0) ej"]["busy"]) == (data, ack)
+
+
+# --- multicast: path reservation, linked, loopback, acks (stand-in, times by hand) -------------
+# setup 10 + 6 per hop of tree depth; (0,0) -> (1,0), (2,0) on NoC 0 is a tree of depth 2, so
+# every unlinked packet first holds the tree R = 10 + 2 * 6 = 22 cycles.
+MC = dict(noc__mcast_setup_cycles=10, noc__mcast_reserve_cycles_per_hop=6)
+ROW = (1, 0, 2, 0)
+R = 22
+
+
+def test_an_unlinked_multicast_reserves_its_tree_before_its_data_leaves():
+    landed, acked, sent = Noc(stand_in(**MC)).multicast_write(0, 0, (0, 0), ROW, 64)
+    assert landed == R + 2 * NIU + 2 * HOP + flits(64) == 37
+    assert sent == R + flits(64)                              # the data has left the source
+    # acks from (1,0) (3 hops back) and (2,0) (2 hops) both arrive at 45, counted one a cycle
+    assert acked == 45 + 2 + NIU
+    assert Noc(stand_in()).multicast_write(0, 0, (0, 0), ROW, 64)[0] == landed - R
+
+
+def test_plain_multicasts_back_to_back_pay_the_reservation_each_linked_ones_once():
+    plain, linked = Noc(stand_in(**MC)), Noc(stand_in(**MC))
+    p = [plain.multicast_write(0, 0, (0, 0), ROW, 64)[0] for _ in range(3)]
+    k = [linked.multicast_write(0, 0, (0, 0), ROW, 64, linked=True)[0] for _ in range(3)]
+    assert [b - a for a, b in zip(p, p[1:])] == [R + flits(64)] * 2
+    assert k[0] == p[0]                                      # the first one reserves too
+    assert [b - a for a, b in zip(k, k[1:])] == [flits(64)] * 2
+    assert plain.stats()["mcast_reservations"] == 3 and linked.stats()["mcast_reservations"] == 1
+
+
+def test_a_linked_path_serves_only_the_same_rectangle_and_the_next_transfer():
+    m = Noc(stand_in(**MC))
+    first = m.multicast_write(0, 0, (0, 0), ROW, 64, linked=True)
+    other = m.multicast_write(0, 0, (0, 0), (0, 1, 0, 2), 64)        # another tree: reserves
+    assert m.stats()["mcast_reservations"] == 2
+    m.multicast_write(other[2], 0, (0, 0), ROW, 64)                   # the link was released
+    assert m.stats()["mcast_reservations"] == 3
+    assert first[0] < other[0]
+
+
+def test_every_packet_of_a_plain_multicast_reserves_a_linked_transfer_once():
+    # 600 B = packets of 256, 256, 88 B: 17, 17, 7 flits
+    plain = Noc(stand_in(**MC)).multicast_write(0, 0, (0, 0), ROW, 600)[0]
+    linked = Noc(stand_in(**MC)).multicast_write(0, 0, (0, 0), ROW, 600, linked=True)[0]
+    assert plain == 3 * R + 17 + 17 + 7 + 2 * NIU + 2 * HOP
+    assert linked == R + 17 + 17 + 7 + 2 * NIU + 2 * HOP
+
+
+def test_a_reservation_holds_the_tree_links_against_other_traffic():
+    # The tree's second link (1,0)+x is held from the head (t=5) until the data's tail has
+    # passed (5 + R + 5 = 32). A write (1,0) -> (2,0) needs that link 2 cycles after it
+    # starts, so it starts at 30 and lands 30 + 4 + 3 + 5 = 42 (alone: 12).
+    m = Noc(stand_in(**MC))
+    m.multicast_write(0, 0, (0, 0), ROW, 64)
+    assert m.write(0, 0, (1, 0), (2, 0), 64)[0] == 42
+    assert Noc(stand_in(**MC)).write(0, 0, (1, 0), (2, 0), 64)[0] == 12
+
+
+def test_loopback_copies_share_the_source_port_with_the_acks():
+    # (0,0) -> (0,0)-(1,0) with loopback: depth 1, R = 16. The source's ejection port takes
+    # the 5-flit copy plus one cycle per ack (two destinations): held [18, 25) for the first
+    # transfer, so the second (linked: no reservation, head at the port 2 cycles after its
+    # start) starts at 23 instead of 21 and lands 2 cycles later than without loopback.
+    sd = stand_in(**MC)
+    m = Noc(sd)
+    m.multicast_write(0, 0, (0, 0), (0, 0, 1, 0), 64, include_src=True, linked=True)
+    second = m.multicast_write(0, 0, (0, 0), (0, 0, 1, 0), 64, include_src=True)[0]
+    assert second == 23 + 2 * NIU + HOP + flits(64)
+    n = Noc(sd)
+    n.multicast_write(0, 0, (0, 0), (1, 0, 1, 0), 64, linked=True)
+    assert n.multicast_write(0, 0, (0, 0), (1, 0, 1, 0), 64)[0] == 21 + 2 * NIU + HOP + flits(64)
+    assert m.stats()["acks"] == 4 and m.stats()["ports"]["noc0 (0,0) ej"]["bytes"] == 128
+
+
+def test_a_multicast_is_dearer_than_a_unicast_and_deeper_trees_dearer():
+    sd = stand_in(**MC)
+    uni = Noc(sd).write(0, 0, (0, 0), (1, 0), 64)
+    one = Noc(sd).multicast_write(0, 0, (0, 0), (1, 0, 1, 0), 64)
+    deep = Noc(sd).multicast_write(0, 0, (0, 0), (1, 0, 2, 2), 64)
+    assert uni[0] < one[0] < deep[0] and uni[1] < one[1] < deep[1]
+
+
+# --- flits and link bandwidth ----------------------------------------------------------------
+
+def test_a_flit_is_its_bytes_whatever_the_link_rate():
+    # a link half as fast as a flit per cycle holds each flit two cycles
+    landed, _ = Noc(stand_in(noc__link_bytes_per_cycle=8)).write(0, 0, (0, 0), (1, 0), 64)
+    assert landed == 2 * NIU + HOP + 2 * flits(64)
+
+
+@pytest.mark.parametrize("size", [1, 64, 255, 1000, 5000])
+def test_a_faster_link_never_makes_a_transfer_slower(size):
+    slow, fast = stand_in(), stand_in(noc__link_bytes_per_cycle=32, noc__l1_port_bytes_per_cycle=32)
+    for noc in (0, 1):
+        a = Noc(slow).write(0, noc, (0, 0), (2, 1), size)
+        b = Noc(fast).write(0, noc, (0, 0), (2, 1), size)
+        assert b[0] <= a[0] and b[1] <= a[1]
+        assert Noc(fast).read(0, noc, (0, 0), (2, 1), size) <= Noc(slow).read(0, noc, (0, 0), (2, 1), size)

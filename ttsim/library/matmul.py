@@ -121,9 +121,11 @@ def _mcast_step(k, cb, ntiles, nbytes, fetch, role, ready, valid):
         k.noc_semaphore_wait(ready, n_recv)
         k.noc_semaphore_set(ready, 0)
         # the multicast takes the other NoC than the kernel's (DRAM) reads, so the two
-        # streams do not queue on the same links (the sender's column or row)
+        # streams do not queue on the same links (the sender's column or row); linked, as
+        # tt-metal sends it, so the "valid" multicast behind it reuses the reserved path
         noc = 1 - k.noc_index
-        k.noc_async_write_multicast(p, k.get_noc_multicast_addr(*rect, p), nbytes, n_recv, noc=noc)
+        k.noc_async_write_multicast(p, k.get_noc_multicast_addr(*rect, p), nbytes, n_recv,
+                                    linked=True, noc=noc)
         k.noc_semaphore_set_multicast(valid, k.get_noc_multicast_addr(*rect, valid), n_recv, noc=noc)
     else:
         _, sx, sy = role
