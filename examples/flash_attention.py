@@ -21,54 +21,139 @@ import time
 import numpy as np
 
 import ttlang as ttl
+import ttsim
 
 
-def _deal(n, bins):
-    """Split range(n) into `bins` contiguous runs whose lengths differ by at most one."""
-    q, r = divmod(n, bins)
-    starts = [b * q + min(b, r) for b in range(bins + 1)]
-    return [range(starts[b], starts[b + 1]) for b in range(bins)]
+def kv_blocks(qi, q_chunk, kv_chunk, n_kv, causal):
+    """K/V chunks Q chunk qi attends to: all of them, or causally those that start at or
+    before its last row."""
+    return min(n_kv, -(-(qi + 1) * q_chunk // kv_chunk)) if causal else n_kv
 
 
-def work_split(bh, n_q_chunks, grid, kv_mcast):
-    """Which (batch*head, Q chunk) units each core computes, in order.
+def diagonal(qi, j, q_chunk, kv_chunk):
+    """A causal (Q chunk, K/V chunk) block some of whose entries lie above the diagonal."""
+    return (j + 1) * kv_chunk > qi * q_chunk
 
-    Without multicast, units are dealt out in balanced contiguous runs. With multicast, a
-    grid row takes row units, each one head's group of gx consecutive Q chunks, which the
-    row's cores compute in lockstep, so one core per row can read each K/V chunk and
-    multicast it to the others; row units are dealt out to the rows in balanced runs.
+
+def mask_offsets(n_q, q_chunk, kv_chunk, n_kv):
+    """The offsets qi * q_chunk - j * kv_chunk (tiles) of the diagonal blocks: each needs the
+    mask of its own offset, and there are few (one when the chunks are equal)."""
+    return sorted({qi * q_chunk - j * kv_chunk for qi in range(n_q)
+                   for j in range(kv_blocks(qi, q_chunk, kv_chunk, n_kv, True))
+                   if diagonal(qi, j, q_chunk, kv_chunk)})
+
+
+def causal_mask(offset, q_chunk, kv_chunk):
+    """-inf above the diagonal of a block whose first row is `offset` tiles below its first
+    column, else 0."""
+    r = np.arange(q_chunk * 32)[:, None] + 32 * offset
+    c = np.arange(kv_chunk * 32)[None, :]
+    return np.where(c > r, -np.inf, 0.0).astype(np.float32)
+
+
+def work_units(batch, heads, kv_heads, n_q, causal):
+    """The work in units, in the order that puts units reading the same K/V stream side by
+    side; each is (stream key, Q chunks as (q row, kv row, qi)).
+
+    A unit is one Q chunk, or causally a pair of Q chunks from both ends of the sequence
+    (qi and n_q - 1 - qi), so every unit attends to about the same number of K/V chunks and
+    dealing units evenly balances the work. Units of one K/V head (the grouped-query heads
+    of a group, and all Q chunks without a mask; causally the same pair) read the same K/V
+    chunks in the same order: their stream key is the same, and cores that run them at the
+    same time can share each K/V chunk one core reads.
     """
-    gx, gy = grid
-    units = {}
-    if not kv_mcast:
-        runs = _deal(bh * n_q_chunks, gx * gy)
-        for y in range(gy):
-            for x in range(gx):
-                units[(x, y)] = [divmod(u, n_q_chunks) for u in runs[y * gx + x]]
-        return units
-    if n_q_chunks % gx:
-        raise ValueError(f"K/V multicast needs the {n_q_chunks} Q chunks of a head to split evenly "
-                         f"over the {gx} cores of a grid row")
-    row_units = [(h, g) for h in range(bh) for g in range(n_q_chunks // gx)]
-    for y, run in enumerate(_deal(len(row_units), gy)):
-        for x in range(gx):
-            units[(x, y)] = [(h, g * gx + x) for h, g in (row_units[i] for i in run)]
+    g = heads // kv_heads
+    units = []
+    for b in range(batch):
+        for kh in range(kv_heads):
+            kv_row = b * kv_heads + kh
+            if not causal:
+                for h in range(kh * g, (kh + 1) * g):
+                    units += [((b, kh), ((b * heads + h, kv_row, qi),)) for qi in range(n_q)]
+                continue
+            pairs = [(n_q - 1 - qi, qi) for qi in range(n_q // 2)] + ([(n_q // 2,)] if n_q % 2 else [])
+            for pair in pairs:
+                units += [((b, kh, pair), tuple((b * heads + h, kv_row, qi) for qi in pair))
+                          for h in range(kh * g, (kh + 1) * g)]
     return units
 
 
-def make_kernel(units, sq_t, skv_t, d_t, q_chunk, kv_chunk, scale, causal, grid, buffers,
-                kv_mcast=False, **compute_cfg):
-    """Build the ttlang kernel for one problem and schedule."""
-    n_q_chunks = sq_t // q_chunk
-    n_kv_chunks = skv_t // kv_chunk
-    mcast = kv_mcast and grid[0] > 1
+def _rects(first, last, gx):
+    """Cores first..last (row-major indices on a gx-wide grid) as at most three rectangles
+    (x0, y0, x1, y1): the rest of the first row, whole rows, the start of the last row."""
+    out = []
+    while first <= last:
+        y, x = divmod(first, gx)
+        if x or last - first + 1 < gx:
+            x1 = min(gx - 1, x + last - first)
+            out.append((x, y, x1, y))
+            first += x1 - x + 1
+        else:
+            y1 = (last + 1) // gx - 1
+            out.append((0, y, gx - 1, y1))
+            first = (y1 + 1) * gx
+    return out
+
+
+def plan(units, grid, share, blocks_of, buffers):
+    """Deal units to cores in rounds (round r gives unit r * cores + i to core i, row-major)
+    and decide who reads each K/V chunk from DRAM.
+
+    Returns (schedule, pipes): per core, its units in order, each with its K/V role: None
+    (it reads its own), ("send", [pipe ids]) or ("recv", pipe id); pipes as (source core,
+    rectangle of destination cores). With `share`, the cores of a round whose units have the
+    same stream key form a run of consecutive cores; the first reads each K/V chunk and
+    multicasts it to the rest, a rectangle at a time. A multicast lands at the sender's
+    buffer address, so a run only shares among cores whose K/V buffers stand at the same
+    block (blocks consumed so far, modulo `buffers`): it splits where they do not.
+    """
+    gx, gy = grid
+    cores = [(x, y) for y in range(gy) for x in range(gx)]
+    sched = {c: [] for c in cores}
+    consumed = [0] * len(cores)
+    pipes, pipe_ids = [], {}
+
+    def pipe(src, rect):
+        key = (src, rect)
+        if key not in pipe_ids:
+            pipe_ids[key] = len(pipes)
+            pipes.append(key)
+        return pipe_ids[key]
+
+    for r0 in range(0, len(units), len(cores)):
+        rnd = units[r0:r0 + len(cores)]
+        i = 0
+        while i < len(rnd):
+            j = i
+            while (share and j + 1 < len(rnd) and rnd[j + 1][0] == rnd[i][0]
+                   and consumed[j + 1] % buffers == consumed[i] % buffers):
+                j += 1
+            if j == i:
+                sched[cores[i]].append((rnd[i][1], None))
+            else:
+                ids = [pipe(cores[i], rect) for rect in _rects(i + 1, j, gx)]
+                sched[cores[i]].append((rnd[i][1], ("send", ids)))
+                for m in range(i + 1, j + 1):
+                    x, y = cores[m]
+                    pid = next(p for p in ids if pipes[p][1][0] <= x <= pipes[p][1][2]
+                               and pipes[p][1][1] <= y <= pipes[p][1][3])
+                    sched[cores[m]].append((rnd[m][1], ("recv", pid)))
+            for m in range(i, j + 1):
+                consumed[m] += sum(blocks_of(qi) for _, _, qi in rnd[m][1])
+            i = j + 1
+    return sched, pipes
+
+
+def make_kernel(sched, pipes, d_t, q_chunk, kv_chunk, n_kv, scale, causal, offsets, grid,
+                buffers, **compute_cfg):
+    """Build the ttlang kernel for one problem and schedule (see plan)."""
 
     def bcast(col):
         """Row statistics live in column 0 of their tiles: spread them across the columns."""
         return ttl.math.broadcast(col, dims=[1])
 
-    def kv_blocks(qi):
-        return qi + 1 if causal else n_kv_chunks   # causal: q_chunk == kv_chunk, blocks 0..qi
+    def blocks(qi):
+        return kv_blocks(qi, q_chunk, kv_chunk, n_kv, causal)
 
     @ttl.kernel(grid=grid, **compute_cfg)
     def flash_attention(q, k, v, mask, out):
@@ -76,8 +161,8 @@ def make_kernel(units, sq_t, skv_t, d_t, q_chunk, kv_chunk, scale, causal, grid,
         qs_buf = ttl.make_dataflow_buffer_like(q, shape=(q_chunk, d_t), buffer_factor=1)
         k_buf = ttl.make_dataflow_buffer_like(k, shape=(kv_chunk, d_t), buffer_factor=buffers)
         v_buf = ttl.make_dataflow_buffer_like(v, shape=(kv_chunk, d_t), buffer_factor=buffers)
-        if causal:
-            mask_buf = ttl.make_dataflow_buffer_like(mask, shape=(q_chunk, kv_chunk), buffer_factor=1)
+        mask_bufs = [ttl.make_dataflow_buffer_like(mask, shape=(q_chunk, kv_chunk), buffer_factor=1)
+                     for _ in offsets]
         out_buf = ttl.make_dataflow_buffer_like(out, shape=(q_chunk, d_t), buffer_factor=2)
         s_buf = ttl.make_dataflow_buffer_like(out, shape=(q_chunk, kv_chunk), buffer_factor=1)
         p_buf = ttl.make_dataflow_buffer_like(out, shape=(q_chunk, kv_chunk), buffer_factor=1)
@@ -86,95 +171,98 @@ def make_kernel(units, sq_t, skv_t, d_t, q_chunk, kv_chunk, scale, causal, grid,
         alpha_buf = ttl.make_dataflow_buffer_like(out, shape=(q_chunk, 1), buffer_factor=1)
         l_buf = ttl.make_dataflow_buffer_like(out, shape=(q_chunk, 1), buffer_factor=2)
         o_buf = ttl.make_dataflow_buffer_like(out, shape=(q_chunk, d_t), buffer_factor=2)
+        nets = [ttl.PipeNet([ttl.Pipe(src=src, dst=(slice(x0, x1 + 1), slice(y0, y1 + 1)))])
+                for src, (x0, y0, x1, y1) in pipes]
 
-        def my_units():
-            return units[ttl.core(dims=2)]
+        def my_work():
+            return sched[ttl.core(dims=2)]
 
-        if mcast:   # core (0, y) reads K/V and multicasts them along row y
-            net = ttl.PipeNet([ttl.Pipe(src=(0, y), dst=(slice(1, grid[0]), y))
-                               for y in range(grid[1])])
-
-        def fetch(buf, t, bh, j):
+        def fetch(buf, t, kv_row, j, role):
             rows = slice(j * kv_chunk, (j + 1) * kv_chunk)
             with buf.reserve() as blk:
-                if not mcast:
-                    ttl.copy(t[bh, rows, :], blk).wait()
+                if role is None or role[0] == "send":
+                    ttl.copy(t[kv_row, rows, :], blk).wait()
+                if role is None:
                     return
-
-                def send(pipe):
-                    ttl.copy(t[bh, rows, :], blk).wait()
-                    ttl.copy(blk, pipe).wait()
-
-                def recv(pipe):
-                    ttl.copy(pipe, blk).wait()
-                net.if_src(send)
-                net.if_dst(recv)
+                if role[0] == "send":
+                    sent = [ttl.copy(blk, nets[p].pipes[0]) for p in role[1]]
+                    for h in sent:
+                        h.wait()
+                else:
+                    ttl.copy(nets[role[1]].pipes[0], blk).wait()
 
         @ttl.datamovement()
         def reader():
-            if causal:
-                with mask_buf.reserve() as mb:
-                    ttl.copy(mask[0:q_chunk, 0:kv_chunk], mb).wait()
-            for bh, qi in my_units():
-                with q_buf.reserve() as qb:
-                    ttl.copy(q[bh, qi * q_chunk:(qi + 1) * q_chunk, :], qb).wait()
-                for j in range(kv_blocks(qi)):
-                    fetch(k_buf, k, bh, j)
-                    fetch(v_buf, v, bh, j)
+            for n, mb in enumerate(mask_bufs):
+                with mb.reserve() as blk:
+                    ttl.copy(mask[n * q_chunk:(n + 1) * q_chunk, 0:kv_chunk], blk).wait()
+            for chunks, role in my_work():
+                for q_row, kv_row, qi in chunks:
+                    with q_buf.reserve() as qb:
+                        ttl.copy(q[q_row, qi * q_chunk:(qi + 1) * q_chunk, :], qb).wait()
+                    for j in range(blocks(qi)):
+                        fetch(k_buf, k, kv_row, j, role)
+                        fetch(v_buf, v, kv_row, j, role)
 
         @ttl.compute()
         def compute():
-            if causal:
-                mask_blk = mask_buf.wait()
-            for _, qi in my_units():
-                with q_buf.wait() as qb, qs_buf.reserve() as qs:
-                    qs.store(qb * scale)        # the softmax scale, folded into Q once per chunk
-                with qs_buf.wait() as qb:
-                    with m_buf.reserve() as m0:
-                        m0.store(ttl.math.fill(m0, -math.inf))
-                    with l_buf.reserve() as l0:
-                        l0.store(ttl.math.fill(l0, 0.0))
-                    with o_buf.reserve() as o0:
-                        o0.store(ttl.math.fill(o0, 0.0))
-                    for j in range(kv_blocks(qi)):
-                        with k_buf.wait() as kb, s_buf.reserve() as s:
-                            if causal and j == qi:
-                                s.store(qb @ kb.transpose() + mask_blk)
-                            else:
-                                s.store(qb @ kb.transpose())
-                        with s_buf.wait() as s, m_buf.wait() as m:
-                            with mn_buf.reserve() as mn:
-                                mn.store(ttl.math.max(m, s.rowmax()))
-                            with mn_buf.wait() as mn:
-                                with alpha_buf.reserve() as alpha:
-                                    alpha.store(ttl.math.exp(m - mn))
-                                with p_buf.reserve() as p:
-                                    p.store(ttl.math.exp(s - bcast(mn)))
-                                with m_buf.reserve() as m_next:
-                                    m_next.store(mn)
-                        with alpha_buf.wait() as alpha, p_buf.wait() as p:
-                            with l_buf.wait() as l, l_buf.reserve() as l_next:
-                                l_next.store(alpha * l + p.rowsum())
-                            with v_buf.wait() as vb, o_buf.wait() as o, o_buf.reserve() as o_next:
-                                o_next.store(bcast(alpha) * o + p @ vb)
-                    with o_buf.wait() as o, l_buf.wait() as l, m_buf.wait() as m:
-                        with out_buf.reserve() as ob:
-                            ob.store(o / bcast(l))
-            if causal:
-                mask_blk.pop()
+            masks = [mb.wait() for mb in mask_bufs]
+            for chunks, _ in my_work():
+                for _, _, qi in chunks:
+                    with q_buf.wait() as qb, qs_buf.reserve() as qs:
+                        qs.store(qb * scale)        # the softmax scale, folded into Q once per chunk
+                    with qs_buf.wait() as qb:
+                        with m_buf.reserve() as m0:
+                            m0.store(ttl.math.fill(m0, -math.inf))
+                        with l_buf.reserve() as l0:
+                            l0.store(ttl.math.fill(l0, 0.0))
+                        with o_buf.reserve() as o0:
+                            o0.store(ttl.math.fill(o0, 0.0))
+                        for j in range(blocks(qi)):
+                            with k_buf.wait() as kb, s_buf.reserve() as s:
+                                if causal and diagonal(qi, j, q_chunk, kv_chunk):
+                                    mk = masks[offsets.index(qi * q_chunk - j * kv_chunk)]
+                                    s.store(qb @ kb.transpose() + mk)
+                                else:
+                                    s.store(qb @ kb.transpose())
+                            with s_buf.wait() as s, m_buf.wait() as m:
+                                with mn_buf.reserve() as mn:
+                                    mn.store(ttl.math.max(m, s.rowmax()))
+                                with mn_buf.wait() as mn:
+                                    with alpha_buf.reserve() as alpha:
+                                        alpha.store(ttl.math.exp(m - mn))
+                                    with p_buf.reserve() as p:
+                                        p.store(ttl.math.exp(s - bcast(mn)))
+                                    with m_buf.reserve() as m_next:
+                                        m_next.store(mn)
+                            with alpha_buf.wait() as alpha, p_buf.wait() as p:
+                                with l_buf.wait() as l, l_buf.reserve() as l_next:
+                                    l_next.store(alpha * l + p.rowsum())
+                                with v_buf.wait() as vb, o_buf.wait() as o, o_buf.reserve() as o_next:
+                                    o_next.store(bcast(alpha) * o + p @ vb)
+                        with o_buf.wait() as o, l_buf.wait() as l, m_buf.wait() as m:
+                            with out_buf.reserve() as ob:
+                                ob.store(o / bcast(l))
+            for mk in masks:
+                mk.pop()
 
         @ttl.datamovement()
         def writer():
-            for bh, qi in my_units():
-                with out_buf.wait() as ob:
-                    ttl.copy(ob, out[bh, qi * q_chunk:(qi + 1) * q_chunk, :]).wait()
+            for chunks, _ in my_work():
+                for q_row, _, qi in chunks:
+                    with out_buf.wait() as ob:
+                        ttl.copy(ob, out[q_row, qi * q_chunk:(qi + 1) * q_chunk, :]).wait()
 
     return flash_attention
 
 
 def reference(q, k, v, scale, causal, rows=1024):
     """float64 attention on the same (format-rounded) inputs, `rows` query rows at a time so
-    long sequences do not need the whole score matrix in memory."""
+    long sequences do not need the whole score matrix in memory. q is (batch, heads, seq,
+    dim), k and v (batch, kv_heads, kv_seq, dim): each K/V head serves heads / kv_heads
+    consecutive query heads."""
+    g = q.shape[1] // k.shape[1]
+    k, v = np.repeat(k, g, axis=1), np.repeat(v, g, axis=1)
     out = np.empty(q.shape[:-1] + v.shape[-1:])
     n = k.shape[-2]
     kt = np.swapaxes(k, -1, -2)
@@ -190,90 +278,121 @@ def reference(q, k, v, scale, causal, rows=1024):
     return out
 
 
-def auto_schedule(bh, sq_t, skv_t, d_t, grid, causal=False, kv_mcast=False, buffers=2,
+def l1_bytes_needed(qc, kc, d_t, buffers, kv_bytes, n_masks):
+    """L1 the kernel's buffers take (bf16 but K/V) plus the compiler's intermediates."""
+    bf16 = 2048 * (qc * d_t * 7 + qc * kc * (2 + n_masks) + qc * 6 + qc * kc)
+    return bf16 + 2 * kc * d_t * buffers * kv_bytes
+
+
+def estimate(units, cores, q_chunk, kv_chunk, d_t, blocks_of):
+    """A rough time for a schedule, in tile products: rounds of units, each K/V step's two
+    matmuls, its softmax work (about 4 tile products per score tile) and a fixed cost per
+    step; enough to rank chunk sizes, not a prediction of cycles."""
+    rounds = -(-len(units) // cores)
+    per_unit = max(sum(blocks_of(qi) for _, _, qi in chunks) for _, chunks in units)
+    return rounds * per_unit * (q_chunk * kv_chunk * (2 * d_t + 4) + 8)
+
+
+def auto_schedule(batch, heads, kv_heads, sq_t, skv_t, d_t, grid, causal=False, buffers=2,
                   kv_bytes=2048, l1_bytes=1_300_000):
-    """Default Q and K/V chunks (in tiles) for a problem.
-
-    Q chunks: the largest (up to 8 tiles) that still gives every core a work unit, since
-    each unit streams the whole of K and V once, so bigger chunks read DRAM less. K/V
-    chunks: the largest (up to 16 tiles) whose buffers fit `l1_bytes` of L1, since bigger
-    chunks mean fewer, longer statements. Causal runs use square chunks.
-    """
+    """Default Q and K/V chunks (in tiles, at most 16 each) for a problem: of the pairs whose
+    buffers fit `l1_bytes` of L1, the one `estimate` ranks fastest (the largest on a tie:
+    fewer, longer statements, and fewer K/V reads). It weighs the work per core, so it
+    trades big chunks against the cores they leave idle; causal runs use square chunks."""
     cores = grid[0] * grid[1]
-    divs = lambda n, cap: [c for c in range(1, min(n, cap) + 1) if n % c == 0]
-    q_opts = [c for c in divs(sq_t, 8) if not kv_mcast or (sq_t // c) % grid[0] == 0] or [1]
-    busy = [c for c in q_opts if bh * (sq_t // c) >= cores]
-    qc = max(busy) if busy else min(q_opts)
+    divs = lambda n: [c for c in range(1, min(n, 16) + 1) if n % c == 0]
+    best = None
+    for qc in divs(sq_t):
+        for kc in ([qc] if causal else divs(skv_t)):
+            n_q, n_kv = sq_t // qc, skv_t // kc
+            masks = len(mask_offsets(n_q, qc, kc, n_kv)) if causal else 0
+            if l1_bytes_needed(qc, kc, d_t, buffers, kv_bytes, masks) > l1_bytes:
+                continue
+            units = work_units(batch, heads, kv_heads, n_q, causal)
+            t = estimate(units, cores, qc, kc, d_t,
+                         lambda qi: kv_blocks(qi, qc, kc, n_kv, causal))
+            key = (t, -qc * kc, -qc)
+            if best is None or key < best[0]:
+                best = (key, qc, kc)
+    if best is None:
+        raise ValueError(f"no Q/K/V chunks of head dim {32 * d_t} fit {l1_bytes} bytes of L1")
+    return best[1], best[2]
 
-    def l1(qc, kc):   # tiles of every buffer the kernel makes (bf16 but K/V), plus spills
-        bf16 = 2048 * (qc * d_t * 7 + qc * kc * (3 if causal else 2) + qc * 6 + qc * kc)
-        return bf16 + 2 * kc * d_t * buffers * kv_bytes
 
-    if causal:
-        while qc > 1 and l1(qc, qc) > l1_bytes:
-            qc = max(c for c in q_opts if c < qc)
-        return qc, qc
-    kc_opts = [c for c in divs(skv_t, 16) if l1(qc, c) <= l1_bytes] or [1]
-    return qc, max(kc_opts)
+SHARE_MODES = ("auto", "mcast", "off")
 
 
 def run(batch=1, heads=8, seq=2048, dim=64, grid=(8, 8), q_chunk=None, kv_chunk=None, buffers=2,
         kv_dtype="bf16", math_fidelity="HiFi4", fp32_dest_acc_en=False, causal=False, seed=0,
-        sysdesc=None, kv_seq=None, kv_mcast=None, exp="fast"):
+        sysdesc=None, kv_seq=None, kv_share="auto", exp="fast", kv_heads=None, kv_mcast=None):
     """Run flash attention once; returns (figures, RunReport, kernel).
 
-    `exp` is the SFPU exponential's mode: "fast" (the Schraudolph form the chip's attention
-    kernels use, the default), "approx" or "accurate" (docs/numerics.md, "SFPU algorithms").
-    `kv_seq` (default `seq`) sets the K/V sequence length separately from Q's; `kv_mcast`
-    has one core per grid row read each K/V chunk and multicast it to the rest of the row
-    (None: whenever the problem splits evenly for it; it reads DRAM once per row, not once
-    per core).
+    `kv_heads` (default `heads`) K/V heads, each serving heads / kv_heads query heads
+    (grouped-query attention; 1 is multi-query). `kv_seq` (default `seq`) sets the K/V
+    sequence length apart from Q's. `kv_share`: "mcast" has the cores that run units of the
+    same K/V stream at the same time (the same K/V head, causally the same Q chunks) read
+    each K/V chunk once, on one of them, and multicast it to the others; "off" has every
+    core read its own; "auto" (default) shares wherever some cores can. `kv_mcast` is the
+    older flag (True "mcast", False "off"). `exp` is the SFPU exponential's mode: "fast"
+    (the Schraudolph form the chip's attention kernels use, the default), "approx" or
+    "accurate" (docs/numerics.md, "SFPU algorithms"). Causal runs may use Q and K/V chunks
+    of different sizes; each diagonal block gets the mask of its offset.
     """
     if sysdesc is not None:
         ttl.set_device(sysdesc)
     dev = ttl.device()
     kv_seq = kv_seq or seq
+    kv_heads = kv_heads or heads
+    if kv_mcast is not None:
+        kv_share = "mcast" if kv_mcast else "off"
+    if kv_share not in SHARE_MODES:
+        raise ValueError(f"kv_share {kv_share!r}: use one of {', '.join(SHARE_MODES)}")
     if seq % 32 or dim % 32 or kv_seq % 32:
         raise ValueError("seq, kv_seq and dim must be multiples of 32")
+    if heads % kv_heads:
+        raise ValueError(f"{heads} query heads do not split into groups over {kv_heads} K/V heads")
+    if causal and kv_seq != seq:
+        raise ValueError("causal runs need kv_seq == seq")
     sq_t, skv_t, d_t = seq // 32, kv_seq // 32, dim // 32
-    if kv_mcast is None:
-        qc = q_chunk or auto_schedule(batch * heads, sq_t, skv_t, d_t, grid, causal, True)[0]
-        kv_mcast = not causal and grid[0] > 1 and sq_t % qc == 0 and (sq_t // qc) % grid[0] == 0
-    auto_q, auto_kv = auto_schedule(batch * heads, sq_t, skv_t, d_t, grid, causal, kv_mcast, buffers,
-                                    1088 if kv_dtype == "bfp8_b" else 2048)
-    q_chunk, kv_chunk = q_chunk or auto_q, kv_chunk or (q_chunk if causal and q_chunk else auto_kv)
+    kv_bytes = 1088 if kv_dtype == "bfp8_b" else 2048
+    if q_chunk is None or kv_chunk is None:
+        if causal and (q_chunk or kv_chunk):
+            auto_q = auto_kv = q_chunk or kv_chunk
+        else:
+            auto_q, auto_kv = auto_schedule(batch, heads, kv_heads, sq_t, skv_t, d_t, grid, causal,
+                                            buffers, kv_bytes)
+        q_chunk, kv_chunk = q_chunk or auto_q, kv_chunk or auto_kv
     if sq_t % q_chunk or skv_t % kv_chunk:
         raise ValueError(f"seq {seq} ({sq_t} tiles) must be a multiple of q_chunk={q_chunk} tiles and "
                          f"kv_seq {kv_seq} ({skv_t} tiles) of kv_chunk={kv_chunk}")
-    if causal and (q_chunk != kv_chunk or kv_seq != seq):
-        raise ValueError("causal runs need q_chunk == kv_chunk and kv_seq == seq")
-    if causal and kv_mcast:
-        raise ValueError("K/V multicast needs every core of a row to walk the same K/V chunks; "
-                         "causal runs do not")
-    bh = batch * heads
-    units = work_split(bh, sq_t // q_chunk, grid, kv_mcast)
+    n_q, n_kv = sq_t // q_chunk, skv_t // kv_chunk
+    blocks_of = lambda qi: kv_blocks(qi, q_chunk, kv_chunk, n_kv, causal)
+    units = work_units(batch, heads, kv_heads, n_q, causal)
+    sched, pipes = plan(units, grid, kv_share != "off", blocks_of, buffers)
+    offsets = mask_offsets(n_q, q_chunk, kv_chunk, n_kv) if causal else []
     scale = 1.0 / math.sqrt(dim)
     r = np.random.default_rng(seed)
-    shape, kv_shape = (bh, seq, dim), (bh, kv_seq, dim)
+    shape, kv_shape = (batch * heads, seq, dim), (batch * kv_heads, kv_seq, dim)
     qh, kh, vh = (r.standard_normal(s).astype(np.float32) for s in (shape, kv_shape, kv_shape))
     q = ttl.from_numpy(qh, "bf16")
     k = ttl.from_numpy(kh, kv_dtype)
     v = ttl.from_numpy(vh, kv_dtype)
-    mask = ttl.from_numpy(np.triu(np.full((q_chunk * 32, kv_chunk * 32), -np.inf, np.float32), 1)
-                          if causal else np.zeros((32, 32), np.float32), "bf16")
+    masks = [causal_mask(o, q_chunk, kv_chunk) for o in offsets] or [np.zeros((32, 32), np.float32)]
+    mask = ttl.from_numpy(np.concatenate(masks), "bf16")
     out = ttl.empty(shape, "bf16")
-    kern = make_kernel(units, sq_t, skv_t, d_t, q_chunk, kv_chunk, scale, causal, grid, buffers,
-                       kv_mcast, math_fidelity=math_fidelity, fp32_dest_acc_en=fp32_dest_acc_en,
+    kern = make_kernel(sched, pipes, d_t, q_chunk, kv_chunk, n_kv, scale, causal, offsets, grid,
+                       buffers, math_fidelity=math_fidelity, fp32_dest_acc_en=fp32_dest_acc_en,
                        exp_approx=exp)
     t0 = time.perf_counter()
     rep = kern(q, k, v, mask, out)
     wall = time.perf_counter() - t0
-    f64 = lambda t: t.to_numpy().astype(np.float64).reshape(batch, heads, -1, dim)
-    o = f64(out)
-    ref = reference(f64(q), f64(k), f64(v), scale, causal)
+    f64 = lambda t, h: t.to_numpy().astype(np.float64).reshape(batch, h, -1, dim)
+    o = f64(out, heads)
+    ref = reference(f64(q, heads), f64(k, kv_heads), f64(v, kv_heads), scale, causal)
     err = np.abs(o - ref)
-    flops = 4.0 * bh * seq * kv_seq * dim * (0.5 if causal else 1.0)
+    flops = 4.0 * batch * heads * seq * kv_seq * dim * (0.5 if causal else 1.0)
     peak = peak_tflops(dev.sd)
+    shared = sum(1 for c in sched.values() for _, role in c if role and role[0] == "recv")
     res = {
         "pcc": float(np.corrcoef(o.ravel(), ref.ravel())[0, 1]),
         "max_abs_err": float(err.max()),
@@ -285,10 +404,15 @@ def run(batch=1, heads=8, seq=2048, dim=64, grid=(8, 8), q_chunk=None, kv_chunk=
         "bottleneck": rep.bottleneck(),
         "wall_s": wall,
         "q_chunk": q_chunk,
-        "kv_mcast": kv_mcast,
         "kv_chunk": kv_chunk,
+        "kv_heads": kv_heads,
+        "kv_share": kv_share,
+        "kv_mcast": shared > 0,
+        "units_shared": shared,
+        "units": len(units),
         "exp": exp,
         "utilisation": {kd: round(d["busy"], 4) for kd, d in rep.per_kind().items()},
+        "max_idle": max(t.idle for t in rep.threads) / rep.cycles if rep.cycles else 0.0,
     }
     return res, rep, kern
 
@@ -301,50 +425,90 @@ def peak_tflops(sd):
 
 
 def grid_arg(s):
-    x, y = s.lower().split("x")
-    return int(x), int(y)
+    try:
+        x, y = (int(v) for v in s.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r}: give the grid as WxH, e.g. 8x8") from None
+    if x < 1 or y < 1:
+        raise argparse.ArgumentTypeError(f"{s!r}: a grid needs at least one core each way")
+    return x, y
+
+
+def positive(s):
+    try:
+        n = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{s} must be at least 1")
+    return n
+
+
+def tiles(s):
+    """A length in elements: a positive multiple of the 32-row tile."""
+    n = positive(s)
+    if n % 32:
+        raise argparse.ArgumentTypeError(f"{n} is not a multiple of 32 (whole tiles)")
+    return n
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--heads", type=int, default=8)
-    p.add_argument("--seq", type=int, default=2048)
-    p.add_argument("--dim", type=int, default=64)
-    p.add_argument("--kv-seq", type=int, default=None, help="K/V length (default: --seq)")
+    p.add_argument("--batch", type=positive, default=1)
+    p.add_argument("--heads", type=positive, default=8)
+    p.add_argument("--seq", type=tiles, default=2048)
+    p.add_argument("--dim", type=tiles, default=64)
+    p.add_argument("--kv-seq", type=tiles, default=None, help="K/V length (default: --seq)")
     p.add_argument("--grid", type=grid_arg, default=None, help="e.g. 8x8 (default: the full worker grid)")
-    p.add_argument("--q-chunk", type=int, default=None,
+    p.add_argument("--q-chunk", type=positive, default=None,
                    help="Q rows per chunk, in tiles (default: auto_schedule)")
-    p.add_argument("--kv-chunk", type=int, default=None,
+    p.add_argument("--kv-chunk", type=positive, default=None,
                    help="K/V rows per chunk, in tiles (default: auto_schedule)")
-    p.add_argument("--buffers", type=int, default=2, help="K/V buffer depth (blocks)")
+    p.add_argument("--buffers", type=positive, default=2, help="K/V buffer depth (blocks)")
     p.add_argument("--kv-dtype", default="bf16", choices=["bf16", "bfp8_b"])
-    p.add_argument("--fidelity", default="HiFi4")
+    p.add_argument("--fidelity", default="HiFi4", choices=["LoFi", "HiFi2", "HiFi3", "HiFi4"])
     p.add_argument("--fp32-acc", action="store_true")
     p.add_argument("--exp", default="fast", choices=["fast", "approx", "accurate"],
                    help="the SFPU exponential's mode (default fast, as the chip's attention kernels)")
     p.add_argument("--causal", action="store_true")
-    p.add_argument("--kv-mcast", choices=["auto", "on", "off"], default="auto",
-                   help="one core per grid row reads K/V and multicasts it to the row "
-                        "(auto: whenever the work splits evenly for it)")
+    p.add_argument("--kv-heads", type=positive, default=None,
+                   help="K/V heads (grouped-query attention; default: --heads)")
+    p.add_argument("--kv-share", choices=SHARE_MODES, default="auto",
+                   help="cores running the same K/V stream at once read each chunk once and "
+                        "multicast it (auto: wherever some can)")
+    p.add_argument("--kv-mcast", choices=["on", "off"], default=None,
+                   help="the older form of --kv-share mcast / off")
     p.add_argument("--sysdesc", default=None)
     p.add_argument("--json", default=None)
     p.add_argument("--show", action="store_true", help="print the generated low-level code")
     p.add_argument("--lines", type=int, default=0, metavar="N",
                    help="print the N costliest kernel lines per thread (a line profile)")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     a = p.parse_args(argv)
-    if a.sysdesc:
-        ttl.set_device(a.sysdesc)
-    grid = a.grid or ttl.device().sd.worker_grid()
-    res, rep, kern = run(a.batch, a.heads, a.seq, a.dim, grid, a.q_chunk, a.kv_chunk, a.buffers,
-                         a.kv_dtype, a.fidelity, a.fp32_acc, a.causal, kv_seq=a.kv_seq,
-                         kv_mcast={"auto": None, "on": True, "off": False}[a.kv_mcast], exp=a.exp)
+    try:
+        if a.sysdesc:
+            ttl.set_device(a.sysdesc)
+        grid = a.grid or ttl.device().sd.worker_grid()
+        full = ttl.device().sd.worker_grid()
+        if grid[0] > full[0] or grid[1] > full[1]:
+            p.error(f"--grid {grid[0]}x{grid[1]} is larger than {ttl.device().sd.name}'s "
+                    f"{full[0]}x{full[1]} worker cores")
+        share = {"on": "mcast", "off": "off", None: a.kv_share}[a.kv_mcast]
+        res, rep, kern = run(a.batch, a.heads, a.seq, a.dim, grid, a.q_chunk, a.kv_chunk,
+                             a.buffers, a.kv_dtype, a.fidelity, a.fp32_acc, a.causal,
+                             kv_seq=a.kv_seq, kv_share=share, exp=a.exp, kv_heads=a.kv_heads)
+    except (ValueError, ttl.CompileError, ttsim.TTSimError) as e:   # SysdescError is a ValueError
+        if a.debug:
+            raise
+        p.error(str(e))
     sd = ttl.device().sd
-    print(f"flash attention: batch {a.batch}, heads {a.heads}, seq {a.seq}, head dim {a.dim}"
+    kvh = f" ({res['kv_heads']} K/V heads)" if res["kv_heads"] != a.heads else ""
+    print(f"flash attention: batch {a.batch}, heads {a.heads}{kvh}, seq {a.seq}, head dim {a.dim}"
           f"{', causal' if a.causal else ''} on {sd.name} ({grid[0]}x{grid[1]} cores)")
     print(f"schedule: q_chunk {res['q_chunk']} tiles, kv_chunk {res['kv_chunk']} tiles, K/V {a.kv_dtype}, "
           f"{a.fidelity}{', fp32 acc' if a.fp32_acc else ''}, exp {a.exp}, K/V buffer depth {a.buffers}, "
-          f"K/V {'multicast along rows' if res['kv_mcast'] else 'read by every core'}")
+          f"K/V {'shared by multicast' if res['kv_mcast'] else 'read by every core'} "
+          f"({res['units_shared']} of {res['units']} units receive theirs)")
     print(f"correctness vs float64: pcc {res['pcc']:.6f}, max abs err {res['max_abs_err']:.4g}, "
           f"rel err {res['rel_err']:.3g}")
     print(f"cycles: {res['cycles']:,.0f} = {res['us']:,.1f} us at {sd.clock_ghz.value} GHz; "

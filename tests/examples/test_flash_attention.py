@@ -133,19 +133,136 @@ def test_kv_multicast_gives_the_same_bits():
     assert any(t.stalls.get("semaphore", 0) > 0 for t in readers)
 
 
-@given(bh=st.integers(1, 9), n_q=st.sampled_from([4, 8, 16, 32]), mcast=st.booleans())
-def test_work_split_covers_every_unit_once_and_keeps_rows_in_lockstep(bh, n_q, mcast):
-    grid = (4, 4)
-    units = fa.work_split(bh, n_q, grid, mcast)
-    every = sorted(u for us in units.values() for u in us)
-    assert every == [(h, q) for h in range(bh) for q in range(n_q)]
-    if mcast:
-        for y in range(grid[1]):
-            rows = [units[(x, y)] for x in range(grid[0])]
-            assert len({len(r) for r in rows}) == 1                   # lockstep
-            for step in zip(*rows):
-                assert len({h for h, _ in step}) == 1                 # one head, one K/V stream
-        busy_rows = sum(1 for y in range(grid[1]) if units[(0, y)])
-        assert busy_rows == min(grid[1], bh * n_q // grid[0])
-    loads = [len(us) for us in units.values()]
-    assert max(loads) - min(loads) <= (grid[0] if mcast else 1)     # balanced
+@given(batch=st.integers(1, 2), kv_heads=st.integers(1, 3), group=st.integers(1, 3),
+       n_q=st.integers(1, 9), causal=st.booleans())
+def test_work_units_cover_every_q_chunk_once_and_pair_causal_ends(batch, kv_heads, group, n_q,
+                                                                  causal):
+    heads = kv_heads * group
+    units = fa.work_units(batch, heads, kv_heads, n_q, causal)
+    every = sorted((qr, qi) for _, chunks in units for qr, _, qi in chunks)
+    assert every == [(qr, qi) for qr in range(batch * heads) for qi in range(n_q)]
+    for key, chunks in units:
+        for qr, kv_row, _ in chunks:
+            b, h = divmod(qr, heads)
+            assert kv_row == b * kv_heads + h // group        # the group's K/V head
+        if causal:                                            # both ends: equal causal work
+            assert sum(qi + 1 for _, _, qi in chunks) in ({n_q + 1} if len(chunks) == 2
+                                                          else {n_q // 2 + 1})
+    # units of one stream key read the same K/V chunks
+    streams = {}
+    for key, chunks in units:
+        streams.setdefault(key, set()).add(tuple((kv, qi if causal else None)
+                                                 for _, kv, qi in chunks))
+    assert all(len(v) == 1 for v in streams.values())
+
+
+@given(n_units=st.integers(1, 40), n_keys=st.integers(1, 5), grid=st.sampled_from(
+    [(1, 1), (3, 1), (4, 2), (5, 3), (11, 10)]), buffers=st.integers(1, 3),
+    share=st.booleans(), data=st.data())
+def test_plan_deals_every_unit_once_and_every_receiver_has_one_sender(n_units, n_keys, grid,
+                                                                       buffers, share, data):
+    keys = sorted(data.draw(st.lists(st.integers(0, n_keys - 1), min_size=n_units,
+                                     max_size=n_units)))
+    units = [(k, ((i, k, k % 3),)) for i, k in enumerate(keys)]   # a key fixes the K/V chunks
+    sched, pipes = fa.plan(units, grid, share, lambda qi: qi + 1, buffers)
+    dealt = sorted(u[0][0] for us in sched.values() for u, _ in us)
+    assert dealt == list(range(n_units))
+    counts = [len(v) for v in sched.values()]
+    assert max(counts) - min(counts) <= 1                      # dealt in rounds
+    cores = list(sched)
+    for c in cores:
+        for step, (u, role) in enumerate(sched[c]):
+            if role is None:
+                continue
+            assert share
+            if role[0] == "recv":
+                src, rect = pipes[role[1]]
+                x0, y0, x1, y1 = rect
+                assert x0 <= c[0] <= x1 and y0 <= c[1] <= y1
+                su, srole = sched[src][step]                  # the sender, in the same round
+                assert srole[0] == "send" and role[1] in srole[1]
+                assert su[0][1] == u[0][1] and su[0][2] == u[0][2]   # the same K/V chunks
+            else:
+                covered = set()
+                for pid in role[1]:
+                    src, (x0, y0, x1, y1) = pipes[pid]
+                    assert src == c
+                    cells = {(x, y) for x in range(x0, x1 + 1) for y in range(y0, y1 + 1)}
+                    assert not cells & covered and c not in cells
+                    covered |= cells
+                    assert all(sched[d][step][1] == ("recv", pid) for d in cells)
+
+
+def _dram_bytes(rep):
+    return sum(b["bytes"] for b in rep.noc["dram"].values())
+
+
+def test_grouped_query_heads_read_each_kv_head_and_match_float64():
+    p = dict(batch=2, heads=4, seq=128, dim=64, grid=(2, 2), q_chunk=2, kv_chunk=2, seed=9)
+    for kv_heads in (1, 2, 4):
+        res, rep = run(**p, kv_heads=kv_heads)
+        assert res["pcc"] > 0.999, (kv_heads, res)
+        assert res["max_abs_err"] <= fa_bound(_inputs(p), 128, 2, False), (kv_heads, res)
+
+
+def test_grouped_query_reference_repeats_each_kv_head_over_its_group():
+    r = np.random.default_rng(0)
+    q = r.standard_normal((1, 4, 64, 32))
+    k, v = r.standard_normal((2, 1, 2, 64, 32))
+    got = fa.reference(q, k, v, 0.3, False)
+    for h in range(4):
+        s = q[0, h] @ k[0, h // 2].T * 0.3
+        pm = np.exp(s - s.max(-1, keepdims=True))
+        np.testing.assert_allclose(got[0, h], pm @ v[0, h // 2] / pm.sum(-1, keepdims=True),
+                                   rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("chunks", [(2, 1), (1, 2), (4, 2), (2, 4)])
+def test_causal_with_q_and_kv_chunks_of_different_sizes(chunks):
+    p = dict(batch=1, heads=1, seq=256, dim=64, grid=(2, 2), q_chunk=chunks[0],
+             kv_chunk=chunks[1], causal=True, seed=10)
+    res, _ = run(**p)
+    assert res["pcc"] > 0.999, res
+    assert res["max_abs_err"] <= fa_bound(_inputs(p), 256, min(chunks), True), res
+
+
+def test_causal_work_is_balanced_over_the_cores():
+    """Q chunks from both ends of the sequence: no core's math idles while others finish."""
+    res, rep = run(batch=1, heads=2, seq=1024, dim=64, grid=(2, 2), q_chunk=2, kv_chunk=2,
+                   causal=True, seed=11)
+    math_idle = [t.idle / rep.cycles for t in rep.threads if t.kind == "math"]
+    assert max(math_idle) <= 0.10, math_idle
+
+
+def test_kv_shared_across_a_split_that_does_not_divide_the_grid_rows():
+    """One head over 3x2 cores: the cores of a round read each K/V chunk once between them."""
+    p = dict(batch=1, heads=1, seq=192, dim=64, grid=(3, 2), q_chunk=1, kv_chunk=2, seed=12)
+    off, roff = run(**p, kv_share="off")
+    on, ron = run(**p, kv_share="auto")
+    assert on["max_abs_err"] == off["max_abs_err"] and on["pcc"] == off["pcc"]
+    assert on["units_shared"] == 5 and off["units_shared"] == 0
+    kv = 2 * 192 * 64 * 2                                   # K and V, bf16
+    assert _dram_bytes(roff) >= 6 * kv > 3 * kv >= _dram_bytes(ron) - 192 * 64 * 4
+
+
+@pytest.mark.parametrize("flags, says", [
+    ("--grid 0x0", "at least one core"), ("--grid 3", "WxH"), ("--grid 20x20", "larger than"),
+    ("--seq 33", "multiple of 32"), ("--dim 1000", "multiple of 32"), ("--q-chunk 0", "at least 1"),
+    ("--kv-dtype foo", "invalid choice"), ("--heads 3 --kv-heads 2", "do not split"),
+    ("--sysdesc nope", "unknown sysdesc"), ("--buffers 1.5", "not a whole number"),
+    ("--seq 256 --q-chunk 3", "multiple of q_chunk")])
+def test_bad_flags_are_one_line_errors(flags, says, capsys):
+    with pytest.raises(SystemExit) as e:
+        fa.main(flags.split())
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert says in err and "Traceback" not in err
+
+
+@given(sq=st.integers(1, 128), d_t=st.sampled_from([1, 2, 4]), causal=st.booleans(),
+       cores=st.sampled_from([1, 64, 110]))
+def test_auto_schedule_picks_chunks_that_divide_fit_and_stay_within_16_tiles(sq, d_t, causal, cores):
+    qc, kc = fa.auto_schedule(1, 8, 8, sq, sq, d_t, (cores, 1), causal)
+    assert 1 <= qc <= 16 and 1 <= kc <= 16 and sq % qc == 0 and sq % kc == 0
+    masks = len(fa.mask_offsets(sq // qc, qc, kc, sq // kc)) if causal else 0
+    assert fa.l1_bytes_needed(qc, kc, d_t, 2, 2048, masks) <= 1_300_000
