@@ -10,6 +10,7 @@ The surface follows Tenstorrent's TT-Lang (see LANGUAGE.md in the project's shar
         ...
 """
 from . import math
+from . import d2m   # the seed's D2M-style API: from ttlang.d2m import *
 from .errors import CompileError
 from .kernel import (Kernel, Program, compute, datamovement, kernel, make_circular_buffer_like,
                      make_dataflow_buffer_like)
@@ -20,7 +21,7 @@ from .tensor import (DRAM_MEMORY_CONFIG, L1_MEMORY_CONFIG, ROW_MAJOR_LAYOUT, TIL
                      bfloat8_b, bfloat16, close_device, device, empty, float32, from_numpy, full,
                      open_device, rand, randn, set_device, to_numpy, zeros)
 
-__all__ = ["math", "CompileError", "Kernel", "Program", "compute", "datamovement", "kernel",
+__all__ = ["math", "d2m", "CompileError", "Kernel", "Program", "compute", "datamovement", "kernel",
            "make_circular_buffer_like", "make_dataflow_buffer_like", "Pipe", "PipeNet", "Semaphore",
            "copy", "core", "grid_size", "Tensor", "bfloat16", "float32", "bfloat8_b", "device",
            "empty", "from_numpy", "full", "rand", "randn", "set_device", "zeros", "to_numpy",

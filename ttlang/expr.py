@@ -48,6 +48,9 @@ class Node:
 
 def as_node(x, like=None):
     if isinstance(x, Node):
+        dead = getattr(x, "dead", None)
+        if dead:
+            raise CompileError(dead)
         if not getattr(x, "readable", True):
             raise CompileError(f"reads {x.name}, a block that was reserved, not waited for: its "
                                "data is not there yet (use a block from .wait())")
@@ -93,6 +96,18 @@ for _op in ("recip", "sqrt", "rsqrt", "sigmoid"):
     APPROX_MODES[_op] = {True: "approx", False: "accurate", "approx": "approx", "accurate": "accurate"}
 
 
+def need_shape(x, what):
+    """x's block shape, or a CompileError saying why it has none (a number, an open broadcast)."""
+    if x.shape is not None:
+        return x.shape
+    if isinstance(x, Bcast):
+        raise CompileError(f"{what} of a broadcast whose shape is still open: ttl.math.broadcast(x, "
+                           "dims=...) takes its shape from the other operand of a binary op or the "
+                           f"block it is stored into; apply {what} before broadcasting, or give the "
+                           "broadcast a shape with ttl.math.broadcast(x, like, dims)")
+    raise CompileError(f"{what} of a plain number: compute it in Python instead")
+
+
 class Unary(Node):
     """An SFPU op; `mode` is the chip's algorithm for ops that have several (None: the
     kernel's default, fixed when the statement is compiled)."""
@@ -101,9 +116,7 @@ class Unary(Node):
         if op not in UNARY_OPS:
             raise CompileError(f"unknown unary op '{op}'; the hardware has: {', '.join(UNARY_OPS)}")
         self.op, self.x, self.mode = op, as_node(x), mode
-        if self.x.shape is None:
-            raise CompileError(f"{op} of a plain number: compute it in Python instead")
-        self.shape = self.x.shape
+        self.shape = need_shape(self.x, op)
 
     @classmethod
     def make(cls, op, x, approx=None):
@@ -123,20 +136,43 @@ class Unary(Node):
         return f"{self.op}{'<' + self.mode + '>' if self.mode else ''}({self.x.key()})"
 
 
-def _bshape(a, b, what):
-    """Result shape of an elementwise op between shapes a and b, or a CompileError."""
-    if a is None and b is None:
-        raise CompileError(f"{what}: cannot tell the block shape (two open broadcasts?)")
-    if a is None:
-        return b
-    if b is None or a == b:
-        return a
-    r = a[0] if a[0] == b[0] else (b[0] if a[0] == 1 else (a[0] if b[0] == 1 else None))
-    c = a[1] if a[1] == b[1] else (b[1] if a[1] == 1 else (a[1] if b[1] == 1 else None))
-    if r is None or c is None:
-        raise CompileError(f"{what}: block shapes {a} and {b} (in tiles) do not match and cannot "
-                           "broadcast (one must be 1 tile along each differing dimension)")
-    return (r, c)
+def _partial(n):
+    """What n fixes of a binary op's shape: its shape; for an open broadcast its extent along
+    the dimensions it does not broadcast (None along the ones it does); (None, None) for a number."""
+    if n.shape is not None:
+        return n.shape
+    if isinstance(n, Bcast):
+        r, c = n.x.shape
+        return {"col": (r, None), "row": (None, c)}.get(n.dim, (None, None))
+    return (None, None)
+
+
+def _bshape(x, y, what):
+    """Result shape of an elementwise op between nodes x and y, or a CompileError. Along each
+    dimension: an open broadcast takes the other operand's extent; otherwise the extents must
+    match or one must be 1 tile. So a column broadcast times a row broadcast is their outer
+    product."""
+    a, b = _partial(x), _partial(y)
+    out = []
+    for d, (p, q) in enumerate(zip(a, b)):
+        if p is None or q is None:
+            out.append(q if p is None else p)
+        elif p == q or q == 1:
+            out.append(p)
+        elif p == 1:
+            out.append(q)
+        else:
+            raise CompileError(f"{what}: block shapes {x.shape or a} and {y.shape or b} (in tiles) do "
+                               "not match and cannot broadcast (one must be 1 tile along each "
+                               "differing dimension)")
+    if None in out:
+        if isinstance(x, Const) and isinstance(y, Const):
+            raise CompileError(f"{what} of two plain numbers: compute it in Python instead")
+        d = "rows" if out[0] is None else "columns"
+        raise CompileError(f"{what}: cannot tell the block's number of tile {d}: both operands "
+                           "broadcast along it (or one is a plain number); give one of them a shape "
+                           "with ttl.math.broadcast(x, like, dims), like= a block of the shape you want")
+    return tuple(out)
 
 
 class Binary(Node):
@@ -148,7 +184,7 @@ class Binary(Node):
         x, y = as_node(x), as_node(y)
         if isinstance(x, Const) and isinstance(y, Const):
             raise CompileError(f"{op} of two plain numbers: compute it in Python instead")
-        shape = _bshape(x.shape, y.shape, op)
+        shape = _bshape(x, y, op)
         x, y = Bcast.to(x, shape), Bcast.to(y, shape)
         return cls(op, x, y, shape)
 
@@ -176,7 +212,7 @@ class Bcast(Node):
     @staticmethod
     def to(x, shape):
         if isinstance(x, Bcast) and x.shape is None:
-            return Bcast(x.x, shape, x.dim)
+            return Bcast(x.x, shape, x.dim)      # _bshape checked it fits
         if x.shape is None or x.shape == shape:
             return x
         return Bcast(x, shape, Bcast.dim_for(x, shape))
@@ -193,8 +229,9 @@ class Matmul(Node):
     @classmethod
     def make(cls, x, y):
         x, y = as_node(x), as_node(y)
-        if x.shape is None or y.shape is None:
+        if isinstance(x, Const) or isinstance(y, Const):
             raise CompileError("@ needs two blocks, not a number")
+        need_shape(x, "matmul"), need_shape(y, "matmul")
         if x.shape[1] != y.shape[0]:
             raise CompileError(f"matmul of blocks {x.shape} @ {y.shape} (in tiles): inner "
                                f"dimensions {x.shape[1]} and {y.shape[0]} differ")
@@ -216,6 +253,7 @@ class Reduce(Node):
         dims = tuple(dims)
         if not dims or any(d not in (0, 1) for d in dims):
             raise CompileError(f"reduce_{op} dims must be [0], [1] or [0, 1]; got {list(dims)}")
+        need_shape(x, f"reduce_{op}")
         return cls(op, x, dims)
 
     def key(self):
@@ -232,6 +270,7 @@ class Transpose(Node):
         x = as_node(x)
         if isinstance(x, Transpose):
             return x.x
+        need_shape(x, "transpose")
         return cls(x)
 
     def key(self):

@@ -18,7 +18,7 @@ from .runtime import DataflowBuffer, ThreadEnv
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _SKIP = {os.path.join(_HERE, f) for f in ("runtime.py", "kernel.py", "expr.py", "math.py",
                                           "lower.py", "tensor.py", "errors.py", "__init__.py",
-                                          "pipe.py", "semaphore.py")}
+                                          "pipe.py", "semaphore.py", "d2m.py", "d2m_api.py")}
 for _f in _SKIP:
     register_api_file(_f)
 
@@ -147,6 +147,8 @@ class Kernel:
         _building.append(b)
         try:
             self.fn(*args, **kwargs)
+        except CompileError as e:      # a misuse in the kernel body: point at its line
+            raise e.locate(_innermost_user_line(e.__traceback__, b))
         finally:
             _building.pop()
         dm = [t for t in b.threads if t[0] == "datamovement"]
@@ -240,6 +242,12 @@ class Kernel:
             raise
         self.last_report = rep
         return rep
+
+    def numerics(self):
+        """What the last run did to its numbers (DST mode, fidelity, SFPU ops and modes, each
+        op's relative error); ttlang.testing.assert_close(..., kernel=k) bounds by it."""
+        from .testing import numeric_path
+        return numeric_path(self)
 
     def show(self, *args, **kwargs):
         """The low-level code each compute statement became, under its source line."""

@@ -19,7 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .errors import CompileError
-from .expr import Bcast, Binary, Const, Fill, Leaf, Matmul, Node, Reduce, Transpose, Unary, children
+from .expr import (Bcast, Binary, Const, Fill, Leaf, Matmul, Node, Reduce, Transpose, Unary, _bshape,
+                   children)
 
 FPU_BINARY = ("add", "sub", "mul")
 
@@ -266,6 +267,9 @@ class Compiler:
             lines.append(f"    k.cb_wait_front({cb}, {ntiles})")
 
     def lower_store(self, expr: Node, out_cb, out_shape, acc=False) -> Lowered:
+        if isinstance(expr, Bcast) and expr.shape is None:
+            # an open broadcast stored as it is takes the shape of the block it goes into
+            expr = Bcast.to(expr, _bshape(expr, Fill(out_shape, 0.0), "store"))
         if expr.shape is None:
             raise CompileError("store of a plain number: use ttl.math.fill(block, value)")
         if tuple(expr.shape) != tuple(out_shape):

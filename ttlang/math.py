@@ -42,15 +42,56 @@ def reduce_sum(x, dims=(1,)):
     return Reduce.make("sum", x, dims)
 
 
-def broadcast(x, dims=(1,)):
-    """Spread x along `dims` to the shape of the other operand: dims=[1] spreads column 0
-    across columns (a row reduction's result), dims=[0] spreads row 0 down, [0, 1] a scalar."""
+_BCAST_DIMS = {(1,): "col", (0,): "row", (0, 1): "scalar"}
+
+
+def broadcast(x, like=None, dims=None):
+    """Spread x along `dims`: dims=[1] spreads column 0 across columns (a row reduction's
+    result, an (N, 1) tensor), dims=[0] spreads row 0 down (a (1, N) tensor), [0, 1] element
+    [0, 0] (a (1, 1) tensor).
+
+    `broadcast(x, dims=...)` takes its shape from the other operand of the binary op it is
+    used in (or the block it is stored into); `broadcast(x, like, dims)`, TT-Lang's general
+    form, broadcasts to the shape of the block `like` (any block, a reserved one included:
+    only its shape is used). x must be one tile along each of `dims` and match `like` along
+    the others."""
+    if dims is None and isinstance(like, (list, tuple)) and all(isinstance(d, int) for d in like) \
+            and not hasattr(like, "shape"):
+        like, dims = None, like            # broadcast(x, [1]): dims given positionally
+    dims = (1,) if dims is None else dims
+    if isinstance(dims, int):
+        dims = (dims,)
     x = as_node(x)
-    dims = tuple(sorted(dims))
-    dim = {(1,): "col", (0,): "row", (0, 1): "scalar"}.get(dims)
+    key = tuple(sorted(set(dims)))
+    dim = _BCAST_DIMS.get(key)
     if dim is None:
         raise CompileError(f"broadcast dims must be [0], [1] or [0, 1]; got {list(dims)}")
-    return Bcast(x, None, dim)
+    if like is None:
+        if x.shape is None:
+            raise CompileError("broadcast of a plain number: use it as it is (numbers broadcast "
+                               "by themselves) or ttl.math.fill(block, value)")
+        return Bcast(x, None, dim)
+    shape = getattr(like, "shape", like)
+    try:
+        shape = tuple(int(v) for v in shape)
+    except TypeError:
+        shape = ()
+    if len(shape) != 2:
+        raise CompileError(f"broadcast(x, like, dims): like must be a block (or a (rows, cols) "
+                           f"shape in tiles); got {type(like).__name__}")
+    if x.shape is None:
+        raise CompileError("broadcast of a plain number: use ttl.math.fill(like, value)")
+    names = ("rows", "columns")
+    for d in (0, 1):
+        if d in key and x.shape[d] != 1:
+            raise CompileError(f"broadcast along dim {d}: x is {x.shape[d]} tiles along it ({names[d]}) "
+                               f"and must be 1 (x is {x.shape[0]}x{x.shape[1]} tiles)")
+        if d not in key and x.shape[d] != shape[d]:
+            hint = f"; add {d} to dims" if x.shape[d] == 1 else ""
+            raise CompileError(f"broadcast(x, like, dims={list(key)}): x is {x.shape[d]} tiles along "
+                               f"dim {d} ({names[d]}) and like is {shape[d]}; along dims it does not "
+                               f"broadcast they must match{hint}")
+    return Bcast(x, shape, dim)
 
 
 def transpose(x):

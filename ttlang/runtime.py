@@ -11,7 +11,7 @@ from __future__ import annotations
 import greenlet
 
 from .errors import CompileError
-from .expr import Leaf
+from .expr import Leaf, Node
 from .pipe import Pipe
 from .tensor import TensorSlice
 
@@ -103,18 +103,32 @@ class Block(Leaf):
 
     def __exit__(self, exc_type, *rest):
         if exc_type is None:
-            (self.buf.push if self.mode == "reserved" else self.buf.pop)()
+            (self.push if self.mode == "reserved" else self.pop)()
+
+    def _retire(self, what):
+        """After its push or pop the block's pages belong to the next block: any later use
+        of this one is an error, not a read of whatever is there."""
+        line = env().build.user_line()
+        at = f" (line {line[1]})" if line else ""
+        self.dead = (f"uses a block of {self.name} after it was {what}{at}: its pages now belong to "
+                     "the buffer's next block. Use a block only before its push/pop (inside its "
+                     "`with`)")
 
     def push(self):
         self.buf.push()
+        self._retire("pushed")
 
     def pop(self):
         self.buf.pop()
+        self._retire("popped")
 
     def store(self, expr, acc=False):
+        if getattr(self, "dead", None):
+            raise CompileError("store into " + self.dead[5:])
         if self.mode != "reserved":
             raise CompileError(f"store into {self.name}, a block that was waited for: store into "
                                "a block from .reserve()")
+        _check_live(expr)
         e = env()
         if e.kind != "compute":
             raise CompileError("store runs on the compute thread; data-movement threads use ttl.copy")
@@ -129,6 +143,20 @@ class Block(Leaf):
                 low.fn(e.k)
             finally:
                 e.k.pin_line(prev)
+
+
+def _check_live(expr):
+    """A statement may only read blocks that are still held (not pushed or popped since)."""
+    stack, seen = [expr], set()
+    while stack:
+        n = stack.pop()
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        dead = getattr(n, "dead", None)
+        if dead:
+            raise CompileError(dead)
+        stack.extend(getattr(n, a) for a in ("x", "y") if isinstance(getattr(n, a, None), Node))
 
 
 class CopyHandle:
@@ -166,6 +194,9 @@ def copy(src, dst):
     if e.kind != "datamovement":
         raise CompileError("ttl.copy runs on data-movement threads (@ttl.datamovement())")
     line = e.build.user_line()
+    for blk in (src, dst):
+        if getattr(blk, "dead", None):
+            raise CompileError("ttl.copy with " + blk.dead[5:], line)
     if isinstance(dst, Pipe) or isinstance(src, Pipe):
         return _pipe_copy(e, src, dst, line)
     if isinstance(src, TensorSlice) and isinstance(dst, Block):
@@ -260,7 +291,22 @@ def _pipe_copy(e, src, dst, line):
     return h
 
 
+def _body_build(what):
+    """The kernel being defined when `what` is called in a kernel body, outside the threads."""
+    from .kernel import _building
+    if not _building:
+        raise CompileError(f"{what} belongs inside a @ttl.kernel function (its body or a thread)")
+    return _building[-1]
+
+
 def core(dims=2):
+    if greenlet.getcurrent() not in _envs:
+        _body_build("ttl.core()")
+        raise CompileError("ttl.core() in the kernel body: the body runs once, for the whole grid, "
+                           "before any core runs, so there is no current core yet (TT-Lang compiles "
+                           "one program for every core). Call ttl.core() inside the "
+                           "@ttl.compute() / @ttl.datamovement() functions; ttl.grid_size() works "
+                           "in the body too")
     c = env().core
     if dims == 2:
         return c
@@ -271,7 +317,9 @@ def core(dims=2):
 
 
 def grid_size(dims=2):
-    g = env().build.grid
+    """The kernel's grid, known at launch: in a thread function or in the kernel body."""
+    e = _envs.get(greenlet.getcurrent())
+    g = e.build.grid if e is not None else _body_build("ttl.grid_size()").grid
     if dims == 2:
         return g
     if dims == 1:

@@ -48,6 +48,7 @@ def _placement(layout, dev, memory_config):
     if layout not in (None, TILE_LAYOUT):
         raise ValueError(f"layout {layout!r}: ttsim tensors are tiled (32x32 tiles); use "
                          "ttl.TILE_LAYOUT")
+    dev = getattr(dev, "sim", dev)       # a ttlang.ttnn device wraps the simulated one
     if dev is not None and dev is not device():
         set_device(dev)
     mem = memory_config or DRAM_MEMORY_CONFIG
