@@ -100,9 +100,39 @@ def pcc(a, b):
     return float(np.corrcoef(a, b)[0, 1])
 
 
-def assert_pcc(out, ref, min_pcc=0.999):
+def assert_pcc(out, ref, min_pcc=0.999, rtol=None, atol=None):
+    """PCC of out against ref at least `min_pcc`; with `rtol`/`atol` (TT-Lang's form) also
+    |out - ref| <= atol + rtol * |ref| everywhere."""
     p = pcc(out, ref)
     assert p >= min_pcc, f"PCC {p:.6f} < {min_pcc}"
+    if rtol is not None or atol is not None:
+        out, ref = np.asarray(out, np.float64), np.asarray(ref, np.float64)
+        bound = (atol or 0.0) + (rtol or 0.0) * np.abs(ref)
+        bad = ~(np.abs(out - ref) <= bound)
+        assert not bad.any(), (f"{bad.sum()} of {bad.size} values outside atol={atol}, rtol={rtol} "
+                               f"(PCC {p:.6f})")
+
+
+def numeric_path(kernel):
+    """What the last run of a ttlang kernel did to its numbers, and the unit roundoff of one
+    of its ops: DST modes, fidelities, the SFPU ops and modes that ran (each with the relative
+    error it adds, ttsim.sfpu.error_bound), and `u`, the largest relative error one op adds
+    (a 16-bit DST rounds every FPU result to bf16, 2^-8; fp32 data through the 19-bit source
+    registers keeps 11 bits, 2^-11; an SFPU op adds its own bound)."""
+    from ttsim import sfpu
+    rep = getattr(kernel, "last_report", None)
+    if rep is None:
+        raise ValueError("run the kernel first: its numeric path comes from the run")
+    path = rep.numerics
+    fp32 = path["dst"] == ["fp32"]
+    ops = {f"{op}({mode})" if mode else op: sfpu.error_bound(op, mode, fp32)
+           for op, mode in path["sfpu"]}
+    src = "tf32" if "tf32" in path.get("src", ()) else None
+    u = max([UNIT_ROUNDOFF["fp32" if fp32 else "bf16"], UNIT_ROUNDOFF[src] if src else 0.0,
+             *ops.values()])
+    fid = max((FIDELITY_ROUNDOFF[f] for f in path["fidelity"]), default=0.0)
+    return {"dst": "fp32" if fp32 else "bf16", "fidelity": path["fidelity"], "sfpu": ops,
+            "source_registers": src or "exact", "u": u, "fidelity_roundoff": fid}
 
 
 def tolerance(ref_scale, fmt, ops=1, fidelity="HiFi4"):
@@ -111,17 +141,26 @@ def tolerance(ref_scale, fmt, ops=1, fidelity="HiFi4"):
     return (ops * u + FIDELITY_ROUNDOFF[fidelity]) * np.asarray(ref_scale, np.float64)
 
 
-def assert_close(out, ref, fmt, ops=1, scale=None, fidelity="HiFi4", atol=0.0):
+def assert_close(out, ref, fmt="bf16", ops=1, scale=None, fidelity="HiFi4", atol=0.0, kernel=None):
     """|out - ref| <= tolerance(scale, fmt, ops) + atol everywhere, with a readable failure.
 
     `scale` is the magnitude the error is relative to: |ref| by default; pass the sum of
     absolute terms for sums and dot products (cancellation makes |ref| too small).
+    With `kernel=` (a ttlang kernel that has run), the bound comes from what it did
+    (numeric_path): each of the `ops` roundings adds the larger of the output format's u and
+    the kernel's u (its DST mode, its SFPU ops in their modes), plus its fidelity's loss.
     """
     out, ref = np.asarray(out, np.float64), np.asarray(ref, np.float64)
     if out.shape != ref.shape:
         raise AssertionError(f"shape {out.shape} != reference shape {ref.shape}")
     s = np.abs(ref) if scale is None else np.broadcast_to(np.asarray(scale, np.float64), ref.shape)
-    bound = tolerance(s, fmt, ops, fidelity) + atol
+    if kernel is None:
+        bound = tolerance(s, fmt, ops, fidelity) + atol
+    else:
+        path = numeric_path(kernel)
+        u = max(unit_roundoff(fmt), path["u"])
+        bound = (ops * u + path["fidelity_roundoff"]) * s + atol
+        fmt = f"{fmt} output, {path['dst']} DST" + (f", {', '.join(path['sfpu'])}" if path["sfpu"] else "")
     err = np.abs(out - ref)
     bad = ~(err <= bound)
     if bad.any():

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import formats, numerics
+from . import formats, numerics, sfpu
 from .errors import DstOverflowError, TTSimError
 from .dataflow import KernelContext
 from .thread import caller_line
@@ -61,13 +61,32 @@ _VECTOR_MODES = {"rc": _ALL,
                  "r": np.arange(32)[:, None] < 16}      # faces 0 and 1: rows 0-15
 
 
+# The ops whose algorithm SFPU.md gives, bit for bit (ttsim.sfpu): (DST values, mode, fp32 DST)
+# -> the values as they land in DST, rounding included. Every other SFPU op computes in
+# float32 with numpy and is stored as SFPSTORE stores (fp32 exactly; a 16-bit DST truncates,
+# SFPU.md §4, as every kernel that inserts no rounding instruction gets): their algorithms are
+# not modelled, so their values are float32-accurate before the store (docs/numerics.md).
+CHIP_SFPU = {
+    "exp": lambda x, mode, fp32: sfpu.exp(x, mode, fp32),
+    "recip": lambda x, mode, fp32: sfpu.recip(x, mode == "approx", fp32),
+    "sqrt": lambda x, mode, fp32: sfpu.sqrt(x, mode == "approx", fp32),
+    "rsqrt": lambda x, mode, fp32: sfpu.rsqrt(x, mode == "approx", fp32),
+}
+
+
 def sfpu_ops(c, cfg):
     """(kind, op, mode) -> (cost per tile, trace name, function of the DST tile giving the
     value stored back into DST), for every SFPU op and mode the kernel may call."""
     fp32 = cfg.fp32_acc
 
     def stored(fn):
-        return lambda x, *p: numerics.dst_round(fn(x, *p), fp32)
+        def run(x, *p):
+            with np.errstate(all="ignore"):       # inf and NaN land in DST as on the chip
+                return sfpu.store(fn(x, *p), fp32)
+        return run
+
+    def chip(fn, mode):
+        return lambda x: fn(x, mode, fp32)
 
     table = {}
     unary = dict(numerics.SFPU_UNARY, scale=lambda x, s: x * np.float32(s))
@@ -77,7 +96,8 @@ def sfpu_ops(c, cfg):
             if fp32 and mode == "accurate" and f"{key}_fp32" in c:
                 key += "_fp32"
             name = f"{op}_tile" if mode in (None, "accurate") else f"{op}_tile({mode})"
-            table[("unary", op, mode)] = (c[key], name, stored(fn))
+            value = chip(CHIP_SFPU[op], mode) if op in CHIP_SFPU else stored(fn)
+            table[("unary", op, mode)] = (c[key], name, value)
     for op, fn in numerics.SFPU_BINARY.items():
         table[("binary", op, None)] = (c[f"cost.sfpu.{op}"], f"{op}_binary_tile", stored(fn))
     return table
@@ -89,6 +109,13 @@ class _ComputeShared:
     def __init__(self, engine, core, cfg):
         from .fifo import Fifo
         self.cfg = cfg
+        # what the run's numbers went through, for bounds derived from it (RunReport.numerics)
+        path = engine.__dict__.setdefault("numeric_path", {"dst": set(), "fidelity": set(),
+                                                           "sfpu": set(), "src": set()})
+        self.src_used = path["src"]
+        path["dst"].add("fp32" if cfg.fp32_acc else "bf16")
+        path["fidelity"].add(cfg.fidelity.name)
+        self.sfpu_used = path["sfpu"]
         self.dst_tiles = engine.sd.dst_tiles(cfg.fp32_acc, cfg.full_sync)
         self.src = Fifo(engine.env, 2, "source registers", core,
                         stall_full="src regs busy (math)", stall_empty="operands (unpack)")
@@ -277,6 +304,8 @@ class UnpackContext(ComputeContext):
             addr = c.base + slot * c.page_size
             raw = formats.decode_tiles(self._l1.mem[addr:addr + c.page_size], c.fmt, 1)[0]
             hit = c.decoded[slot] = (seq, raw, numerics.to_src(raw, c.fmt))
+        if not to_dest and c.fmt is formats.DataFormat.FP32:
+            self._s.src_used.add("tf32")          # 19-bit source registers keep 11 bits
         return hit[1 if to_dest else 2], c.fmt
 
     def _hand_over(self, payload, cost, name, ln, kind, fmts, first=None):
@@ -533,6 +562,7 @@ class MathContext(ComputeContext):
             raise TTSimError(f"SFPU {op} has no mode {mode!r} (modes: {', '.join(modes)})",
                              core=self.core, thread=self._th.kind, line=ln)
         self._sfpu_op.change(self._th, (op, mode), None, ln)
+        self._s.sfpu_used.add((op, mode))
         return entry
 
     def sfpu_unary(self, op, d, *params, mode=None, vector_mode="rc"):

@@ -48,6 +48,9 @@ class RunReport:
     noc: dict = field(default_factory=dict)
     trace_events: list | None = None
     cores: int = 0
+    # the numeric path the run's values took: DST modes, fidelities and SFPU (op, mode)s that
+    # ran (ttlang.testing derives error bounds from it)
+    numerics: dict = field(default_factory=dict)
 
     @classmethod
     def from_engine(cls, e):
@@ -71,8 +74,12 @@ class RunReport:
         events = None
         if e.trace:
             events = [(th.core, th.kind, th.trace) for th in e.threads]
+        path = getattr(e, "numeric_path", {})
+        numerics = {"dst": sorted(path.get("dst", ())), "fidelity": sorted(path.get("fidelity", ())),
+                    "sfpu": sorted(path.get("sfpu", ()), key=lambda om: (om[0], om[1] or "")),
+                    "src": sorted(path.get("src", ()))}
         return cls(e.sd.name, e.sd.clock_ghz.value, cycles, threads, lines, e.noc.stats(), events,
-                   len({th.core for th in e.threads}))
+                   len({th.core for th in e.threads}), numerics)
 
     # --- figures ------------------------------------------------------------------------
     @property
@@ -164,6 +171,10 @@ class RunReport:
             "lines": [{"file": l.file, "line": l.line, "kind": l.kind, "count": l.count,
                        "busy": l.busy, "stall": l.stall} for l in self.lines],
             "noc": self.noc,
+            "numerics": {"dst": self.numerics.get("dst", []),
+                         "fidelity": self.numerics.get("fidelity", []),
+                         "sfpu": [list(om) for om in self.numerics.get("sfpu", [])],
+                         "src": self.numerics.get("src", [])},
         }
 
     def write_json(self, path, extra=None):

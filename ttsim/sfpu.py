@@ -506,3 +506,32 @@ def issue_slots(op, mode, fp32_dst=False):
     """Issue slots per 32-lane iteration from ISSUE_SLOTS; a tile is 32 iterations."""
     s = ISSUE_SLOTS[(op, mode)]
     return s.fp32 if fp32_dst else s.bf16
+
+
+# --- error bounds --------------------------------------------------------------------------
+_ULP32, _HALF16 = 2.0 ** -23, 2.0 ** -8        # fp32 ulp and bf16 half-ulp, relative
+_TRUNC16 = 2.0 ** -7                     # SFPSTORE truncating to a 16-bit DST: < 1 bf16 ulp
+# relative error of an op's result as it lands in DST, against exact, on the op's documented
+# domain: (fp32 DST, 16-bit DST). From the "measured max" column of docs/numerics.md, rounded
+# up; the ops whose algorithm is not modelled compute in float32 (a few fp32 ulp) before the
+# store. One place for ttlang.testing's derived bounds.
+ERROR_BOUNDS = {
+    ("exp", "fast"): (0.0312, 0.0334),
+    ("exp", "approx"): (0.0615, 0.0615),
+    ("exp", "accurate"): (_ULP32, _TRUNC16),
+    ("recip", "approx"): (1.03e-4, _TRUNC16 + 1.03e-4),
+    ("recip", "accurate"): (_ULP32, _HALF16 + 2.0 ** -13),
+    ("sqrt", "approx"): (8.9e-4, _HALF16 + 8.9e-4),
+    ("sqrt", "accurate"): (_ULP32, _HALF16),
+    ("rsqrt", "approx"): (8.9e-4, _HALF16 + 8.9e-4),
+    ("rsqrt", "accurate"): (_ULP32, _HALF16),
+}
+_NUMPY_F32 = 4 * 2.0 ** -24               # numpy's float32 transcendental functions
+
+
+def error_bound(op, mode=None, fp32_dst=False):
+    """The relative error an SFPU op adds to a value, as it lands in DST."""
+    b = ERROR_BOUNDS.get((op, mode))
+    if b is not None:
+        return b[0] if fp32_dst else b[1]
+    return _NUMPY_F32 if fp32_dst else _TRUNC16 + _NUMPY_F32

@@ -266,3 +266,21 @@ def test_auto_schedule_picks_chunks_that_divide_fit_and_stay_within_16_tiles(sq,
     assert 1 <= qc <= 16 and 1 <= kc <= 16 and sq % qc == 0 and sq % kc == 0
     masks = len(fa.mask_offsets(sq // qc, qc, kc, sq // kc)) if causal else 0
     assert fa.l1_bytes_needed(qc, kc, d_t, 2, 2048, masks) <= 1_300_000
+
+
+@pytest.mark.parametrize("exp", ["fast", "approx", "accurate"])
+def test_every_exp_mode_stays_accurate_and_runs_its_own_algorithm(exp):
+    p = dict(batch=1, heads=2, seq=512, dim=64, grid=(2, 2), q_chunk=2, kv_chunk=4, seed=13)
+    res, rep = run(**p, exp=exp)
+    assert res["pcc"] > 0.999, res
+    assert res["alpha_exp"] == ("accurate" if exp == "accurate" else "approx")
+    assert rep.numerics["sfpu"].count(("exp", exp)) == 1
+
+
+def test_a_fast_rescale_exp_biases_earlier_chunks():
+    """exp_fast(0) = 0.977: with the fast form for alpha too, every chunk whose row max stays
+    put shrinks the earlier chunks' weight; the approx alpha (exp(0) = 1) does not."""
+    p = dict(batch=1, heads=1, seq=1024, dim=64, grid=(1, 1), q_chunk=2, kv_chunk=2, seed=14)
+    good, _ = run(**p)
+    biased, _ = run(**p, alpha_exp="fast")
+    assert biased["rel_err"] > 2 * good["rel_err"], (biased["rel_err"], good["rel_err"])
