@@ -75,8 +75,9 @@ def make_dataflow_buffer_like(like, shape=(1, 1), buffer_factor=2, dtype=None):
     shape = tuple(shape)
     if len(shape) != 2 or min(shape) < 1:
         raise CompileError(f"buffer shape {shape} must be two positive tile counts", line)
-    if buffer_factor < 1:
-        raise CompileError(f"buffer_factor must be >= 1, got {buffer_factor}", line)
+    if isinstance(buffer_factor, bool) or not isinstance(buffer_factor, int) or buffer_factor < 1:
+        raise CompileError(f"buffer_factor must be a whole number >= 1 (blocks in the buffer), "
+                           f"got {buffer_factor!r}", line)
     text = open(line[0]).read().splitlines()[line[1] - 1] if line and os.path.exists(line[0]) else ""
     name = text.split("=")[0].strip() if "=" in text else f"buffer {len(b.buffers)}"
     buf = DataflowBuffer(b, len(b.buffers), shape, buffer_factor, fmt, name, line)

@@ -36,8 +36,10 @@ class Semaphore:
 
     def __init__(self, initial_value=0):
         from .kernel import _current_build
-        if not isinstance(initial_value, int) or initial_value < 0:
-            raise CompileError(f"Semaphore initial_value must be a non-negative int, got {initial_value!r}")
+        if isinstance(initial_value, bool) or not isinstance(initial_value, int) \
+                or not 0 <= initial_value < 1 << 32:
+            raise CompileError(f"Semaphore initial_value must be a whole number in [0, 2**32 - 1] "
+                               f"(a semaphore is a 32-bit word), got {initial_value!r}")
         b = _current_build()
         self.initial, self.build = initial_value, b
         self.id = None                      # set when the program is built

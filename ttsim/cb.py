@@ -38,10 +38,14 @@ class CircularBuffer(Fifo):
                           cb=self.index)
 
     def reserve(self, th, n, line):
+        if n.__class__ is not int or n < 1:
+            n = self._n(n, th, line, "reserve")
         self.check_no_wrap(self.pushed, n, th, line, "reserve")
         Fifo.reserve(self, th, n, line)
 
     def wait(self, th, n, line):
+        if n.__class__ is not int or n < 1:
+            n = self._n(n, th, line, "wait")
         self.check_no_wrap(self.popped, n, th, line, "wait")
         Fifo.wait(self, th, n, line)
 

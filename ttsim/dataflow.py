@@ -18,19 +18,73 @@ completed plus `noc.completion_latency` (the NIU counter update and the RISC's p
 """
 from __future__ import annotations
 
+from bisect import bisect_right
 from typing import NamedTuple
 
 import numpy as np
 
-from .errors import CBError, NocError
-from .memory import check_range
+from .errors import AccessError, ArgumentError, CBError, NocError
 from .thread import caller_line
+
+U32 = 1 << 32
+
+
+def as_int(v):
+    """`v` as a plain int if it is an integer (a Python or numpy integer or a CbPtr, not a
+    bool), else None."""
+    c = v.__class__
+    if c is int:
+        return v
+    if c is CbPtr:
+        return int(v)
+    if c is bool:
+        return None
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    return None
+
+
+class CbPtr(int):
+    """An L1 address from get_write_ptr / get_read_ptr: an int that remembers the CB it
+    points into, and keeps remembering it through `+` and `-` of a number. An access made
+    at such an address must stay inside that CB (on this core, or at the same address of
+    another core's CB of that index): past its end is the next CB, which the chip would
+    silently overwrite."""
+
+    def __new__(cls, value, cb):
+        p = int.__new__(cls, value)
+        p.cb = cb
+        return p
+
+    def __add__(self, o):
+        if o.__class__ is CbPtr:
+            return int(self) + int(o)
+        if isinstance(o, np.integer):
+            o = int(o)
+        r = int.__add__(self, o)
+        return r if r is NotImplemented else CbPtr(r, self.cb)
+
+    __radd__ = __add__
+
+    def __sub__(self, o):
+        if o.__class__ is CbPtr:
+            return int(self) - int(o)
+        if isinstance(o, np.integer):
+            o = int(o)
+        r = int.__sub__(self, o)
+        return r if r is NotImplemented else CbPtr(r, self.cb)
 
 
 class NocAddr(NamedTuple):
     x: int
     y: int
     addr: int
+
+
+class PageAddr(NocAddr):
+    """The NoC address of a page of a tensor (AddrGen.get_noc_addr on a tensor's address
+    generator): `page` is (tensor, page index, bank index, end of the tensor's pages in that
+    bank), so a transfer there must stay inside the tensor's pages."""
 
 
 class McastAddr(NamedTuple):
@@ -41,16 +95,65 @@ class McastAddr(NamedTuple):
     addr: int
 
 
-class AddrGen:
-    """Pages of an interleaved buffer: page i lives in bank i % n at base + (i // n) * page_size."""
-    __slots__ = ("base", "page_size", "banks", "n")
+def tensor_name(t):
+    return (f"tensor {tuple(t.shape)} {t.dtype.value} ({t.num_pages} pages of {t.page_size} B "
+            f"at {t.address:#x} in {t.memory.upper() if t.memory == 'dram' else t.memory})")
 
-    def __init__(self, base, page_size, banks):
+
+class AddrGen:
+    """Pages of an interleaved buffer: page i lives in bank i % n at base + (i // n) * page_size.
+
+    Made from a tensor, it knows how many pages there are: a page index past them (or
+    negative) is an AccessError naming the tensor, and the address it gives remembers the
+    page (PageAddr), so a transfer there may not run into the next page."""
+    __slots__ = ("base", "page_size", "banks", "n", "tensor", "ctx")
+
+    def __init__(self, base, page_size, banks, tensor=None, ctx=None):
         self.base, self.page_size, self.banks, self.n = base, page_size, banks, len(banks)
+        self.tensor, self.ctx = tensor, ctx
 
     def get_noc_addr(self, page, offset=0):
+        t = self.tensor
+        if page.__class__ is not int or page < 0 or (t is not None and page >= t.num_pages):
+            page = self._bad_page(page)
+        if offset.__class__ is not int or offset and t is not None:
+            offset = self._offset(page, offset)
         x, y = self.banks[page % self.n]
-        return NocAddr(x, y, self.base + (page // self.n) * self.page_size + offset)
+        a = self.base + (page // self.n) * self.page_size
+        if t is None:
+            return NocAddr(x, y, a + offset)
+        r = PageAddr(x, y, a + offset)
+        b = page % self.n
+        r.page = (t, page, b, self.base + ((t.num_pages - 1 - b) // self.n + 1) * self.page_size)
+        return r
+
+    def _raise(self, msg):
+        c = self.ctx
+        th = c._th if c is not None else None
+        raise AccessError(msg, core=th and th.core, thread=th and th.kind,
+                          line=th and (th.pinned or caller_line()))
+
+    def _bad_page(self, page):
+        p = as_int(page)
+        t = self.tensor
+        if p is None:
+            self._raise(f"page index {page!r} is not an integer")
+        if p < 0:
+            self._raise(f"page {p} of " + (tensor_name(t) if t is not None else
+                        f"the interleaved buffer at {self.base:#x}") + ": page indices start at 0")
+        if t is not None and p >= t.num_pages:
+            self._raise(f"page {p} of {tensor_name(t)}: it has pages 0..{t.num_pages - 1}; page "
+                        f"{p} would be bytes of whatever lies after it in bank {p % self.n}")
+        return p
+
+    def _offset(self, page, offset):
+        o = as_int(offset)
+        if o is None:
+            self._raise(f"offset {offset!r} into page {page} is not an integer")
+        if self.tensor is not None and not 0 <= o < self.page_size:
+            self._raise(f"offset {o} into page {page} of {tensor_name(self.tensor)} is outside "
+                        f"the page (0..{self.page_size - 1})")
+        return o
 
 
 class KernelContext:
@@ -65,6 +168,7 @@ class KernelContext:
         self._cbs = engine.cbs[core]
         self._c = engine.costs
         self._th = None                                   # set by the engine
+        self._wc_busy = -1.0                              # busy time at the last wall_clock()
 
     @property
     def kind(self):
@@ -103,29 +207,117 @@ class KernelContext:
 
     def wall_clock(self):
         """This RISC's cycle counter now (tt-metal kernels read the wall-clock register to
-        time a region). Reading it is modelled as free: one register read."""
-        return int(self._th.t)
+        time a region). Reading it is modelled as free: one register read; but a read with
+        no work since the last one (a loop that waits for time to pass) costs a cycle, so
+        such a loop ends (or meets the cycle limit) instead of spinning forever."""
+        th = self._th
+        if th.busy == self._wc_busy:
+            th.charge(1, "wall_clock", th.pinned or caller_line())
+        self._wc_busy = th.busy
+        return int(th.t)
 
     def read_l1(self, addr, nbytes):
-        """The bytes at an address of this core's L1 (a pointer dereference; not timed)."""
-        return self._e.l1[self.core].mem[addr:addr + nbytes].copy()
+        """The bytes at an address of this core's L1 (a pointer dereference). It costs one
+        L1 load (`cost.api.get_arg`) and is read at global time (the thread takes its turn
+        first), so a kernel may poll a word another thread writes; one that polls a value
+        nothing can change any more is a LivelockError."""
+        th = self._th
+        ln = th.pinned or caller_line()
+        th.charge(self._c["cost.api.get_arg"], "read_l1", ln)
+        th.sync(ln)
+        a, n = self._l1_range(self.core, addr, nbytes, ln, "read_l1")
+        self._l1_check(self.core, addr, a, n, ln, "read_l1", None)
+        data = self._e.l1[self.core].mem[a:a + n].copy()
+        self._e.poll(th, ("read_l1", a, n), data.tobytes(), ln,
+                     lambda: f"read_l1({a:#x}, {n}) = 0x{data[:16].tobytes().hex()}"
+                             f"{'...' if n > 16 else ''} (in {self._e.l1_region(self.core, a)[2]})",
+                     self._c["cost.api.get_arg"])
+        return data
 
     def write_l1(self, addr, data):
-        """Store bytes into this core's L1 (a pointer store; not timed)."""
+        """Store bytes into this core's L1 (a pointer store; not timed, but made at global
+        time, as read_l1 reads)."""
+        th = self._th
+        ln = th.pinned or caller_line()
         data = np.asarray(data).view(np.uint8).reshape(-1)
-        mem = self._e.l1[self.core].mem
-        ln = caller_line()
-        check_range(mem, addr, data.size, "write_l1", self.core, self._th.kind, ln)
-        cb = self._e.cb_at(self.core, addr, data.size)
+        th.sync(ln)
+        a, n = self._l1_range(self.core, addr, data.size, ln, "write_l1")
+        self._l1_check(self.core, addr, a, n, ln, "write_l1", True)
+        self._e.l1[self.core].mem[a:a + n] = data
+
+    # --- checking accesses ----------------------------------------------------------------
+    def _fail(self, cls, msg, ln):
+        th = self._th
+        return cls(msg, core=self.core, thread=th.kind if th is not None else None, line=ln)
+
+    def _count(self, v, what, ln, lo=1, hi=None):
+        """`v` as an int in [lo, hi): a count, size or value given to an API call."""
+        n = as_int(v)
+        if n is None or n < lo or (hi is not None and n >= hi):
+            rng = (f"a whole number >= {lo}" if hi is None else
+                   f"a whole number in [{lo}, {hi - 1}]")
+            kind = "not an integer" if n is None else "out of range"
+            raise self._fail(ArgumentError, f"{what} must be {rng}, got {v!r} ({kind})", ln)
+        return int(n)
+
+    def _l1_range(self, core, addr, size, ln, what):
+        """(address, size) as ints for an access of `core`'s L1, inside the L1."""
+        a = as_int(addr)
+        if a is None:
+            raise self._fail(AccessError, f"{what}: address {addr!r} is not an integer", ln)
+        n = size if size.__class__ is int and size > 0 else \
+            self._count(size, f"{what}: the size in bytes", ln)
+        top = self._e.l1[core].size
+        if a < 0 or a + n > top:
+            raise self._fail(AccessError, f"{what}: bytes [{a:#x}, {a + n:#x}) are outside the "
+                             f"L1 of core ({core[0]},{core[1]}), which spans [0x0, {top:#x}) "
+                             f"({top} B)", ln)
+        return a, n
+
+    def _l1_check(self, core, addr, a, n, ln, what, write):
+        """An access of bytes [a, a + n) of `core`'s L1 (`addr` as the kernel gave it): it
+        must fall inside one region. In a CB, the CB's page rules apply (writes land in
+        reserved pages, reads find data written for the page; write=None checks only that
+        it stays inside the CB); an address from a CB's pointer must stay in that CB;
+        elsewhere it must not touch the firmware region or run from one allocation into
+        the next (a semaphore, an L1 tensor, unallocated L1)."""
+        e = self._e
+        cb = e.cb_at(core, a, n)
         if cb is not None:
-            cb.wrote(addr, data.size, self._th, ln, "write_l1")
-        mem[addr:addr + data.size] = data
+            other = None if core == self.core else core
+            if write:
+                cb.wrote(a, n, self._th, ln, what, other)
+            elif write is False:
+                cb.read_bytes(a, n, self._th, ln, what, other)
+            else:
+                cb.slots(a, n, self._th, ln, what)
+        src = getattr(addr, "cb", None)
+        if src is not None and (cb is None or cb.index != src):
+            reg = e.l1_region(core, a)
+            mine = e.cbs[core].get(src)
+            span = (f", whose pages span [{mine.base:#x}, {mine.end:#x})" if mine is not None
+                    else f" (core ({core[0]},{core[1]}) has no cb {src})")
+            raise self._fail(AccessError, f"{what}: bytes [{a:#x}, {a + n:#x}) of core "
+                             f"({core[0]},{core[1]}) are addressed from cb {src}'s pointer "
+                             f"(get_write_ptr / get_read_ptr) but fall outside cb {src}{span}: "
+                             f"they land in {reg[2]}", ln)
+        if cb is None:
+            reg = e.l1_region(core, a)
+            if reg[3] == "firmware" or a + n > reg[1]:
+                if reg[3] == "firmware":
+                    where = f"start in {reg[2]}, which kernels may not touch"
+                else:
+                    nxt = e.l1_region(core, reg[1])
+                    where = (f"run past the end of {reg[2]} [{reg[0]:#x}, {reg[1]:#x}) into "
+                             f"{nxt[2]}")
+                raise self._fail(AccessError, f"{what}: bytes [{a:#x}, {a + n:#x}) of core "
+                                 f"({core[0]},{core[1]})'s L1 {where}", ln)
 
     def _cb(self, cb, line):
         try:
             return self._cbs[cb]
-        except KeyError:
-            raise CBError(f"cb {cb} is not allocated on this core (allocated: "
+        except (KeyError, TypeError):
+            raise CBError(f"cb {cb!r} is not allocated on this core (allocated: "
                           f"{sorted(self._cbs) or 'none'})", core=self.core,
                           thread=self._th.kind, line=line, cb=cb) from None
 
@@ -141,6 +333,7 @@ class DataMovementContext(KernelContext):
         self._write_acked = 0.0
         self._write_landed = 0.0
         self._noc = engine.noc
+        self._nocs = engine.sd.num_nocs
         self._mcast_cache = {}                            # rectangle -> destinations
         self._cmd_free = {}                               # (noc, buffer) -> free after a multicast
         self._read_state = None                           # (noc, x, y) after *_set_state
@@ -181,14 +374,46 @@ class DataMovementContext(KernelContext):
         self._cb(cb, ln).pop(self._th, n, ln)
 
     def get_write_ptr(self, cb):
-        return self._cb(cb, None).write_ptr()
+        """L1 address of the page at the CB's back (a CbPtr: it remembers the CB)."""
+        c = self._cbs.get(cb) if cb.__class__ is int else None
+        if c is None:
+            c = self._cb(cb, self._th.pinned or caller_line())
+        return CbPtr(c.write_ptr(), c.index)
 
     def get_read_ptr(self, cb):
-        return self._cb(cb, None).read_ptr()
+        """L1 address of the page at the CB's front (a CbPtr: it remembers the CB)."""
+        c = self._cbs.get(cb) if cb.__class__ is int else None
+        if c is None:
+            c = self._cb(cb, self._th.pinned or caller_line())
+        return CbPtr(c.read_ptr(), c.index)
 
     def cb_pages_available_at_front(self, cb, n):
-        c = self._cb(cb, None)
-        return c.pushed - c.popped >= n
+        """True if n pages past everything popped have been pushed by now (this thread's
+        time; as cb_wait_front, without waiting). It costs what one poll of the CB's
+        received counter does (`cost.api.cb_wait_front`) and is answered at global time
+        (the thread takes its turn), so a kernel may spin on it; spinning when nothing can
+        push any more is a LivelockError naming the line."""
+        th = self._th
+        ln = th.pinned or caller_line()
+        c = self._cb(cb, ln)
+        n = n if n.__class__ is int and n > 0 else self._count(n, "cb_pages_available_at_front: "
+                                                                   "the page count", ln)
+        if n > c.capacity:
+            raise CBError(f"cb_pages_available_at_front({c.index}, {n}) can never be true: "
+                          f"{c.name} holds only {c.capacity} pages", core=self.core,
+                          thread=th.kind, line=ln, cb=c.index)
+        cost = self._c["cost.api.cb_wait_front"]
+        th.charge(cost, "cb_pages_available_at_front", ln)
+        th.sync(ln)
+        have = c.pushed - c.popped
+        if n <= have and c.push_t[(c.popped + n - 1) % c.capacity] <= th.t:
+            th.spins = 0
+            return True
+        # pushed but not yet by this thread's time: time alone will bring it, not a livelock
+        self._e.poll(th, ("cb", c.index, n), have if have < n else None, ln,
+                     lambda: f"cb_pages_available_at_front({c.index}, {n}): {have} of "
+                             f"{c.capacity} pages there, nothing can push more", cost)
+        return False
 
     # --- addresses ----------------------------------------------------------------------
     def get_noc_addr(self, x, y, addr=0):
@@ -199,24 +424,86 @@ class DataMovementContext(KernelContext):
 
     def interleaved_addr_gen(self, base, page_size=None, dram=True):
         """Address generator for an interleaved buffer; `base` may be a host Tensor."""
+        tensor = None
         if hasattr(base, "address"):
+            tensor = base if page_size in (None, base.page_size) else None
             page_size = page_size or base.page_size
             dram = base.memory == "dram"
             base = base.address
+        ln = self._th.pinned or caller_line()
         if page_size is None:
-            raise ValueError("interleaved_addr_gen needs page_size for a raw address")
-        return AddrGen(base, page_size, self._e.bank_xys(dram))
+            raise self._fail(ArgumentError, "interleaved_addr_gen needs page_size for a raw "
+                             "address", ln)
+        page_size = self._count(page_size, "interleaved_addr_gen: page_size", ln)
+        base = self._count(base, "interleaved_addr_gen: the base address", ln, lo=0)
+        return AddrGen(base, page_size, self._e.bank_xys(dram), tensor, self)
 
     def logical_to_noc(self, x, y):
         return self._e.sd.worker_noc_xy(x, y)
 
     # --- NoC transfers ------------------------------------------------------------------
     def _mem(self, xy, ln):
-        m = self._e.mem_at(xy)
+        try:
+            m = self._e.mem_at(xy)
+        except TypeError:           # unhashable coordinates
+            m = None
         if m is None:
-            raise NocError(f"NoC address ({xy[0]},{xy[1]}) is neither a worker core nor a DRAM bank",
-                           core=self.core, thread=self._th.kind, line=ln)
+            raise NocError(f"NoC address ({xy[0]!r},{xy[1]!r}) is neither a worker core nor a "
+                           f"DRAM bank", core=self.core, thread=self._th.kind, line=ln)
         return m
+
+    def _noc_id(self, noc, ln):
+        if noc is None:
+            return self.noc_index
+        if noc.__class__ is int and 0 <= noc < self._nocs:
+            return noc
+        n = as_int(noc)
+        if n is None or not 0 <= n < self._nocs:
+            raise self._fail(NocError, f"NoC index {noc!r} does not exist: {self._e.sd.name} "
+                             f"has NoC 0..{self._nocs - 1}", ln)
+        return n
+
+    def _at(self, xy, addr, size, ln, what):
+        """The address of an access of `size` bytes at NoC endpoint `xy` (a worker's L1 or a
+        DRAM bank) as an int, inside that memory's extent."""
+        core = self._e.worker_at.get(xy)
+        if core is not None:
+            return self._l1_range(core, addr, size, ln, what)[0]
+        a = as_int(addr)
+        if a is None:
+            raise self._fail(AccessError, f"{what}: address {addr!r} is not an integer", ln)
+        return a
+
+    def _region(self, xy, addr, a, size, ln, what, write, page=None):
+        """Check that bytes [a, a + size) at endpoint `xy` (`addr` as the kernel gave it) fall
+        inside what they target: in a worker's L1 one region (see _l1_check); in a DRAM bank
+        one allocation, and the page of a tensor the address was made for."""
+        e = self._e
+        core = e.worker_at.get(xy)
+        if core is not None:
+            self._l1_check(core, addr, a, size, ln, what, write)
+            return
+        bank = e.bank_at[xy]
+        if page is not None:
+            t, p, b, hi = page
+            if a + size > hi:
+                raise self._fail(AccessError, f"{what}: bytes [{a:#x}, {a + size:#x}) from page {p} "
+                                 f"run past the pages of {tensor_name(t)} in DRAM bank {bank.id} "
+                                 f"(its {(hi - t.address) // t.page_size} page(s) there end at "
+                                 f"{hi:#x})", ln)
+        regions = bank.regions
+        i = bisect_right(regions, (a, float("inf"))) - 1
+        if a < 0 or i < 0 or a >= regions[i][1]:
+            raise self._fail(AccessError, f"{what}: bytes [{a:#x}, {a + size:#x}) of DRAM bank "
+                             f"{bank.id} at ({xy[0]},{xy[1]}) are outside every DRAM allocation "
+                             + (f"(bank {bank.id} holds buffers in [0x0, {bank.used:#x}))"
+                                if bank.used else "(no DRAM buffer is allocated)"), ln)
+        lo, hi = regions[i]
+        if a + size > hi:
+            nxt = e.dram_name(*regions[i + 1]) if i + 1 < len(regions) else "memory no buffer holds"
+            raise self._fail(AccessError, f"{what}: bytes [{a:#x}, {a + size:#x}) of DRAM bank "
+                             f"{bank.id} at ({xy[0]},{xy[1]}) run past the end of "
+                             f"{e.dram_name(lo, hi)} into {nxt}", ln)
 
     def _issue(self, ln, name, cycles):
         """Charge the RISC's cost of programming the NIU, then hand over at global time."""
@@ -245,35 +532,23 @@ class DataMovementContext(KernelContext):
             return "l1"
         return "dram_write" if write else "dram_read"
 
-    def _cb_pages(self, xy, addr, size, ln, what, write):
-        """A NoC access to CB pages of a worker's L1: writes must land in reserved pages,
-        reads must find data written for the page (see CircularBuffer.wrote/read_bytes)."""
-        e = self._e
-        core = self.core if xy is None else e.worker_at.get(xy)
-        if core is None:
-            return
-        cb = e.cb_at(core, addr, size)
-        if cb is not None:
-            other = None if core == self.core else core
-            if write:
-                cb.wrote(addr, size, self._th, ln, what, other)
-            else:
-                cb.read_bytes(addr, size, self._th, ln, what, other)
-
     def _read(self, src, dst_l1, size, noc, ln, name, cycles):
         t = self._issue(ln, name, cycles)
-        src_mem = self._mem((src.x, src.y), ln)
+        noc = self._noc_id(noc, ln)
+        sxy = (src.x, src.y)
+        src_mem = self._mem(sxy, ln)
         me = self._e.l1[self.core].mem
-        check_range(src_mem, src.addr, size, f"{name} source", self.core, self._th.kind, ln)
-        check_range(me, dst_l1, size, f"{name} destination", self.core, self._th.kind, ln)
-        self._align(name, src.addr, self._kind((src.x, src.y), False), ln, "source")
-        self._align(name, dst_l1, "l1", ln, "destination")
-        self._cb_pages((src.x, src.y), src.addr, size, ln, name, False)
-        self._cb_pages(None, dst_l1, size, ln, name, True)
-        me[dst_l1:dst_l1 + size] = src_mem[src.addr:src.addr + size]
+        size = size if size.__class__ is int and size > 0 else \
+            self._count(size, f"{name}: the size in bytes", ln)
+        sa = self._at(sxy, src.addr, size, ln, f"{name} source")
+        da = self._l1_range(self.core, dst_l1, size, ln, f"{name} destination")[0]
+        self._align(name, sa, self._kind(sxy, False), ln, "source")
+        self._align(name, da, "l1", ln, "destination")
+        self._region(sxy, src.addr, sa, size, ln, name, False, getattr(src, "page", None))
+        self._l1_check(self.core, dst_l1, da, size, ln, name, True)
+        me[da:da + size] = src_mem[sa:sa + size]
         # the RISC sees the NIU's read counter completion-latency cycles after the data lands
-        seen = self._noc.read(t, self.noc_index if noc is None else noc, (self.my_x, self.my_y),
-                              (src.x, src.y), size) + self._c_done
+        seen = self._noc.read(t, noc, (self.my_x, self.my_y), sxy, size) + self._c_done
         if seen > self._read_done:
             self._read_done = seen
 
@@ -294,8 +569,9 @@ class DataMovementContext(KernelContext):
         size, which costs less per issue (tt-metal's noc_async_read_set_state)."""
         ln = self._th.pinned or caller_line()
         self._mem((src.x, src.y), ln)
+        noc = self._noc_id(noc, ln)
         self._th.charge(self._c_set_state, "noc_async_read_set_state", ln)
-        self._read_state = (self.noc_index if noc is None else noc, src.x, src.y)
+        self._read_state = (noc, src.x, src.y)
 
     def noc_async_read_with_state(self, src_addr, dst_l1, size):
         """Read `size` bytes at `src_addr` of the endpoint set by noc_async_read_set_state."""
@@ -323,8 +599,9 @@ class DataMovementContext(KernelContext):
         noc_async_read_set_state)."""
         ln = self._th.pinned or caller_line()
         self._mem((dst.x, dst.y), ln)
+        noc = self._noc_id(noc, ln)
         self._th.charge(self._c_set_state, "noc_async_write_set_state", ln)
-        self._write_state = (self.noc_index if noc is None else noc, dst.x, dst.y)
+        self._write_state = (noc, dst.x, dst.y)
 
     def noc_async_write_with_state(self, src_l1, dst_addr, size):
         """Write `size` bytes from `src_l1` to `dst_addr` of the endpoint set by
@@ -340,19 +617,22 @@ class DataMovementContext(KernelContext):
 
     def _write(self, src_l1, dst, size, noc, ln, name, cycles):
         t = self._issue(ln, name, cycles)
+        noc = self._noc_id(noc, ln)
         if self._cmd_free:
-            t = self._cmd_buf(t, (self.noc_index if noc is None else noc, "wr"), ln)
-        dst_mem = self._mem((dst.x, dst.y), ln)
+            t = self._cmd_buf(t, (noc, "wr"), ln)
+        dxy = (dst.x, dst.y)
+        dst_mem = self._mem(dxy, ln)
         me = self._e.l1[self.core].mem
-        check_range(me, src_l1, size, f"{name} source", self.core, self._th.kind, ln)
-        check_range(dst_mem, dst.addr, size, f"{name} destination", self.core, self._th.kind, ln)
-        self._align(name, src_l1, "l1", ln, "source")
-        self._align(name, dst.addr, self._kind((dst.x, dst.y), True), ln, "destination")
-        self._cb_pages(None, src_l1, size, ln, name, False)
-        self._cb_pages((dst.x, dst.y), dst.addr, size, ln, name, True)
-        dst_mem[dst.addr:dst.addr + size] = me[src_l1:src_l1 + size]
-        landed, acked = self._noc.write(t, self.noc_index if noc is None else noc,
-                                        (self.my_x, self.my_y), (dst.x, dst.y), size)
+        size = size if size.__class__ is int and size > 0 else \
+            self._count(size, f"{name}: the size in bytes", ln)
+        sa = self._l1_range(self.core, src_l1, size, ln, f"{name} source")[0]
+        da = self._at(dxy, dst.addr, size, ln, f"{name} destination")
+        self._align(name, sa, "l1", ln, "source")
+        self._align(name, da, self._kind(dxy, True), ln, "destination")
+        self._l1_check(self.core, src_l1, sa, size, ln, name, False)
+        self._region(dxy, dst.addr, da, size, ln, name, True, getattr(dst, "page", None))
+        dst_mem[da:da + size] = me[sa:sa + size]
+        landed, acked = self._noc.write(t, noc, (self.my_x, self.my_y), dxy, size)
         self._wrote(landed, acked)
 
     def _wrote(self, landed, acked):
@@ -393,22 +673,23 @@ class DataMovementContext(KernelContext):
         return t
 
     def _mcast_write(self, src_l1, mcast, size, num_dests, linked, noc, include_self, ln, name):
-        noc = self.noc_index if noc is None else noc
+        noc = self._noc_id(noc, ln)
         t = self._cmd_buf(self._issue(ln, name, self._c_write), (noc, "wr"), ln)
         me = self._e.l1[self.core].mem
-        check_range(me, src_l1, size, "multicast source", self.core, self._th.kind, ln)
+        size = size if size.__class__ is int and size > 0 else \
+            self._count(size, f"{name}: the size in bytes", ln)
+        sa = self._l1_range(self.core, src_l1, size, ln, f"{name} source")[0]
         cores = self._mcast_cores(mcast, include_self, num_dests, ln)
-        self._align(name, src_l1, "l1", ln, "source")
-        a = mcast.addr
+        self._align(name, sa, "l1", ln, "source")
+        addr = mcast.addr
+        a = self._l1_range(self.core, addr, size, ln, f"{name} destination")[0]
         self._align(name, a, "l1", ln, "destination")
-        self._cb_pages(None, src_l1, size, ln, name, False)
-        data = me[src_l1:src_l1 + size]
-        e, th, mine = self._e, self._th, self.core
-        for xy, core, m in self._mcast_mems(cores):
-            check_range(m, a, size, "multicast destination", mine, th.kind, ln)
-            cb = e.cb_at(core, a, size)
-            if cb is not None:
-                cb.wrote(a, size, th, ln, name, None if core == mine else core)
+        self._l1_check(self.core, src_l1, sa, size, ln, name, False)
+        data = me[sa:sa + size]
+        mems = self._mcast_mems(cores)
+        for xy, core, m in mems:
+            self._l1_check(core, addr, a, size, ln, name, True)
+        for xy, core, m in mems:
             m[a:a + size] = data
         landed, acked, sent = self._noc.multicast_write(
             t, noc, (self.my_x, self.my_y), (mcast.x0, mcast.y0, mcast.x1, mcast.y1), size,
@@ -426,9 +707,20 @@ class DataMovementContext(KernelContext):
 
     def _mcast_cores(self, m, include_self, num_dests, ln):
         key = (m.x0, m.y0, m.x1, m.y1, include_self)
-        cores = self._mcast_cache.get(key)
+        try:
+            cores = self._mcast_cache.get(key)
+        except TypeError:
+            cores = None
         if cores is None:
             sd = self._e.sd
+            w, h = sd.noc_grid
+            for v, top, axis in ((m.x0, w, "x"), (m.y0, h, "y"), (m.x1, w, "x"), (m.y1, h, "y")):
+                c = as_int(v)
+                if c is None or not 0 <= c < top:
+                    raise self._fail(NocError, f"multicast rectangle ({m.x0!r},{m.y0!r})-"
+                                     f"({m.x1!r},{m.y1!r}): {axis} = {v!r} is not on the "
+                                     f"{w}x{h} NoC grid", ln)
+            m = McastAddr(int(m.x0), int(m.y0), int(m.x1), int(m.y1), m.addr)
             xs = [x for x in sd.worker_x if min(m.x0, m.x1) <= x <= max(m.x0, m.x1)]
             ys = [y for y in sd.worker_y if min(m.y0, m.y1) <= y <= max(m.y0, m.y1)]
             me = (self.my_x, self.my_y)
@@ -438,7 +730,7 @@ class DataMovementContext(KernelContext):
         if not cores:
             raise NocError(f"multicast rectangle ({m.x0},{m.y0})-({m.x1},{m.y1}) holds no worker core",
                            core=self.core, thread=self._th.kind, line=ln)
-        if num_dests is not None and num_dests != len(cores):
+        if num_dests is not None and (as_int(num_dests) is None or num_dests != len(cores)):
             raise NocError(f"multicast says num_dests={num_dests} but the rectangle "
                            f"({m.x0},{m.y0})-({m.x1},{m.y1}) holds {len(cores)} destination cores"
                            f"{' (this core included: loopback)' if include_self and me in cores else ''}",
@@ -466,58 +758,96 @@ class DataMovementContext(KernelContext):
     # --- semaphores ---------------------------------------------------------------------
     def get_semaphore(self, sem_id):
         try:
+            if as_int(sem_id) is None or sem_id < 0:
+                raise TypeError
             return self._e.semaphores[self.core][sem_id]
-        except (KeyError, IndexError):
-            raise NocError(f"semaphore {sem_id} is not created on core {self.core}",
+        except (KeyError, IndexError, TypeError):
+            raise NocError(f"semaphore {sem_id!r} is not created on core {self.core}",
                            core=self.core, thread=self._th.kind, line=caller_line()) from None
 
     def _sem_value(self, addr):
         return int(self._e.l1[self.core].mem[addr:addr + 4].view(np.uint32)[0])
 
+    def _sem_word(self, core, addr, ln, what):
+        """A semaphore word: 4 bytes, 4-byte aligned, inside one region of `core`'s L1 (not
+        the firmware's). Returns the address as an int."""
+        a = self._l1_range(core, addr, 4, ln, what)[0]
+        if a % 4:
+            raise self._fail(AccessError, f"{what}: semaphore address {a:#x} is not 4-byte "
+                             f"aligned (a semaphore is one 32-bit word of L1)", ln)
+        self._l1_check(core, addr, a, 4, ln, what, None)
+        return a
+
+    def _sem_target(self, dst, ln, what):
+        """The worker core a remote semaphore operation goes to (NoC atomics and semaphore
+        words live in a worker's L1, never in DRAM)."""
+        xy = (dst.x, dst.y)
+        self._mem(xy, ln)
+        core = self._e.worker_at.get(xy)
+        if core is None:
+            bank = self._e.bank_at[xy]
+            raise self._fail(AccessError, f"{what} to ({dst.x},{dst.y}), which is DRAM bank "
+                             f"{bank.id}: semaphores live in a worker core's L1 (the NoC's "
+                             f"atomics and semaphore words target worker L1 only)", ln)
+        return xy, core
+
+    def _sem_val(self, value, ln, what):
+        return value if value.__class__ is int and 0 <= value < U32 else \
+            self._count(value, what, ln, lo=0, hi=U32)
+
     def noc_semaphore_set(self, addr, value):
         ln = self._th.pinned or caller_line()
+        value = self._sem_val(value, ln, "noc_semaphore_set: the value")
+        a = self._sem_word(self.core, addr, ln, "noc_semaphore_set")
         self._th.charge(self._c_sem, "noc_semaphore_set", ln)
         self._th.sync(ln)
-        self._e.sem_write((self.my_x, self.my_y), addr, value)
+        self._e.sem_write((self.my_x, self.my_y), a, value)
 
     def _sem_wait(self, addr, ok, what, ln):
         th = self._th
+        a = self._sem_word(self.core, addr, ln, "noc_semaphore_wait")
         th.charge(self._c_sem, "noc_semaphore_wait", ln)
         th.sync(ln)
-        while not ok(self._sem_value(addr)):
+        while not ok(self._sem_value(a)):
             ev = self._e.env.event()
-            self._e.sem_waiters.setdefault(((self.my_x, self.my_y), addr), []).append(ev)
-            th.block(ev, f"semaphore {addr:#x} {what} (now {self._sem_value(addr)})", ln)
+            self._e.sem_waiters.setdefault(((self.my_x, self.my_y), a), []).append(ev)
+            th.block(ev, f"semaphore {a:#x} {what} (now {self._sem_value(a)})", ln)
             th.stall_until(self._e.env.now, "semaphore", ln)
 
     def noc_semaphore_wait(self, addr, value):
         ln = self._th.pinned or caller_line()
+        value = self._sem_val(value, ln, "noc_semaphore_wait: the value")
         self._sem_wait(addr, lambda v: v == value, f"== {value}", ln)
 
     def noc_semaphore_wait_min(self, addr, value):
         ln = self._th.pinned or caller_line()
+        value = self._sem_val(value, ln, "noc_semaphore_wait_min: the value")
         self._sem_wait(addr, lambda v: v >= value, f">= {value}", ln)
 
     def noc_semaphore_inc(self, dst, incr=1, noc=None):
         ln = self._th.pinned or caller_line()
         t = self._issue(ln, "noc_semaphore_inc", self._c_write)
-        if self._e.mem_at((dst.x, dst.y)) is None:
-            raise NocError(f"semaphore increment to ({dst.x},{dst.y}), which is not a worker core",
-                           core=self.core, thread=self._th.kind, line=ln)
-        at = self._noc.atomic_inc(t, self.noc_index if noc is None else noc,
-                                  (self.my_x, self.my_y), (dst.x, dst.y))
-        self._e.at(at, lambda: self._e.sem_add((dst.x, dst.y), dst.addr, incr))
+        noc = self._noc_id(noc, ln)
+        incr = incr if incr.__class__ is int and 0 < incr < U32 else \
+            self._count(incr, "noc_semaphore_inc: the increment", ln, lo=1, hi=U32)
+        xy, core = self._sem_target(dst, ln, "noc_semaphore_inc")
+        a = self._sem_word(core, dst.addr, ln, "noc_semaphore_inc")
+        at = self._noc.atomic_inc(t, noc, (self.my_x, self.my_y), xy)
+        self._e.at(at, lambda: self._e.sem_add(xy, a, incr))
 
     def noc_semaphore_set_remote(self, src_l1, dst, noc=None):
         ln = self._th.pinned or caller_line()
         t = self._issue(ln, "noc_semaphore_set_remote", self._c_write)
-        value = self._sem_value(src_l1)
-        self._align("noc_semaphore_set_remote", src_l1, "l1", ln, "source")
-        self._align("noc_semaphore_set_remote", dst.addr, "l1", ln, "destination")
-        landed, acked = self._noc.write(t, self.noc_index if noc is None else noc,
-                                        (self.my_x, self.my_y), (dst.x, dst.y), 4)
+        noc = self._noc_id(noc, ln)
+        sa = self._sem_word(self.core, src_l1, ln, "noc_semaphore_set_remote source")
+        xy, core = self._sem_target(dst, ln, "noc_semaphore_set_remote")
+        da = self._sem_word(core, dst.addr, ln, "noc_semaphore_set_remote destination")
+        value = self._sem_value(sa)
+        self._align("noc_semaphore_set_remote", sa, "l1", ln, "source")
+        self._align("noc_semaphore_set_remote", da, "l1", ln, "destination")
+        landed, acked = self._noc.write(t, noc, (self.my_x, self.my_y), xy, 4)
         self._write_acked = max(self._write_acked, acked + self._c_done)
-        self._e.at(landed, lambda: self._e.sem_write((dst.x, dst.y), dst.addr, value))
+        self._e.at(landed, lambda: self._e.sem_write(xy, da, value))
 
     def noc_semaphore_set_multicast(self, src_l1, mcast, num_dests=None, linked=False, noc=None,
                                     include_self=False):
@@ -535,13 +865,17 @@ class DataMovementContext(KernelContext):
                         "noc_semaphore_set_multicast_loopback_src")
 
     def _sem_mcast(self, src_l1, mcast, num_dests, linked, noc, include_self, ln, name):
-        noc = self.noc_index if noc is None else noc
+        noc = self._noc_id(noc, ln)
         # tt-metal sends semaphore words from the register command buffer, not the data one
         t = self._cmd_buf(self._issue(ln, name, self._c_write), (noc, "reg"), ln)
-        value = self._sem_value(src_l1)
+        sa = self._sem_word(self.core, src_l1, ln, f"{name} source")
+        value = self._sem_value(sa)
         cores = self._mcast_cores(mcast, include_self, num_dests, ln)
-        self._align(name, src_l1, "l1", ln, "source")
-        self._align(name, mcast.addr, "l1", ln, "destination")
+        self._align(name, sa, "l1", ln, "source")
+        da = self._l1_range(self.core, mcast.addr, 4, ln, f"{name} destination")[0]
+        self._align(name, da, "l1", ln, "destination")
+        for xy, core, m in self._mcast_mems(cores):
+            self._sem_word(core, mcast.addr, ln, f"{name} destination")
         landed, acked, sent = self._noc.multicast_write(
             t, noc, (self.my_x, self.my_y), (mcast.x0, mcast.y0, mcast.x1, mcast.y1), 4,
             include_self, linked)
@@ -550,5 +884,5 @@ class DataMovementContext(KernelContext):
 
         def apply():
             for xy in cores:
-                self._e.sem_write(xy, mcast.addr, value)
+                self._e.sem_write(xy, da, value)
         self._e.at(landed, apply)

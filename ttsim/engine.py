@@ -9,18 +9,28 @@ import simpy
 from .cb import CircularBuffer
 from .compute import FusedCompute, MathContext, PackContext, UnpackContext, _ComputeShared
 from .dataflow import DataMovementContext
-from .errors import DeadlockError, L1OverflowError
+from .errors import DeadlockError, L1OverflowError, LivelockError, TTSimError
 from .noc import Noc
 from .report import RunReport
 from .thread import Thread
 
 SEM_BYTES = 16
 
+# Tests set this to a function(list of threads) -> the same threads in another order, to
+# check that no run's timing or results depend on the order its threads are spawned in.
+spawn_hook = None
+
 
 class Engine:
-    def __init__(self, device, program, trace=False, max_cycles=1e12, reverse_spawn=False):
+    def __init__(self, device, program, trace=False, max_cycles=1e12, reverse_spawn=False,
+                 spawn_order=None):
         if program.device is not device:
-            raise ValueError("the program was built for another device")
+            raise TTSimError("the program was built for another device: run it on the Device "
+                             "given to ttsim.Program(...)")
+        if isinstance(max_cycles, bool) or not isinstance(max_cycles, (int, float, np.integer,
+                                                                       np.floating)) \
+                or not max_cycles > 0:
+            raise TTSimError(f"max_cycles must be a positive number of cycles, got {max_cycles!r}")
         self.device, self.program, self.sd = device, program, device.sd
         self.env = simpy.Environment()
         self.noc = Noc(self.sd)
@@ -34,9 +44,15 @@ class Engine:
         self.max_cycles = max_cycles
         self.mem_at = device.mem_at
         self.bank_xys = device.bank_xys
-        self.reverse_spawn = reverse_spawn   # tests use it: timing must not depend on spawn order
+        # tests use these: timing must not depend on spawn order. spawn_order: a permutation
+        # of the threads' indices, or a function reordering the list of threads
+        self.reverse_spawn = reverse_spawn
+        self.spawn_order = spawn_order
         self.worker_at = {device.sd.worker_noc_xy(*c): c for c in device.cores}
+        self.bank_at = {b.noc_xy: b for b in device.dram}
         self._cb_bases: dict[tuple, tuple[list, list]] = {}
+        self._regions: dict[tuple, tuple[list, list]] = {}
+        self._tensors: dict[tuple, object] = {}      # (memory, address) -> tensor, from args
 
     # --- setup --------------------------------------------------------------------------
     def _allocate(self):
@@ -67,12 +83,21 @@ class Engine:
                 addrs.append(a)
             self.semaphores[core] = addrs
 
+    def _note_tensors(self, args, depth=0):
+        """Remember the tensors among a kernel's arguments, to name DRAM buffers in errors."""
+        for a in args:
+            if hasattr(a, "address") and hasattr(a, "num_pages") and hasattr(a, "memory"):
+                self._tensors.setdefault((a.memory, a.address), a)
+            elif isinstance(a, (list, tuple)) and depth < 2:
+                self._note_tensors(a, depth + 1)
+
     def _spawn(self):
         t0 = self.costs["cost.api.kernel_launch"]
         drivers = []      # the threads that get a simpy process
         for k in self.program.kernels:
             for core in k.cores:
                 args = k.args_for(core)
+                self._note_tensors(args)
                 if k.kind == "compute":
                     shared = _ComputeShared(self, core, k.config)
                     ctxs = [(kind, cls(self, core, kind, args, k.compile_args, shared))
@@ -94,8 +119,29 @@ class Engine:
                     drivers.append(driver)
                 else:
                     drivers.extend(roles)
-        for th in (reversed(drivers) if self.reverse_spawn else drivers):
+        self._rank()
+        order = drivers
+        if self.spawn_order is None and spawn_hook is not None:
+            order = spawn_hook(list(drivers))
+        elif callable(self.spawn_order):
+            order = self.spawn_order(list(drivers))
+        elif self.spawn_order is not None:
+            order = [drivers[i] for i in self.spawn_order]
+        elif self.reverse_spawn:
+            order = drivers[::-1]
+        for th in order:
             self.env.process(th.process())
+
+    def _rank(self):
+        """Give every thread its rank: the priority of its turns at a cycle (Thread.sync).
+        Threads that reach the same cycle go by core (row, then column), then kind (reader,
+        writer, compute's roles), whatever order they were spawned or resumed in."""
+        from .thread import KIND_ORDER
+        key = lambda th: (th.core[1], th.core[0], KIND_ORDER.get(th.kind, 9), th.kind)
+        everyone = list(self.threads)
+        everyone.sort(key=key)
+        for i, th in enumerate(everyone):
+            th.rank = 2 + i
 
     # --- services for kernels -------------------------------------------------------------
     def cb_at(self, core, addr, size):
@@ -112,6 +158,57 @@ class Engine:
         if i + 1 < len(cbs) and bases[i + 1] < addr + size:
             return cbs[i + 1]
         return None
+
+    def l1_region(self, core, addr):
+        """(start, end, name, kind) of the region of `core`'s L1 holding byte `addr` (see
+        memory.L1.regions)."""
+        r = self._regions.get(core)
+        if r is None:
+            regs = self.l1[core].regions()
+            r = self._regions[core] = ([g[0] for g in regs], regs)
+        starts, regs = r
+        i = bisect_right(starts, addr) - 1
+        return regs[max(i, 0)] if regs else (0, self.l1[core].size, "L1", "free")
+
+    def dram_name(self, lo, hi):
+        """A DRAM allocation [lo, hi) of every bank, by the tensor that holds it if a kernel
+        of this program was given that tensor."""
+        from .dataflow import tensor_name
+        t = self._tensors.get(("dram", lo))
+        what = tensor_name(t) if t is not None else f"the DRAM buffer at {lo:#x}"
+        return f"{what} (bytes [{lo:#x}, {hi:#x}) of each bank)"
+
+    def poll(self, th, key, value, line, what, cost):
+        """`th` polled `key` (paying `cost` cycles for it) and found `value`, not what it
+        waits for; value None means time alone will bring it. A thread that polls the same
+        thing and sees the same value, with no other work in between, spins; when every
+        event simpy holds is a spinning thread's next poll, nothing can change what any of
+        them sees: a LivelockError naming them (and what the others wait for). `what` is a
+        function giving the poll's description."""
+        state = None if value is None else (key, value)
+        if state is None or th.spin_key != state or abs(th.busy - cost - th.spin_last) > 1e-6:
+            th.spin_key = state
+            th.spins = 0
+        th.spins += 1
+        th.spin_last = th.busy
+        th.spin_what = what
+        n = th.spins
+        if state is not None and n >= 3 and (n & (n - 1) == 0 or n % 1024 == 0):
+            self._livelock(th, line)
+
+    def _livelock(self, th, line):
+        spinners = {}
+        for _, _, _, ev in self.env._queue:
+            owner = getattr(ev, "owner", None)
+            if owner is None or owner.spins < 3 or owner.turn is not ev:
+                return
+            spinners[id(owner)] = owner
+        spinning = [th] + [o for o in spinners.values() if o is not th]
+        waiting = [o for o in self.threads if not o.done and o.blocked and o not in spinning
+                   and o.blocked[0] != "global time (sync)"]
+        raise LivelockError([(o.core, o.kind, o.spin_what(), o.blocked[1] if o is not th and
+                              o.blocked else line) for o in spinning],
+                            [(o.core, o.kind, o.blocked[0], o.blocked[1]) for o in waiting])
 
     def at(self, t, fn):
         """Run fn at global time t (>= now): used for NoC deliveries that others observe."""

@@ -57,6 +57,16 @@ class NocError(TTSimError):
     """A NoC transfer to a place that is not there (off-grid, out of a bank's memory)."""
 
 
+class AccessError(NocError):
+    """A NoC transfer, semaphore operation or L1 access outside what it targets: the
+    firmware region, past the end of a CB, a semaphore, a tensor's pages or a DRAM
+    allocation, off a core's L1 (the chip would silently corrupt the neighbour)."""
+
+
+class ArgumentError(TTSimError):
+    """A count, size, address or value of the wrong kind: negative, zero, not an integer."""
+
+
 class DeadlockError(TTSimError):
     """Every remaining thread is blocked and nothing can wake them."""
 
@@ -71,3 +81,25 @@ class DeadlockError(TTSimError):
 
 class SimLimitError(TTSimError):
     """A thread ran past the run's cycle limit (an endless loop in a kernel, most likely)."""
+
+
+class LivelockError(TTSimError):
+    """Threads poll a value (cb_pages_available_at_front, a word of L1) that nothing can
+    change any more: every other thread has finished or waits, and no transfer is in flight."""
+
+    def __init__(self, spinning, blocked=()):
+        if isinstance(spinning, str):      # simpy copies a failed process's error from its args
+            TTSimError.__init__(self, spinning)
+            self.spinning, self.blocked = [], []
+            return
+        self.spinning, self.blocked = spinning, blocked
+        lines = [f"  core ({c[0]},{c[1]}) {th}: spins on {what}\n      at {format_line(ln)}"
+                 for c, th, what, ln in spinning]
+        lines += [f"  core ({c[0]},{c[1]}) {th}: waiting for {what}\n      at {format_line(ln)}"
+                  for c, th, what, ln in blocked]
+        Exception.__init__(self, "livelock: every running thread polls a value no other thread "
+                           "can change (the others have finished or wait, nothing is in flight)\n"
+                           + "\n".join(lines))
+        self.message = str(self)
+        first = spinning[0]
+        self.core, self.thread, self.line, self.cb = first[0], first[1], first[3], None

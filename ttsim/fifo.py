@@ -9,6 +9,8 @@ it needs.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from .errors import CBError
 
 
@@ -32,6 +34,15 @@ class Fifo:
     def _err(self, msg, th, line):
         return CBError(msg, core=th.core, thread=th.kind, line=line, cb=self.name)
 
+    def _n(self, n, th, line, what):
+        """A page count: a whole number >= 1 (a numpy integer will do)."""
+        if n.__class__ is not bool and isinstance(n, (int, np.integer)) and n >= 1:
+            return int(n)
+        kind = "not an integer" if n.__class__ is bool or not isinstance(n, (int, np.integer)) \
+            else "not positive"
+        raise self._err(f"{what} of {n!r} pages on {self.name}: a page count must be a whole "
+                        f"number >= 1 ({kind})", th, line)
+
     def _self_wait(self, th, other, line):
         """A thread of a fused group (see compute.FusedCompute) about to wait for a sibling
         that runs later in program order: it would wait for itself."""
@@ -53,6 +64,8 @@ class Fifo:
     # --- producer side ------------------------------------------------------------------
     def reserve(self, th, n, line):
         """Block until n slots past everything pushed are free."""
+        if n.__class__ is not int or n < 1:
+            n = self._n(n, th, line, "reserve")
         if th is not self.producer:
             self._bind(th, "producer", line)
         if n > self.capacity:
@@ -73,6 +86,8 @@ class Fifo:
     def push(self, th, n, line, payload=None, t=None):
         """Make n reserved slots visible to the consumer, at the producer's time or at an
         earlier `t` it gives (data that streams out before the producer's call ends)."""
+        if n.__class__ is not int or n < 1:
+            n = self._n(n, th, line, "push")
         if th is not self.producer:
             self._bind(th, "producer", line)
         if self.pushed + n > self.reserved_upto:
@@ -91,6 +106,8 @@ class Fifo:
     # --- consumer side ------------------------------------------------------------------
     def wait(self, th, n, line):
         """Block until n pages past everything popped have been pushed."""
+        if n.__class__ is not int or n < 1:
+            n = self._n(n, th, line, "wait")
         if th is not self.consumer:
             self._bind(th, "consumer", line)
         if n > self.capacity:
@@ -112,6 +129,8 @@ class Fifo:
         return self.payload[(self.popped + i) % self.capacity]
 
     def pop(self, th, n, line):
+        if n.__class__ is not int or n < 1:
+            n = self._n(n, th, line, "pop")
         if th is not self.consumer:
             self._bind(th, "consumer", line)
         if self.popped + n > self.waited_upto:

@@ -61,6 +61,22 @@ class L1:
         self.low = self.reserved
         self.allocs = [a for a in self.allocs if a[1] >= self.high]
 
+    def regions(self):
+        """Every byte of this L1 in one region: [(start, end, name, kind)], sorted. kind is
+        "firmware" (below `reserved`: no kernel may touch it), "alloc" (a CB, a semaphore or
+        an L1 tensor, by its allocation name) or "free" (unallocated L1, usable as scratch)."""
+        out = [(0, self.reserved, f"the firmware region [0x0, {self.reserved:#x})", "firmware")] \
+            if self.reserved else []
+        at = self.reserved
+        for what, a, n in sorted(self.allocs, key=lambda x: x[1]):
+            if a > at:
+                out.append((at, a, "unallocated L1", "free"))
+            out.append((a, a + n, what, "alloc"))
+            at = max(at, a + n)
+        if at < self.size:
+            out.append((at, self.size, "unallocated L1", "free"))
+        return out
+
 
 class DramBank:
     """One DRAM bank's memory, grown on demand as tensors are allocated."""
@@ -68,8 +84,16 @@ class DramBank:
     def __init__(self, bank_id, noc_xy):
         self.id, self.noc_xy = bank_id, noc_xy
         self.mem = np.zeros(0, np.uint8)
+        self.used = 0               # bytes allocated to buffers (mem may be larger)
+        self.regions: list[tuple[int, int]] = []   # [start, end) of each allocation, in order
 
     def ensure(self, nbytes):
+        """Make room for allocations up to `nbytes`: the device allocates DRAM buffers one
+        after the other at the same address in every bank, so each call that grows the
+        bank is one more buffer, [previous end, nbytes)."""
+        if nbytes > self.used:
+            self.regions.append((self.used, nbytes))
+            self.used = nbytes
         if nbytes > self.mem.size:
             new = np.zeros(max(nbytes, 2 * self.mem.size), np.uint8)
             new[: self.mem.size] = self.mem

@@ -8,9 +8,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
+
 from . import formats
 from .compute import ComputeConfig
-from .errors import TTSimError
+from .errors import CBError, TTSimError
+
+
+def _whole(v):
+    """`v` as an int if it is a whole number (a Python or numpy integer, not a bool)."""
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        return None
+    return int(v)
 
 
 def dram_nocs(sd):
@@ -91,12 +100,21 @@ class Program:
     def circular_buffer(self, cores, index, dtype="bf16", num_pages=2, page_size=None):
         """CreateCircularBuffer: `num_pages` pages of `page_size` bytes (default: one tile)."""
         fmt = formats.parse_format(dtype)
-        if not 0 <= index < self.device.sd.max_cbs:
-            raise TTSimError(f"cb index {index} out of range: a core has {self.device.sd.max_cbs} CBs "
-                             f"(0..{self.device.sd.max_cbs - 1})")
-        if num_pages < 1:
-            raise TTSimError(f"cb {index}: num_pages must be >= 1, got {num_pages}")
-        spec = CBSpec(index, fmt, int(num_pages), int(page_size or fmt.tile_bytes))
+        n_cbs = self.device.sd.max_cbs
+        if _whole(index) is None or not 0 <= index < n_cbs:
+            raise CBError(f"cb index {index!r} out of range: a core has {n_cbs} CBs "
+                          f"(0..{n_cbs - 1})")
+        index = _whole(index)
+        pages = _whole(num_pages)
+        if pages is None or pages < 1:
+            raise CBError(f"cb {index}: num_pages must be a whole number >= 1, got {num_pages!r}",
+                          cb=index)
+        size = fmt.tile_bytes if page_size is None else _whole(page_size)
+        l1 = self.device.sd.l1_size
+        if size is None or not 1 <= size <= l1:
+            raise CBError(f"cb {index}: page_size must be a whole number of bytes in [1, {l1}] "
+                          f"(the L1 of a core), got {page_size!r}", cb=index)
+        spec = CBSpec(index, fmt, pages, size)
         for c in as_cores(cores, self.grid):
             cbs = self.cbs.setdefault(c, {})
             if index in cbs:
@@ -105,7 +123,13 @@ class Program:
         return index
 
     def semaphore(self, cores, initial=0):
-        """CreateSemaphore: returns the id to pass to `get_semaphore` in kernels."""
+        """CreateSemaphore: returns the id to pass to `get_semaphore` in kernels. A semaphore
+        is a 32-bit word: its initial value is a whole number in [0, 2**32 - 1]."""
+        v = _whole(initial)
+        if v is None or not 0 <= v < 1 << 32:
+            raise TTSimError(f"semaphore initial value {initial!r}: a semaphore is an unsigned "
+                             f"32-bit word, so it must be a whole number in [0, {(1 << 32) - 1}]")
+        initial = v
         ids = set()
         for c in as_cores(cores, self.grid):
             lst = self.semaphores.setdefault(c, [])
@@ -120,6 +144,12 @@ class Program:
         if not callable(fn):
             raise TTSimError(f"{kind} kernel must be a function taking the kernel context, got {fn!r}")
         cs = as_cores(cores, self.grid)
+        if "noc" in kw:
+            n, nocs = _whole(kw["noc"]), self.device.sd.num_nocs
+            if n is None or not 0 <= n < nocs:
+                raise TTSimError(f"{kind} kernel on NoC {kw['noc']!r}: {self.device.sd.name} has "
+                                 f"NoC 0..{nocs - 1}")
+            kw["noc"] = n
         for k in self.kernels:
             if k.kind == kind and set(k.cores) & set(cs):
                 both = sorted(set(k.cores) & set(cs))[0]

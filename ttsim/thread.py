@@ -13,8 +13,11 @@ import os
 import sys
 import traceback
 
+from heapq import heappush
+
 import greenlet
 import numpy as np
+from simpy.events import Event
 
 from .errors import KernelError, SimLimitError, TTSimError
 
@@ -40,9 +43,30 @@ def caller_line():
     return (f.f_code.co_filename, f.f_lineno) if f is not None else None
 
 
+# thread kinds in the order they take their turn at one cycle (see Thread.sync)
+KIND_ORDER = {"reader": 0, "writer": 1, "compute": 2, "unpack": 3, "math": 4, "pack": 5}
+
+
+class _Turn(Event):
+    """An event that fires at time `t` with `priority`: simpy runs the events of one time in
+    (priority, creation) order; a turn's priority is its thread's rank, above simpy's own
+    URGENT (0) and NORMAL (1), so every thread's turn at a cycle comes after the deliveries
+    and wake-ups of that cycle and in an order fixed by (core, thread kind), not by the
+    order the threads were spawned or got there."""
+    __slots__ = ()
+
+    def __init__(self, env, t, priority):
+        self.env = env
+        self.callbacks = []
+        self._value = None
+        self._ok = True
+        heappush(env._queue, (t, priority, next(env._eid), self))
+
+
 class Thread:
     __slots__ = ("engine", "env", "core", "kind", "fn", "ctx", "t", "busy", "stalls", "lines",
-                 "trace", "glet", "blocked", "done", "end", "limit", "group", "pinned")
+                 "trace", "glet", "blocked", "done", "end", "limit", "group", "pinned", "rank",
+                 "turn", "spins", "spin_key", "spin_last", "spin_what")
 
     def __init__(self, engine, core, kind, fn, ctx, t0, trace, limit):
         self.engine, self.env = engine, engine.env
@@ -59,6 +83,10 @@ class Thread:
         self.glet = None
         self.group = (self,)    # the threads this one's greenlet runs (see FusedCompute)
         self.pinned = None      # a source line every call is charged to (KernelContext.pin_line)
+        self.rank = 2           # priority of this thread's turns (the engine sets it: Engine._rank)
+        self.turn = None        # the turn event it waits for, while it waits in sync
+        self.spins = 0          # polls in a row that saw the same value (Engine.poll)
+        self.spin_key = self.spin_last = self.spin_what = None
 
     # --- accounting -------------------------------------------------------------------
     def charge(self, cycles, name, line, calls=1):
@@ -90,6 +118,10 @@ class Thread:
         if self.trace is not None:
             self.trace.append(("wait " + reason, self.t, d, line))
         self.t = t
+        if t > self.limit:
+            raise SimLimitError(f"thread waited ({reason}) past the cycle limit of "
+                                f"{self.limit:.0f} cycles", core=self.core, thread=self.kind,
+                                line=line)
 
     # --- suspension -------------------------------------------------------------------
     def block(self, event, what, line):
@@ -100,10 +132,17 @@ class Thread:
         return value
 
     def sync(self, line):
-        """Let global time catch up with this thread's clock before a shared-resource access."""
-        now = self.env.now
-        if self.t > now:
-            self.block(self.env.timeout(self.t - now), "global time (sync)", line)
+        """Let global time catch up with this thread's clock before a shared-resource access
+        (the NoC, a semaphore, a word of L1 another thread may write). The thread always
+        takes a turn, even when global time is already there: threads that reach one cycle
+        go in rank order (core, then thread kind; see _Turn), so what they see of each other
+        and the order the NoC serves them in do not depend on the order simpy resumed them."""
+        env = self.env
+        t = self.t
+        ev = self.turn = _Turn(env, t if t > env._now else env._now, self.rank)
+        ev.owner = self
+        self.block(ev, "global time (sync)", line)
+        self.turn = None
 
     # --- running ----------------------------------------------------------------------
     def _run(self):

@@ -128,3 +128,10 @@ def test_data_condition_is_an_error():
     k, args = _kernel(body)
     with pytest.raises(ttl.CompileError, match="no truth value"):
         k(*args)
+
+
+@pytest.mark.parametrize("factor", [0, 1.5, True, "2"])
+def test_buffer_factor_must_be_a_whole_number_of_blocks(factor):
+    k, args = _kernel(_add, factor=factor)
+    with pytest.raises(ttl.CompileError, match="buffer_factor must be a whole number"):
+        k(*args)

@@ -1,0 +1,406 @@
+"""A kernel that misuses the API gets an error naming core, thread, line, address and the
+region it falls outside, where the chip would silently corrupt something (issue 8).
+
+Every test here failed before the checks existed: the access went through (and corrupted
+the neighbour), or the error was a raw TypeError / OverflowError from a simpy callback.
+"""
+import numpy as np
+import pytest
+
+import ttsim
+from ttsim.errors import AccessError, ArgumentError, CBError, LivelockError, NocError, \
+    SimLimitError, TTSimError
+
+HERE = "test_misuse.py"
+
+
+def _line_of(fn, text):
+    import inspect
+    src, first = inspect.getsourcelines(fn)
+    return first + next(i for i, s in enumerate(src) if text in s)
+
+
+def _run(dev, reader=None, writer=None, cbs=((0, 2), (1, 2)), cores=((0, 0),), sems=(), **kw):
+    prog = ttsim.Program(dev)
+    for idx, pages in cbs:
+        prog.circular_buffer(list(cores), idx, "bf16", num_pages=pages)
+    for v in sems:
+        prog.semaphore(list(cores), v)
+    if reader is not None:
+        prog.reader(list(cores), reader)
+    if writer is not None:
+        prog.writer(list(cores), writer)
+    return dev.run(prog, **kw)
+
+
+def _located(e, thread="reader", core=(0, 0)):
+    msg = str(e.value)
+    assert e.value.core == core and e.value.thread == thread, msg
+    assert HERE in msg and e.value.line is not None and HERE in e.value.line[0], msg
+    return msg
+
+
+# --- tensor pages and DRAM allocations ---------------------------------------------------------
+
+def test_a_tile_write_past_a_tensors_pages_is_refused_and_the_next_tensor_survives(dev):
+    small = dev.empty((64, 64))                           # 4 pages
+    after = dev.tensor(np.full((32, 32 * 24), 3.0, np.float32))
+    before = after.to_numpy().copy()
+
+    def writer(k):
+        k.noc_async_write_tile(20, k.interleaved_addr_gen(small), k.get_read_ptr(0))
+
+    with pytest.raises(AccessError) as e:
+        _run(dev, writer=writer)
+    msg = _located(e, "writer")
+    assert "page 20 of tensor (64, 64) bf16 (4 pages" in msg and "pages 0..3" in msg
+    assert e.value.line[1] == _line_of(writer, "noc_async_write_tile")
+    np.testing.assert_array_equal(after.to_numpy(), before)
+
+
+def test_a_negative_or_fractional_page_is_refused(dev):
+    t = dev.empty((64, 64))
+    with pytest.raises(AccessError, match="page -1 of tensor .*start at 0"):
+        _run(dev, lambda k: k.noc_async_read_tile(-1, k.interleaved_addr_gen(t), k.get_write_ptr(0)))
+    with pytest.raises(AccessError, match="page index 1.5 is not an integer"):
+        _run(dev, lambda k: k.noc_async_read_tile(1.5, k.interleaved_addr_gen(t), k.get_write_ptr(0)))
+
+
+def test_a_raw_dram_read_running_into_the_next_tensor_names_both(dev):
+    a = dev.empty((32, 32 * 12))                          # one page per bank
+    b = dev.empty((32, 32 * 12))
+
+    def reader(k, a=a, b=b):
+        x, y = k.interleaved_addr_gen(a).banks[0]
+        k.cb_reserve_back(0, 2)
+        k.noc_async_read(k.get_noc_addr(x, y, a.address), k.get_write_ptr(0), 4096)
+
+    prog = ttsim.Program(dev)
+    prog.circular_buffer((0, 0), 0, "bf16", num_pages=2)
+    prog.reader((0, 0), reader, args=[a, b])
+    with pytest.raises(AccessError) as e:
+        dev.run(prog)
+    msg = _located(e)
+    assert "run past the end of tensor (32, 384) bf16" in msg
+    assert f"into tensor (32, 384) bf16 (12 pages of 2048 B at {b.address:#x}" in msg
+
+
+def test_a_dram_address_past_every_allocation_is_refused(dev):
+    dev.empty((32, 32 * 12))
+    with pytest.raises(AccessError, match=r"DRAM bank 0 at \(0,0\) are outside every DRAM "
+                                          r"allocation \(bank 0 holds buffers in \[0x0, 0x800\)\)"):
+        _run(dev, lambda k: k.noc_async_read(k.get_noc_addr(0, 0, 1 << 20), k.get_write_ptr(0), 64))
+
+
+def test_a_tile_read_with_an_offset_past_the_page_is_refused(dev):
+    t = dev.empty((64, 64))
+    with pytest.raises(AccessError, match="offset 2048 into page 0 .* outside the page"):
+        _run(dev, lambda k: k.noc_async_read(k.interleaved_addr_gen(t).get_noc_addr(0, 2048),
+                                             k.get_write_ptr(0), 64))
+
+
+# --- CB pointers and L1 regions ----------------------------------------------------------------
+
+def test_a_read_five_pages_past_a_two_page_cbs_write_pointer_is_refused(dev):
+    """The issue's case: the address lands in the next CB, which nobody has reserved (so its
+    page rules do not apply): the pointer came from cb 0 and must stay in cb 0."""
+    x = dev.tensor(np.ones((32, 32), np.float32))
+
+    def reader(k):
+        k.cb_reserve_back(0, 1)
+        k.noc_async_read_tile(0, k.interleaved_addr_gen(x), k.get_write_ptr(0) + 5 * 2048)
+
+    with pytest.raises(AccessError) as e:
+        _run(dev, reader, cbs=((0, 2), (1, 4)))
+    msg = _located(e)
+    assert "addressed from cb 0's pointer" in msg and "fall outside cb 0, whose pages span" in msg
+    assert "they land in cb 1 (4 x 2048 B bf16)" in msg
+
+
+def test_a_write_pointer_carries_its_cb_through_arithmetic_only(dev):
+    def reader(k):
+        p = k.get_write_ptr(0)
+        assert (p + 64).cb == 0 and (64 + p).cb == 0 and (p - 0).cb == 0
+        assert not hasattr(p - k.get_write_ptr(0), "cb") and not hasattr(p * 1, "cb")
+        assert (p + np.int64(32)).cb == 0
+    _run(dev, reader)
+
+
+@pytest.mark.parametrize("addr, region", [
+    (0x100, r"start in the firmware region \[0x0, 0x19000\)"),
+    (-64, r"are outside the L1 of core \(0,0\)"),
+    (1499136 - 32, r"are outside the L1 of core \(0,0\), which spans \[0x0, 0x16e000\)"),
+])
+def test_write_l1_outside_what_a_kernel_may_touch(dev, addr, region):
+    with pytest.raises(AccessError, match=region) as e:
+        _run(dev, lambda k: k.write_l1(addr, np.zeros(64, np.uint8)))
+    _located(e)
+
+
+def test_read_l1_is_bounds_checked(dev):
+    with pytest.raises(AccessError, match="read_l1: bytes .* outside the L1"):
+        _run(dev, lambda k: k.read_l1(1499136 - 8, 16))
+    with pytest.raises(ArgumentError, match="read_l1: the size in bytes must be a whole number "
+                                            ">= 1, got -4"):
+        _run(dev, lambda k: k.read_l1(k.get_write_ptr(0), -4))
+
+
+def test_an_access_from_a_semaphore_into_the_cb_after_it_is_refused(dev):
+    def reader(k):
+        k.write_l1(k.get_semaphore(0), np.zeros(64, np.uint8))
+
+    prog = ttsim.Program(dev)
+    prog.semaphore((0, 0), 0)
+    prog.circular_buffer((0, 0), 0, "bf16", num_pages=2)   # allocated before the semaphore
+    prog.circular_buffer((0, 0), 3, "bf16", num_pages=2)
+    prog.reader((0, 0), reader)
+    with pytest.raises(AccessError, match=r"run past the end of semaphore 0 \[0x[0-9a-f]+, "
+                                          r"0x[0-9a-f]+\) into unallocated L1"):
+        dev.run(prog)
+
+
+def test_a_multicast_into_another_cores_firmware_region_is_refused(dev):
+    def writer(k):
+        x0, y0 = k.logical_to_noc(1, 0)
+        x1, y1 = k.logical_to_noc(3, 0)
+        k.noc_async_write_multicast(k.get_read_ptr(0), k.get_noc_multicast_addr(x0, y0, x1, y1, 0x40),
+                                    64, 3)
+
+    with pytest.raises(AccessError, match=r"of core \(1,0\)'s L1 start in the firmware region"):
+        _run(dev, writer=writer)
+
+
+# --- counts, sizes and CB protocol -------------------------------------------------------------
+
+@pytest.mark.parametrize("call, what", [
+    (lambda k: k.cb_push_back(0, -1), r"push of -1 pages on cb 0: .* \(not positive\)"),
+    (lambda k: k.cb_reserve_back(0, -1), "reserve of -1 pages on cb 0"),
+    (lambda k: k.cb_reserve_back(0, 0), "reserve of 0 pages"),
+    (lambda k: k.cb_reserve_back(0, 1.5), r"reserve of 1.5 pages .*\(not an integer\)"),
+    (lambda k: k.cb_wait_front(0, -2), "wait of -2 pages"),
+    (lambda k: k.cb_pop_front(0, -1), "pop of -1 pages"),
+])
+def test_non_positive_or_fractional_page_counts_are_refused(dev, call, what):
+    with pytest.raises(CBError, match=what) as e:
+        _run(dev, call)
+    _located(e)
+
+
+def test_negative_or_absurd_cb_sizes_are_refused_when_the_program_is_built(dev):
+    prog = ttsim.Program(dev)
+    with pytest.raises(CBError, match="page_size must be a whole number of bytes in"):
+        prog.circular_buffer((0, 0), 0, "bf16", num_pages=2, page_size=-2048)
+    with pytest.raises(CBError, match="num_pages must be a whole number >= 1, got 1.5"):
+        prog.circular_buffer((0, 0), 0, "bf16", num_pages=1.5)
+    with pytest.raises(CBError, match="cb index 2.0 out of range"):
+        prog.circular_buffer((0, 0), 2.0, "bf16")
+    assert not prog.cbs
+
+
+def test_transfer_sizes_must_be_positive_whole_numbers(dev):
+    t = dev.empty((32, 32 * 12))
+    for size, kind in ((0, "out of range"), (-64, "out of range"), (64.0, "not an integer")):
+        with pytest.raises(ArgumentError, match=f"noc_async_read: the size in bytes .*{kind}") as e:
+            _run(dev, lambda k: k.noc_async_read(k.get_noc_addr(0, 0, t.address),
+                                                 k.get_write_ptr(0), size))
+        _located(e)
+
+
+def test_a_noc_index_the_chip_lacks_names_the_line(dev):
+    t = dev.empty((32, 32 * 12))
+    with pytest.raises(NocError, match="NoC index 2 does not exist: wormhole_b0 has NoC 0..1") as e:
+        _run(dev, lambda k: k.noc_async_read(k.get_noc_addr(0, 0, t.address), k.get_write_ptr(0),
+                                             64, noc=2))
+    _located(e)
+    with pytest.raises(TTSimError, match="NoC 3"):
+        ttsim.Program(dev).reader((0, 0), lambda k: None, noc=3)
+
+
+# --- semaphores --------------------------------------------------------------------------------
+
+def test_a_semaphore_increment_aimed_at_dram_is_refused_and_dram_keeps_its_data(dev):
+    t = dev.tensor(np.full((32, 32 * 12), 2.0, np.float32))
+
+    def writer(k):
+        k.noc_semaphore_inc(k.get_noc_addr(0, 0, t.address), 1)
+
+    with pytest.raises(AccessError, match=r"noc_semaphore_inc to \(0,0\), which is DRAM bank 0: "
+                                          "semaphores live in a worker core's L1") as e:
+        _run(dev, writer=writer)
+    _located(e, "writer")
+    assert (t.to_numpy() == 2.0).all()
+
+
+def test_semaphore_set_remote_to_a_non_worker_or_out_of_range_is_an_error_at_the_call(dev):
+    def to(x, y, addr):
+        def writer(k):
+            s = k.get_semaphore(0)
+            k.noc_semaphore_set_remote(s, k.get_noc_addr(x, y, addr))
+        return writer
+
+    with pytest.raises(NocError, match=r"NoC address \(0,3\) is neither a worker core nor a DRAM"):
+        _run(dev, writer=to(0, 3, 0x19000), sems=(1,))
+    with pytest.raises(AccessError, match="are outside the L1 of core"):
+        _run(dev, writer=to(1, 1, 1 << 40), sems=(1,))
+    with pytest.raises(AccessError, match="semaphores live in a worker core's L1"):
+        _run(dev, writer=to(5, 0, 0), sems=(1,))
+    with pytest.raises(AccessError, match="firmware region"):
+        _run(dev, writer=to(2, 1, 0x40), sems=(1,), cores=((0, 0), (1, 0)))
+
+
+@pytest.mark.parametrize("initial", [-1, 1 << 32, 1.5])
+def test_semaphore_initial_values_must_fit_a_32_bit_word(dev, initial):
+    with pytest.raises(TTSimError, match="semaphore initial value .* unsigned 32-bit word"):
+        ttsim.Program(dev).semaphore((0, 0), initial)
+
+
+def test_semaphore_values_and_addresses_are_checked(dev):
+    with pytest.raises(ArgumentError, match=r"noc_semaphore_set: the value must be a whole number "
+                                            r"in \[0, 4294967295\], got -1"):
+        _run(dev, lambda k: k.noc_semaphore_set(k.get_semaphore(0), -1), sems=(0,))
+    with pytest.raises(AccessError, match="semaphore address 0x[0-9a-f]+ is not 4-byte aligned"):
+        _run(dev, lambda k: k.noc_semaphore_wait(k.get_semaphore(0) + 2, 1), sems=(0,))
+    with pytest.raises(NocError, match="semaphore -1 is not created"):
+        _run(dev, lambda k: k.get_semaphore(-1), sems=(0,))
+
+
+# --- no hangs ----------------------------------------------------------------------------------
+
+def test_spinning_on_cb_pages_nobody_will_push_is_a_livelock_naming_the_line(dev):
+    def writer(k):
+        while not k.cb_pages_available_at_front(0, 1):
+            pass
+
+    with pytest.raises(LivelockError) as e:
+        _run(dev, writer=writer)
+    msg = _located(e, "writer")
+    assert e.value.line[1] == _line_of(writer, "cb_pages_available_at_front")
+    assert "spins on cb_pages_available_at_front(0, 1): 0 of 2 pages there" in msg
+
+
+def test_spinning_on_a_semaphore_word_nobody_writes_is_a_livelock(dev):
+    def reader(k):
+        s = k.get_semaphore(0)
+        k.cb_wait_front(1, 1)                 # a thread that waits forever too
+
+    def writer(k):
+        s = k.get_semaphore(0)
+        while k.read_l1(s, 4).view(np.uint32)[0] == 0:
+            pass
+
+    with pytest.raises(LivelockError) as e:
+        _run(dev, reader, writer, sems=(0,))
+    msg = str(e.value)
+    assert "core (0,0) writer: spins on read_l1(0x" in msg and "(in semaphore 0)" in msg
+    assert "core (0,0) reader: waiting for data in cb 1" in msg
+    assert e.value.line[1] == _line_of(writer, "read_l1")
+
+
+def test_two_threads_spinning_on_each_other_are_a_livelock(dev):
+    def spin(k):
+        while not k.cb_pages_available_at_front(0 if k.kind == "reader" else 1, 1):
+            pass
+
+    with pytest.raises(LivelockError) as e:
+        _run(dev, spin, spin)
+    msg = str(e.value)
+    assert "core (0,0) reader: spins on" in msg and "core (0,0) writer: spins on" in msg
+
+
+def test_polling_what_another_thread_will_write_works_and_is_timed(dev):
+    """The poll loops that must not be mistaken for livelocks: the value arrives."""
+    seen = {}
+
+    def reader(k):                             # the producer takes its time
+        for _ in range(3):
+            k.noc_semaphore_set(k.get_semaphore(1), 0)
+        k.cb_reserve_back(0, 1)
+        k.write_l1(k.get_write_ptr(0), np.arange(16, dtype=np.uint32))
+        k.cb_push_back(0, 1)
+        x, y = k.logical_to_noc(0, 0)
+        k.noc_semaphore_inc(k.get_noc_addr(x, y, k.get_semaphore(0)), 1)
+
+    def writer(k):
+        n = 0
+        while not k.cb_pages_available_at_front(0, 1):
+            n += 1
+        s = k.get_semaphore(0)
+        while k.read_l1(s, 4).view(np.uint32)[0] != 1:
+            n += 1
+        seen["polls"], seen["t"] = n, k.wall_clock()
+        k.cb_wait_front(0, 1)
+        seen["data"] = k.read_l1(k.get_read_ptr(0), 64).view(np.uint32).tolist()
+        k.cb_pop_front(0, 1)
+
+    _run(dev, reader, writer, sems=(0, 0))
+    assert seen["data"] == list(range(16)) and seen["polls"] > 3
+    assert seen["t"] > 500 + 3 * 10 + 22
+
+
+def test_the_cycle_limit_holds_while_a_thread_waits(dev):
+    """A wait (a barrier on a slow transfer) past max_cycles is refused, as busy work is."""
+    t = dev.empty((32 * 64, 32 * 12))
+
+    def reader(k):
+        g = k.interleaved_addr_gen(t)
+        k.cb_reserve_back(0, 2)
+        k.noc_async_read_tile(0, g, k.get_write_ptr(0))
+        k.noc_async_read_barrier()
+
+    _run(dev, reader, max_cycles=5000)
+    with pytest.raises(SimLimitError, match=r"waited \(noc read\) past the cycle limit of 700") as e:
+        _run(dev, reader, max_cycles=700)
+    _located(e)
+
+
+def test_a_spin_on_a_value_that_changes_too_late_hits_the_cycle_limit(dev):
+    def reader(k):
+        k.cb_reserve_back(0, 1)
+        for _ in range(1000):
+            k.noc_semaphore_set(k.get_semaphore(0), 0)     # busy for 10,000 cycles
+        k.cb_push_back(0, 1)
+
+    def writer(k):
+        while not k.cb_pages_available_at_front(0, 1):
+            pass
+
+    with pytest.raises(SimLimitError) as e:
+        _run(dev, reader, writer, sems=(0,), max_cycles=3000)
+    assert e.value.thread in ("reader", "writer")
+
+
+def test_max_cycles_must_be_a_positive_number(dev):
+    with pytest.raises(TTSimError, match="max_cycles must be a positive number"):
+        _run(dev, lambda k: None, max_cycles=0)
+
+
+def test_a_ttlang_semaphore_must_fit_a_32_bit_word():
+    import ttlang as ttl
+    ttl.set_device("wormhole_b0")
+    x = ttl.from_numpy(np.ones((32, 32), np.float32))
+
+    @ttl.kernel(grid=(1, 1))
+    def k(x):
+        ttl.Semaphore(initial_value=1 << 32)
+
+        @ttl.datamovement()
+        def dm():
+            pass
+
+    with pytest.raises(ttl.CompileError, match=r"whole number in \[0, 2\*\*32 - 1\]"):
+        k(x)
+
+
+def test_a_loop_waiting_on_the_wall_clock_ends(dev):
+    seen = {}
+
+    def reader(k):
+        t0 = k.wall_clock()
+        while k.wall_clock() < t0 + 1000:
+            pass
+        seen["t"] = k.wall_clock() - t0
+
+    _run(dev, reader)
+    assert 1000 <= seen["t"] <= 1002
+    with pytest.raises(SimLimitError):
+        _run(dev, lambda k: [k.wall_clock() for _ in iter(int, 1)], max_cycles=5000)
