@@ -107,7 +107,8 @@ def main(argv=None):
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--arch", default="wormhole_b0", choices=sorted(fidelity.ARCH_SYSDESC))
     ap.add_argument("--csv", action="append", default=None,
-                    help=f"measurement CSV (repeatable; default {fidelity.CALIBRATION_CSV})")
+                    help=f"measurement CSV (repeatable; default {fidelity.CALIBRATION_CSV.name}, "
+                         f"or {fidelity.MULTICAST_CSV.name} with --figures multicast)")
     ap.add_argument("--figures", default="unicast",
                     help="figures to fit: unicast, multicast, all, or comma-separated names")
     ap.add_argument("--mcast-placement", default=None, choices=fidelity.MCAST_PLACEMENTS)
@@ -118,7 +119,9 @@ def main(argv=None):
     ap.add_argument("--json", default=None,
                     help="write the fitted figures (by sysdesc name) and the errors here")
     a = ap.parse_args(argv)
-    csvs = a.csv or [str(fidelity.CALIBRATION_CSV)]
+    # the multicast figures are fitted on the multicast measurements, the rest on unicast ones
+    csvs = a.csv or [str(fidelity.MULTICAST_CSV if a.figures == "multicast" else
+                         fidelity.CALIBRATION_CSV)]
     every = [r for c in csvs for r in fidelity.read_rows(c) if r.arch == a.arch]
     rows = [r for r in every if fidelity.fit_split(r, a.split) == "fit"]
     if not rows:
