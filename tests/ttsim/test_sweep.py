@@ -1,0 +1,218 @@
+"""ttsim.sweep: pruning with reasons, a content-addressed cache that survives restarts and is
+invalidated per kernel source, failures recorded without stopping the sweep, ranking, the
+process pool and (when installed) Dask through the same path."""
+import json
+import textwrap
+
+import pytest
+
+from ttsim import spaces
+from ttsim.sweep import Cache, Space, Sweep, divides, fits, main
+
+KERNEL = textwrap.dedent('''
+    import os
+
+    def run(n, a, b, tag="v1"):
+        CALLS = os.environ.get("SWEEP_TEST_LOG")
+        if CALLS:
+            with open(CALLS, "a") as f:
+                f.write(f"{a},{b}\\n")
+        if a == 3:
+            raise RuntimeError("a=3 is broken")
+        return {"cycles": float(n * 10 + a * 100 - b), "tag": tag, "bottleneck": "math",
+                "utilisation": {"math": 0.5}}
+''')
+
+
+def _kernel(tmp_path, name="kern.py", body=KERNEL):
+    p = tmp_path / name
+    p.write_text(body)
+    return p
+
+
+def _space():
+    return Space({"a": [1, 2, 3, 4], "b": [1, 2, 5]},
+                 constraints=[divides("b", "n"),
+                              fits(lambda s, p: s["a"] * 1000, 3500, what="L1")])
+
+
+def _calls(log):
+    return log.read_text().splitlines() if log.exists() else []
+
+
+@pytest.fixture
+def log(tmp_path, monkeypatch):
+    p = tmp_path / "calls.log"
+    monkeypatch.setenv("SWEEP_TEST_LOG", str(p))
+    return p
+
+
+def test_pruning_counts_and_reasons_and_pruned_never_run(tmp_path, log):
+    k = _kernel(tmp_path)
+    res = Sweep(f"{k}:run", _space(), {"n": 4}, cache=tmp_path / "c").run(jobs=1, progress=False)
+    # b=5 does not divide 4 (4 schedules), a=4 needs 4000 > 3500 (the other 2 of a=4)
+    assert res.prune_reasons == {"b=5 does not divide n (4)": 4, "L1: needs 4,000 bytes > 3,500": 2}
+    assert len(res.pruned) == 6 and res.admissible == 6
+    assert sorted(_calls(log)) == sorted(f"{a},{b}" for a in (1, 2, 3) for b in (1, 2))
+    assert "pruned    4: b=5 does not divide n (4)" in res.summary()
+
+
+def test_ranked_failures_recorded_and_outputs(tmp_path, log):
+    k = _kernel(tmp_path)
+    res = Sweep(f"{k}:run", _space(), {"n": 4}, cache=tmp_path / "c").run(jobs=1, progress=False)
+    cyc = [r["result"]["cycles"] for r in res.ranked]
+    assert cyc == sorted(cyc) and len(cyc) == 4
+    assert res.ranked[0]["schedule"] == {"a": 1, "b": 2}
+    assert len(res.failed) == 2 and all("RuntimeError: a=3 is broken" in r["error"] for r in res.failed)
+    table = res.table()
+    assert table.splitlines()[1].split()[:3] == ["1", "1", "2"] and "failed" in table
+    res.to_csv(tmp_path / "o.csv")
+    res.to_json(tmp_path / "o.json")
+    lines = (tmp_path / "o.csv").read_text().splitlines()
+    assert lines[0].startswith("rank,a,b,cycles") and len(lines) == 7
+    data = json.loads((tmp_path / "o.json").read_text())
+    assert data["results"][0]["rank"] == 1 and data["results"][-1]["error"]
+
+
+def test_second_run_hits_cache_failures_included_retry_reruns_them(tmp_path, log):
+    k = _kernel(tmp_path)
+    sw = Sweep(f"{k}:run", _space(), {"n": 4}, cache=tmp_path / "c")
+    first = sw.run(jobs=1, progress=False)
+    assert first.ran == 6 and len(_calls(log)) == 6
+    again = sw.run(jobs=1, progress=False)
+    assert again.ran == 0 and again.cached == 6 and len(_calls(log)) == 6
+    assert [r["result"] for r in again.ranked] == [r["result"] for r in first.ranked]
+    assert len(again.failed) == 2
+    retry = Sweep(f"{k}:run", _space(), {"n": 4}, cache=tmp_path / "c", retry_failed=True)
+    assert retry.run(jobs=1, progress=False).ran == 2
+
+
+def test_interrupted_sweep_resumes_without_recomputing(tmp_path, log):
+    k = _kernel(tmp_path)
+    sw = Sweep(f"{k}:run", _space(), {"n": 4}, cache=tmp_path / "c")
+    assert sw.run(jobs=1, progress=False, limit=4).ran == 4
+    rest = sw.run(jobs=1, progress=False)
+    assert rest.ran == 2 and rest.cached == 4 and len(_calls(log)) == 6
+
+
+def test_changed_kernel_source_invalidates_only_its_entries(tmp_path, log):
+    ka, kb = _kernel(tmp_path, "ka.py"), _kernel(tmp_path, "kb.py")
+    cache = tmp_path / "c"
+    sa = Sweep(f"{ka}:run", _space(), {"n": 4}, cache=cache)
+    sb = Sweep(f"{kb}:run", _space(), {"n": 4}, cache=cache)
+    assert sa.run(jobs=1, progress=False).ran == 6 and sb.run(jobs=1, progress=False).ran == 6
+    ka.write_text(KERNEL.replace('tag="v1"', 'tag="v2"'))
+    ra = sa.run(jobs=1, progress=False)
+    rb = sb.run(jobs=1, progress=False)
+    assert ra.ran == 6 and rb.ran == 0
+    assert {r["result"]["tag"] for r in ra.ranked} == {"v2"}
+    # the problem and the sysdesc are in the key too
+    assert Sweep(f"{kb}:run", _space(), {"n": 2}, cache=cache).run(jobs=1, progress=False).ran > 0
+    s1 = Sweep(f"{kb}:run", _space(), {"n": 4}, cache=cache, sysdesc="blackhole")
+    assert s1.run(jobs=1, progress=False).ran == 6
+
+
+def test_process_pool_same_results(tmp_path, log):
+    k = _kernel(tmp_path)
+    serial = Sweep(f"{k}:run", _space(), {"n": 4}, cache=tmp_path / "c1").run(jobs=1, progress=False)
+    pool = Sweep(f"{k}:run", _space(), {"n": 4}, cache=tmp_path / "c2").run(jobs=2, progress=False)
+    assert pool.ran == 6
+    assert [r["result"] for r in pool.ranked] == [r["result"] for r in serial.ranked]
+
+
+def test_cache_entries_are_plain_json(tmp_path, log):
+    k = _kernel(tmp_path)
+    Sweep(f"{k}:run", _space(), {"n": 4}, cache=tmp_path / "c").run(jobs=1, progress=False)
+    files = list((tmp_path / "c").rglob("*.json"))
+    assert len(files) == 6
+    e = json.loads(files[0].read_text())
+    assert {"ok", "schedule", "problem"} <= set(e)
+    assert Cache(tmp_path / "c").get("0" * 64) is None
+
+
+def test_flash_attention_space_small_problem(tmp_path):
+    sw = spaces.flash_attention({"heads": 1, "seq": 64}, cache=tmp_path / "c")
+    sw.space = sw.space.restrict(grid=[(1, 1), (2, 1)], q_chunk=[1, 2], kv_chunk=[2, 4],
+                                 kv_dtype=["bf16"], math_fidelity=["HiFi4"])
+    res = sw.run(jobs=1, progress=False)
+    assert res.prune_reasons == {"kv_chunk=4 does not divide seq tiles (2)": 4}
+    assert res.ran == 4 and not res.failed
+    top = res.ranked[0]["result"]
+    assert top["pcc"] > 0.999 and top["l1_bytes"] > 0 and top["cycles"] > 0
+    assert sw.run(jobs=1, progress=False).ran == 0
+
+
+def test_flash_attention_l1_and_grid_pruning():
+    sw = spaces.flash_attention({"heads": 8, "seq": 2048, "dim": 128})
+    sw.space = sw.space.restrict(grid=[(8, 8), (16, 16)])
+    ok, pruned = sw.plan()
+    reasons = {w for _, w in pruned}
+    assert any(w.startswith("L1: needs") for w in reasons)
+    assert any("exceeds the chip's 8x8 workers" in w for w in reasons)
+
+
+def test_matmul_space_prunes_blocking():
+    sw = spaces.matmul({"M": 256, "K": 256, "N": 256})
+    ok, pruned = sw.plan()
+    reasons = {w for _, w in pruned}
+    assert any("DST tiles" in w for w in reasons)
+    assert ok
+
+
+def test_cli_dry_run_and_run(tmp_path, capsys):
+    assert main(["matmul", "-p", "M=64", "-p", "K=64", "-p", "N=64", "--dry-run"]) == 0
+    assert "would run" in capsys.readouterr().out
+    args = ["matmul", "-p", "M=64", "-p", "K=64", "-p", "N=64", "-s", "grid=1x1,2x2", "-s", "sm=None",
+            "-s", "sn=None", "-s", "kb=None,1", "-s", "math_fidelity=HiFi4", "--jobs", "1",
+            "--cache", str(tmp_path / "c"), "--quiet", "--csv", str(tmp_path / "o.csv")]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "4 simulated" in out and (tmp_path / "o.csv").exists()
+    assert main(args) == 0
+    assert "4 cached, 0 simulated" in capsys.readouterr().out
+
+
+def test_dask_local_cluster_same_path(tmp_path, log):
+    pytest.importorskip("dask.distributed")
+    k = _kernel(tmp_path)
+    res = Sweep(f"{k}:run", _space(), {"n": 4}, cache=tmp_path / "c").run(
+        jobs=2, scheduler="local", progress=False)
+    assert res.ran == 6 and len(res.ranked) == 4 and len(res.failed) == 2
+
+
+def test_dask_scheduler_and_workers_from_the_command_line(tmp_path, log):
+    """`dask scheduler` and two `dask worker ADDRESS`, started as a user would."""
+    pytest.importorskip("dask.distributed")
+    import shutil
+    import socket
+    import subprocess
+    import sys
+    import time
+    dask = shutil.which("dask") or str(__import__("pathlib").Path(sys.executable).parent / "dask")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    addr = f"tcp://127.0.0.1:{port}"
+    procs = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                               "--dashboard-address", ":0"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)]
+    try:
+        procs += [subprocess.Popen([dask, "worker", addr, "--nthreads", "1", "--nworkers", "1",
+                                    "--dashboard-address", ":0"], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL) for _ in range(2)]
+        from dask.distributed import Client
+        with Client(addr, timeout=30) as c:
+            c.wait_for_workers(2, timeout=60)
+        k = _kernel(tmp_path)
+        sw = Sweep(f"{k}:run", _space(), {"n": 4}, cache=tmp_path / "c")
+        res = sw.run(scheduler=addr, progress=False)
+        assert res.ran == 6 and len(res.ranked) == 4 and len(res.failed) == 2
+        assert sw.run(scheduler=addr, progress=False).ran == 0
+    finally:
+        for p in procs[::-1]:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
