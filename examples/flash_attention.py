@@ -14,6 +14,7 @@ carried from one KV chunk to the next through dataflow buffers.
 from __future__ import annotations
 
 import argparse
+import heapq
 import json
 import math
 import time
@@ -51,31 +52,62 @@ def causal_mask(offset, q_chunk, kv_chunk):
     return np.where(c > r, -np.inf, 0.0).astype(np.float32)
 
 
-def work_units(batch, heads, kv_heads, n_q, causal):
-    """The work in units, in the order that puts units reading the same K/V stream side by
-    side; each is (stream key, Q chunks as (q row, kv row, qi)).
+def work_units(batch, heads, kv_heads, n_q):
+    """The work of a run without a mask, in units, in the order that puts units reading the
+    same K/V stream side by side; each is (stream key, Q chunks as (q row, kv row, qi)).
 
-    A unit is one Q chunk, or causally a pair of Q chunks from both ends of the sequence
-    (qi and n_q - 1 - qi), so every unit attends to about the same number of K/V chunks and
-    dealing units evenly balances the work. Units of one K/V head (the grouped-query heads
-    of a group, and all Q chunks without a mask; causally the same pair) read the same K/V
-    chunks in the same order: their stream key is the same, and cores that run them at the
-    same time can share each K/V chunk one core reads.
+    A unit is one Q chunk. Units of one K/V head (the grouped-query heads of a group, all
+    their Q chunks) read the same K/V chunks in the same order: their stream key is the
+    same, and cores that run them at the same time can share each K/V chunk one core reads.
     """
     g = heads // kv_heads
-    units = []
-    for b in range(batch):
-        for kh in range(kv_heads):
-            kv_row = b * kv_heads + kh
-            if not causal:
-                for h in range(kh * g, (kh + 1) * g):
-                    units += [((b, kh), ((b * heads + h, kv_row, qi),)) for qi in range(n_q)]
-                continue
-            pairs = [(n_q - 1 - qi, qi) for qi in range(n_q // 2)] + ([(n_q // 2,)] if n_q % 2 else [])
-            for pair in pairs:
-                units += [((b, kh, pair), tuple((b * heads + h, kv_row, qi) for qi in pair))
-                          for h in range(kh * g, (kh + 1) * g)]
-    return units
+    return [((b, kh), ((b * heads + h, b * kv_heads + kh, qi),))
+            for b in range(batch) for kh in range(kv_heads)
+            for h in range(kh * g, (kh + 1) * g) for qi in range(n_q)]
+
+
+# Per Q chunk, what a core does besides its K/V steps (read and scale Q, initialise the
+# running state, normalise and write the output), counted in K/V steps: an estimate.
+CHUNK_STEPS = 1
+
+
+def gangs(n_cores, group):
+    """Consecutive cores in gangs that run the query heads of one K/V group side by side, so
+    each K/V chunk is read once per gang: gangs of `group` cores where they fit, the rest in
+    gangs whose sizes divide `group` (such a gang takes a group's heads in several passes)."""
+    out, i = [], 0
+    while i < n_cores:
+        size = max(d for d in range(1, min(group, n_cores - i) + 1) if group % d == 0)
+        out.append(range(i, i + size))
+        i += size
+    return out
+
+
+def causal_deal(batch, kv_heads, group, n_q, n_cores, blocks_of):
+    """Deal causal work longest first, each item to the gang that would finish it first
+    (LPT list scheduling), so no core idles while others finish the long rows.
+
+    An item is one Q chunk of one K/V group, (b, kv head, qi): its `group` query heads read
+    the same K/V chunks, so a gang runs them side by side. Q chunk qi costs its K/V steps
+    plus CHUNK_STEPS; a gang of `size` cores takes group / size passes of it. Returns
+    (gangs, items per gang in order, each gang's load, the longest load)."""
+    gs = gangs(n_cores, group)
+    load = [0.0] * len(gs)
+    dealt = [[] for _ in gs]
+    cost = lambda item: blocks_of(item[2]) + CHUNK_STEPS
+    items = sorted(((b, kh, qi) for b in range(batch) for kh in range(kv_heads)
+                    for qi in range(n_q)), key=lambda it: (-cost(it), it))
+    heaps = {}                        # gangs by passes, each a heap of (load, gang)
+    for i, g in enumerate(gs):
+        heaps.setdefault(group // len(g), []).append((0.0, i))
+    for item in items:
+        c = cost(item)
+        p = min(heaps, key=lambda p: (heaps[p][0][0] + c * p, heaps[p][0][1]))
+        _, i = heapq.heappop(heaps[p])
+        load[i] += c * p
+        dealt[i].append(item)
+        heapq.heappush(heaps[p], (load[i], i))
+    return gs, dealt, load, max(load)
 
 
 def _rects(first, last, gx):
@@ -95,6 +127,32 @@ def _rects(first, last, gx):
     return out
 
 
+class _Pipes:
+    """Multicast pipes as (source core, rectangle of destination cores), one id each."""
+
+    def __init__(self, cores, gx):
+        self.cores, self.gx, self.pipes, self._ids = cores, gx, [], {}
+
+    def roles(self, i, j):
+        """K/V roles of cores i..j (row-major indices) that share a stream: the first reads
+        and multicasts to the rest, a rectangle at a time."""
+        if j == i:
+            return [None]
+        ids = []
+        for rect in _rects(i + 1, j, self.gx):
+            key = (self.cores[i], rect)
+            if key not in self._ids:
+                self._ids[key] = len(self.pipes)
+                self.pipes.append(key)
+            ids.append(self._ids[key])
+        out = [("send", ids)]
+        for m in range(i + 1, j + 1):
+            x, y = self.cores[m]
+            out.append(("recv", next(p for p in ids if self.pipes[p][1][0] <= x <= self.pipes[p][1][2]
+                                     and self.pipes[p][1][1] <= y <= self.pipes[p][1][3])))
+        return out
+
+
 def plan(units, grid, share, blocks_of, buffers):
     """Deal units to cores in rounds (round r gives unit r * cores + i to core i, row-major)
     and decide who reads each K/V chunk from DRAM.
@@ -111,15 +169,7 @@ def plan(units, grid, share, blocks_of, buffers):
     cores = [(x, y) for y in range(gy) for x in range(gx)]
     sched = {c: [] for c in cores}
     consumed = [0] * len(cores)
-    pipes, pipe_ids = [], {}
-
-    def pipe(src, rect):
-        key = (src, rect)
-        if key not in pipe_ids:
-            pipe_ids[key] = len(pipes)
-            pipes.append(key)
-        return pipe_ids[key]
-
+    pipes = _Pipes(cores, gx)
     for r0 in range(0, len(units), len(cores)):
         rnd = units[r0:r0 + len(cores)]
         i = 0
@@ -128,20 +178,33 @@ def plan(units, grid, share, blocks_of, buffers):
             while (share and j + 1 < len(rnd) and rnd[j + 1][0] == rnd[i][0]
                    and consumed[j + 1] % buffers == consumed[i] % buffers):
                 j += 1
-            if j == i:
-                sched[cores[i]].append((rnd[i][1], None))
-            else:
-                ids = [pipe(cores[i], rect) for rect in _rects(i + 1, j, gx)]
-                sched[cores[i]].append((rnd[i][1], ("send", ids)))
-                for m in range(i + 1, j + 1):
-                    x, y = cores[m]
-                    pid = next(p for p in ids if pipes[p][1][0] <= x <= pipes[p][1][2]
-                               and pipes[p][1][1] <= y <= pipes[p][1][3])
-                    sched[cores[m]].append((rnd[m][1], ("recv", pid)))
-            for m in range(i, j + 1):
+            for m, role in zip(range(i, j + 1), pipes.roles(i, j)):
+                sched[cores[m]].append((rnd[m][1], role))
                 consumed[m] += sum(blocks_of(qi) for _, _, qi in rnd[m][1])
             i = j + 1
-    return sched, pipes
+    return sched, pipes.pipes
+
+
+def causal_plan(batch, heads, kv_heads, n_q, grid, share, blocks_of):
+    """The schedule of a causal run (as plan returns it) from causal_deal: each gang takes
+    its items in turn, a pass at a time; in a pass its cores run query heads of the same
+    K/V group on the same Q chunk, so with `share` the first reads each K/V chunk and
+    multicasts it to the rest (a gang's cores consume the same blocks, so their K/V
+    buffers stay in step)."""
+    gx, gy = grid
+    cores = [(x, y) for y in range(gy) for x in range(gx)]
+    group = heads // kv_heads
+    gs, dealt, _, _ = causal_deal(batch, kv_heads, group, n_q, len(cores), blocks_of)
+    sched = {c: [] for c in cores}
+    pipes = _Pipes(cores, gx)
+    for gang, items in zip(gs, dealt):
+        roles = pipes.roles(gang[0], gang[-1]) if share else [None] * len(gang)
+        for b, kh, qi in items:
+            for h0 in range(kh * group, (kh + 1) * group, len(gang)):
+                for m, role in zip(gang, roles):
+                    sched[cores[m]].append((((b * heads + h0 + m - gang[0], b * kv_heads + kh, qi),),
+                                            role))
+    return sched, pipes.pipes
 
 
 def make_kernel(sched, pipes, d_t, q_chunk, kv_chunk, n_kv, scale, causal, offsets, grid,
@@ -284,13 +347,19 @@ def l1_bytes_needed(qc, kc, d_t, buffers, kv_bytes, n_masks):
     return bf16 + 2 * kc * d_t * buffers * kv_bytes
 
 
-def estimate(units, cores, q_chunk, kv_chunk, d_t, blocks_of):
-    """A rough time for a schedule, in tile products: rounds of units, each K/V step's two
-    matmuls, its softmax work (about 4 tile products per score tile) and a fixed cost per
-    step; enough to rank chunk sizes, not a prediction of cycles."""
-    rounds = -(-len(units) // cores)
-    per_unit = max(sum(blocks_of(qi) for _, _, qi in chunks) for _, chunks in units)
-    return rounds * per_unit * (q_chunk * kv_chunk * (2 * d_t + 4) + 8)
+def work_steps(batch, heads, kv_heads, n_q, cores, blocks_of, causal):
+    """The busiest core's K/V steps under the run's deal: rounds of equal units, or
+    causally causal_deal's longest load."""
+    if causal:
+        return causal_deal(batch, kv_heads, heads // kv_heads, n_q, cores, blocks_of)[3]
+    return -(-batch * heads * n_q // cores) * blocks_of(0)
+
+
+def estimate(steps, q_chunk, kv_chunk, d_t):
+    """A rough time for a schedule, in tile products: `steps` K/V steps (work_steps), each
+    its two matmuls, its softmax work (about 4 tile products per score tile) and a fixed
+    cost; enough to rank chunk sizes, not a prediction of cycles."""
+    return steps * (q_chunk * kv_chunk * (2 * d_t + 4) + 8)
 
 
 def auto_schedule(batch, heads, kv_heads, sq_t, skv_t, d_t, grid, causal=False, buffers=2,
@@ -308,9 +377,9 @@ def auto_schedule(batch, heads, kv_heads, sq_t, skv_t, d_t, grid, causal=False, 
             masks = len(mask_offsets(n_q, qc, kc, n_kv)) if causal else 0
             if l1_bytes_needed(qc, kc, d_t, buffers, kv_bytes, masks) > l1_bytes:
                 continue
-            units = work_units(batch, heads, kv_heads, n_q, causal)
-            t = estimate(units, cores, qc, kc, d_t,
-                         lambda qi: kv_blocks(qi, qc, kc, n_kv, causal))
+            steps = work_steps(batch, heads, kv_heads, n_q, cores,
+                               lambda qi: kv_blocks(qi, qc, kc, n_kv, causal), causal)
+            t = estimate(steps, qc, kc, d_t)
             key = (t, -qc * kc, -qc)
             if best is None or key < best[0]:
                 best = (key, qc, kc)
@@ -376,8 +445,11 @@ def run(batch=1, heads=8, seq=2048, dim=64, grid=(8, 8), q_chunk=None, kv_chunk=
                          f"kv_seq {kv_seq} ({skv_t} tiles) of kv_chunk={kv_chunk}")
     n_q, n_kv = sq_t // q_chunk, skv_t // kv_chunk
     blocks_of = lambda qi: kv_blocks(qi, q_chunk, kv_chunk, n_kv, causal)
-    units = work_units(batch, heads, kv_heads, n_q, causal)
-    sched, pipes = plan(units, grid, kv_share != "off", blocks_of, buffers)
+    share = kv_share != "off"
+    if causal:
+        sched, pipes = causal_plan(batch, heads, kv_heads, n_q, grid, share, blocks_of)
+    else:
+        sched, pipes = plan(work_units(batch, heads, kv_heads, n_q), grid, share, blocks_of, buffers)
     offsets = mask_offsets(n_q, q_chunk, kv_chunk, n_kv) if causal else []
     scale = 1.0 / math.sqrt(dim)
     r = np.random.default_rng(seed)
@@ -418,7 +490,7 @@ def run(batch=1, heads=8, seq=2048, dim=64, grid=(8, 8), q_chunk=None, kv_chunk=
         "kv_share": kv_share,
         "kv_mcast": shared > 0,
         "units_shared": shared,
-        "units": len(units),
+        "units": sum(len(c) for c in sched.values()),
         "exp": exp,
         "alpha_exp": alpha_exp,
         "utilisation": {kd: round(d["busy"], 4) for kd, d in rep.per_kind().items()},
