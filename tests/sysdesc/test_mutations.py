@@ -6,26 +6,20 @@ raises a raw Python exception. And a wider NoC link never makes a transfer slowe
 """
 import copy
 import math
-import os
 import signal
 import time
-import tomllib
 
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
 import sysdesc
+from tests.sysdesc.builtins import BUILTINS, raw
 import ttsim
 from sysdesc import SysdescError, from_dict
 from ttsim.program import dram_nocs
 
-BUILTINS = ("wormhole_b0", "blackhole", "blackhole_p100a")
 FNAME = "mutant.toml"
-RAW = {}
-for _n in BUILTINS:
-    with open(os.path.join(sysdesc.BUILTIN_DIR, f"{_n}.toml"), "rb") as _f:
-        RAW[_n] = tomllib.load(_f)
 
 # a refusal may name the field that the changed one is checked against instead
 COUPLED = {
@@ -85,7 +79,7 @@ def _values(orig):
 @st.composite
 def mutations(draw):
     name = draw(st.sampled_from(BUILTINS))
-    d = copy.deepcopy(RAW[name])
+    d = raw(name)
     kind = draw(st.sampled_from(["set", "set", "set", "delete", "unknown key", "same bank"]))
     leaves = _leaves(d)
     path, field = draw(st.sampled_from(leaves))
@@ -245,7 +239,7 @@ def test_the_small_program_runs_on_every_builtin():
 # --- a wider link ------------------------------------------------------------------------------
 
 def _with(name, **figures):
-    d = copy.deepcopy(RAW[name])
+    d = raw(name)
     for key, v in figures.items():
         table, fig = key.split("__")
         d[table][fig]["value"] = v

@@ -1,25 +1,18 @@
 """sysdesc refuses nonsense: a hostile user's mutations of the built-ins (duplicate banks,
 huge or non-finite values, misspelt keys) are errors naming the file and the dotted field,
 never a description that loads and then hangs or exhausts the host."""
-import copy
 import math
-import os
-import tomllib
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import sysdesc
+from tests.sysdesc.builtins import BUILTINS, raw
 from sysdesc import SysdescError, from_dict, schema
 from sysdesc.load import FIGURE_KEYS, KNOWN_FIGURES, PLAIN_KEYS
 
-BUILTINS = ("wormhole_b0", "blackhole", "blackhole_p100a")
 FNAME = "hostile.toml"
-_RAW = {}
-for _n in BUILTINS:
-    with open(os.path.join(sysdesc.BUILTIN_DIR, f"{_n}.toml"), "rb") as _f:
-        _RAW[_n] = tomllib.load(_f)
 
 
 def _figure_paths(d, prefix=()):
@@ -63,7 +56,7 @@ PLAIN = [
        case=st.sampled_from([(p, v, f) for p, vals, f in PLAIN for v in vals]))
 def test_nonsense_plain_value_is_refused_naming_the_field(name, case):
     path, value, field = case
-    d = copy.deepcopy(_RAW[name])
+    d = raw(name)
     p, k = _at(d, path)
     p[k] = value
     assert _error(d).startswith(f"{FNAME}: {field}: ")
@@ -71,7 +64,7 @@ def test_nonsense_plain_value_is_refused_naming_the_field(name, case):
 
 def test_a_huge_noc_grid_is_refused_not_simulated():
     """The case that hung the simulator: a million-by-million NoC."""
-    d = copy.deepcopy(_RAW["wormhole_b0"])
+    d = raw("wormhole_b0")
     d["grid"]["noc_grid"] = [1000000, 1000000]
     assert _error(d) == (f"{FNAME}: grid.noc_grid: 1000000x1000000 is past the physical bound "
                          f"of 64 a side (Blackhole's NoC is 17x12)")
@@ -80,7 +73,7 @@ def test_a_huge_noc_grid_is_refused_not_simulated():
 def test_the_bounds_admit_the_largest_sane_chip():
     """The ceilings are bounds, not the built-ins' values: a 64x64 NoC, 16 MiB L1, 256 CBs and
     a 1 TiB bank load."""
-    d = copy.deepcopy(_RAW["wormhole_b0"])
+    d = raw("wormhole_b0")
     d["grid"]["noc_grid"] = [64, 64]
     d["l1"].update(size=16 << 20, max_cbs=256)
     d["dram"]["bank_bytes"]["value"] = 1 << 40
@@ -93,7 +86,7 @@ def test_the_bounds_admit_the_largest_sane_chip():
 @given(name=st.sampled_from(BUILTINS), data=st.data(), value=st.sampled_from(HUGE))
 def test_nonsense_figure_value_is_refused_naming_the_figure(name, data, value):
     """2^63-1, 1e308, inf, nan, negatives: past every figure's bound, wherever it is."""
-    d = copy.deepcopy(_RAW[name])
+    d = raw(name)
     path = data.draw(st.sampled_from(_figure_paths(d)))
     p, k = _at(d, path)
     p[k]["value"] = value
@@ -102,7 +95,7 @@ def test_nonsense_figure_value_is_refused_naming_the_figure(name, data, value):
 
 @given(name=st.sampled_from(BUILTINS), key=st.sampled_from(schema.POSITIVE_FIGURES))
 def test_zero_is_refused_where_a_figure_must_be_positive(name, key):
-    d = copy.deepcopy(_RAW[name])
+    d = raw(name)
     p, k = _at(d, tuple(key.split(".")))
     p[k]["value"] = 0
     assert _error(d) == f"{FNAME}: {key}: must be > 0, got 0"
@@ -112,7 +105,7 @@ def test_zero_is_refused_where_a_figure_must_be_positive(name, key):
        frac=st.floats(0.01, 0.99))
 def test_fractions_are_refused_where_the_simulator_counts_whole_units(name, key, frac):
     """header_flits = 1.5 would be truncated to 1 without a word: refused instead."""
-    d = copy.deepcopy(_RAW[name])
+    d = raw(name)
     p, k = _at(d, tuple(key.split(".")))
     if k not in p:
         p[k] = {"value": 0, "estimate": "test"}
@@ -124,14 +117,14 @@ def test_fractions_are_refused_where_the_simulator_counts_whole_units(name, key,
 @pytest.mark.parametrize("key", schema.POWER_OF_TWO_FIGURES)
 @pytest.mark.parametrize("value", [3, 24, 0])
 def test_alignments_must_be_powers_of_two(key, value):
-    d = copy.deepcopy(_RAW["wormhole_b0"])
+    d = raw("wormhole_b0")
     d["noc"][key.split(".")[1]] = {"value": value, "estimate": "test"}
     assert _error(d) == f"{FNAME}: {key}: must be a power of two (an address alignment), got {value}"
 
 
 @pytest.mark.parametrize("key", ["noc.dram_read_noc", "noc.dram_write_noc"])
 def test_dram_nocs_must_exist(key):
-    d = copy.deepcopy(_RAW["wormhole_b0"])
+    d = raw("wormhole_b0")
     d["noc"][key.split(".")[1]]["value"] = 2
     assert _error(d) == f"{FNAME}: {key}: NoC 2 does not exist (noc.count is 2)"
 
@@ -149,7 +142,7 @@ def _misspell(k, i):
 def test_misspelt_plain_key_is_refused_with_did_you_mean(name, table, i, data):
     """A misspelt key in [grid] or [l1] was silently ignored; now it is named, with the key
     it most likely meant."""
-    d = copy.deepcopy(_RAW[name])
+    d = raw(name)
     key = data.draw(st.sampled_from(PLAIN_KEYS[table]))
     bad = _misspell(key, i)
     d[table][bad] = d[table][key]
@@ -160,7 +153,7 @@ def test_misspelt_plain_key_is_refused_with_did_you_mean(name, table, i, data):
 @given(name=st.sampled_from(BUILTINS), i=st.integers(0, 30), data=st.data())
 def test_misspelt_figure_is_refused_with_did_you_mean(name, i, data):
     """A misspelt figure name (a copy of a real figure under a near name) is refused."""
-    d = copy.deepcopy(_RAW[name])
+    d = raw(name)
     path = data.draw(st.sampled_from(_figure_paths(d)))
     p, k = _at(d, path)
     bad = _misspell(k, i)
@@ -174,7 +167,7 @@ def test_misspelt_figure_is_refused_with_did_you_mean(name, i, data):
                                        (("l1",), "banks"), (("chip",), "vendor"),
                                        (("cost", "math"), "matmull")])
 def test_unknown_key_anywhere_is_named(where, key):
-    d = copy.deepcopy(_RAW["wormhole_b0"])
+    d = raw("wormhole_b0")
     t = d
     for w in where:
         t = t[w]
@@ -187,11 +180,11 @@ def test_unknown_key_anywhere_is_named(where, key):
 
 
 def test_unknown_key_inside_a_figure_or_bank_is_named():
-    d = copy.deepcopy(_RAW["wormhole_b0"])
+    d = raw("wormhole_b0")
     d["noc"]["hop_latency"]["note"] = "x"
     assert _error(d).startswith(f"{FNAME}: noc.hop_latency: unknown keys ['note'] (known: "
                                 f"{', '.join(FIGURE_KEYS)})")
-    d = copy.deepcopy(_RAW["wormhole_b0"])
+    d = raw("wormhole_b0")
     d["dram"]["banks"][4]["nocxy"] = [0, 0]
     assert _error(d).startswith(f"{FNAME}: dram.banks[4]: unknown keys ['nocxy'] "
                                 f"(did you mean 'noc_xy'?")
@@ -201,7 +194,7 @@ def test_unknown_key_inside_a_figure_or_bank_is_named():
 
 @given(name=st.sampled_from(BUILTINS), data=st.data())
 def test_duplicate_bank_id_is_refused_at_the_later_bank(name, data):
-    d = copy.deepcopy(_RAW[name])
+    d = raw(name)
     banks = d["dram"]["banks"]
     i, j = sorted(data.draw(st.lists(st.integers(0, len(banks) - 1), min_size=2, max_size=2,
                                      unique=True)))
@@ -211,7 +204,7 @@ def test_duplicate_bank_id_is_refused_at_the_later_bank(name, data):
 
 @given(name=st.sampled_from(BUILTINS), data=st.data())
 def test_duplicate_bank_endpoint_is_refused(name, data):
-    d = copy.deepcopy(_RAW[name])
+    d = raw(name)
     banks = d["dram"]["banks"]
     i, j = sorted(data.draw(st.lists(st.integers(0, len(banks) - 1), min_size=2, max_size=2,
                                      unique=True)))
@@ -227,7 +220,7 @@ def test_duplicate_bank_endpoint_is_refused(name, data):
                              ("latency", {"value": float("inf"), "source": "x"}),
                              ("latency", {"value": 2 ** 63 - 1, "source": "x"})]))
 def test_nonsense_bank_field_is_refused(name, data, case):
-    d = copy.deepcopy(_RAW[name])
+    d = raw(name)
     banks = d["dram"]["banks"]
     i = data.draw(st.integers(0, len(banks) - 1))
     key, value = case
@@ -236,7 +229,7 @@ def test_nonsense_bank_field_is_refused(name, data, case):
 
 
 def test_too_many_banks_is_refused():
-    d = copy.deepcopy(_RAW["wormhole_b0"])
+    d = raw("wormhole_b0")
     d["grid"]["noc_grid"] = [64, 64]
     d["dram"]["banks"] = [{"id": i, "noc_xy": [20 + i % 40, 20 + i // 40]} for i in range(65)]
     assert _error(d).startswith(f"{FNAME}: dram.banks: 65 banks is past the physical bound 64")
@@ -257,7 +250,7 @@ def test_builtins_say_how_much_dram_each_bank_holds(name, bank_bytes, banks):
 
 
 def test_bank_bytes_is_required_and_whole():
-    d = copy.deepcopy(_RAW["wormhole_b0"])
+    d = raw("wormhole_b0")
     del d["dram"]["bank_bytes"]
     assert _error(d).startswith(f"{FNAME}: dram.bank_bytes: missing")
     d["dram"]["bank_bytes"] = {"value": 1073741824.5, "source": "x"}

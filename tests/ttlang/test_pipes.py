@@ -5,6 +5,8 @@ import pytest
 import ttlang as ttl
 from ttlang import testing as tt
 
+from tests.ttlang.kernels import row_broadcast
+
 
 def test_row_multicast_delivers_the_block_to_every_core():
     ttl.set_device("wormhole_b0")
@@ -13,36 +15,7 @@ def test_row_multicast_delivers_the_block_to_every_core():
     src = ttl.from_numpy(x)
     out = ttl.empty((32 * gy, 32 * gx))
 
-    @ttl.kernel(grid=(gx, gy))
-    def bcast_rows(src, out):
-        buf = ttl.make_dataflow_buffer_like(src, shape=(1, 1))
-        ob = ttl.make_dataflow_buffer_like(out, shape=(1, 1))
-        net = ttl.PipeNet([ttl.Pipe(src=(0, y), dst=(slice(1, gx), y)) for y in range(gy)])
-
-        @ttl.datamovement()
-        def read():
-            _, y = ttl.core(dims=2)
-            with buf.reserve() as blk:
-                def send(pipe):
-                    ttl.copy(src[y:y + 1, 0:1], blk).wait()
-                    ttl.copy(blk, pipe).wait()
-
-                def recv(pipe):
-                    ttl.copy(pipe, blk).wait()
-                net.if_src(send)
-                net.if_dst(recv)
-
-        @ttl.compute()
-        def comp():
-            with buf.wait() as b, ob.reserve() as o:
-                o.store(b * 2.0)
-
-        @ttl.datamovement()
-        def write():
-            x_, y = ttl.core(dims=2)
-            with ob.wait() as o:
-                ttl.copy(o, out[y:y + 1, x_:x_ + 1]).wait()
-
+    bcast_rows = row_broadcast(gx, gy, lambda b: b * 2.0)
     rep = bcast_rows(src, out)
     got = out.to_numpy()
     xq = src.to_numpy()

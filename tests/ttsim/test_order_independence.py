@@ -20,6 +20,8 @@ import ttsim
 from ttsim.library.matmul import matmul_program
 from ttsim.library.stream import copy_program
 
+from tests.ttlang.kernels import row_broadcast
+
 
 def _permute(prog, seed):
     """Shuffle the order the engine spawns `prog`'s threads in; returns whether to reverse."""
@@ -115,36 +117,7 @@ def _pipes(gx, gy):
                              .astype(np.float32))
         out = ttl.empty((32 * gy, 32 * gx))
 
-        @ttl.kernel(grid=(gx, gy))
-        def bcast(src, out):
-            buf = ttl.make_dataflow_buffer_like(src, shape=(1, 1))
-            ob = ttl.make_dataflow_buffer_like(out, shape=(1, 1))
-            net = ttl.PipeNet([ttl.Pipe(src=(0, y), dst=(slice(1, gx), y)) for y in range(gy)])
-
-            @ttl.datamovement()
-            def read():
-                _, y = ttl.core(dims=2)
-                with buf.reserve() as blk:
-                    def send(pipe):
-                        ttl.copy(src[y:y + 1, 0:1], blk).wait()
-                        ttl.copy(blk, pipe).wait()
-
-                    def recv(pipe):
-                        ttl.copy(pipe, blk).wait()
-                    net.if_src(send)
-                    net.if_dst(recv)
-
-            @ttl.compute()
-            def comp():
-                with buf.wait() as b, ob.reserve() as o:
-                    o.store(ttl.math.exp(b) * 2.0)
-
-            @ttl.datamovement()
-            def write():
-                x_, y = ttl.core(dims=2)
-                with ob.wait() as o:
-                    ttl.copy(o, out[y:y + 1, x_:x_ + 1]).wait()
-
+        bcast = row_broadcast(gx, gy, lambda b: ttl.math.exp(b) * 2.0)
         return bcast, (src, out)
     return build
 
