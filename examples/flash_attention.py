@@ -534,6 +534,17 @@ def tiles(s):
     return n
 
 
+def chunk(s):
+    """A chunk length: in tiles (1 to 16), or in rows as tt-metal's SDPA program config gives
+    q_chunk_size and k_chunk_size (32 and up, a multiple of 32); no length is both."""
+    n = positive(s)
+    if n < 32:
+        return n
+    if n % 32:
+        raise argparse.ArgumentTypeError(f"{n} rows is not a multiple of 32 (whole tiles)")
+    return n // 32
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--batch", type=positive, default=1)
@@ -542,10 +553,12 @@ def main(argv=None):
     p.add_argument("--dim", type=tiles, default=64)
     p.add_argument("--kv-seq", type=tiles, default=None, help="K/V length (default: --seq)")
     p.add_argument("--grid", type=grid_arg, default=None, help="e.g. 8x8 (default: the full worker grid)")
-    p.add_argument("--q-chunk", type=positive, default=None,
-                   help="Q rows per chunk, in tiles (default: auto_schedule)")
-    p.add_argument("--kv-chunk", type=positive, default=None,
-                   help="K/V rows per chunk, in tiles (default: auto_schedule)")
+    p.add_argument("--q-chunk", type=chunk, default=None,
+                   help="Q chunk: tiles (1-16) or rows (32, 64, ... 512, as tt-metal's "
+                        "q_chunk_size; default: auto_schedule)")
+    p.add_argument("--kv-chunk", type=chunk, default=None,
+                   help="K/V chunk: tiles (1-16) or rows (as tt-metal's k_chunk_size; "
+                        "default: auto_schedule)")
     p.add_argument("--buffers", type=positive, default=2, help="K/V buffer depth (blocks)")
     p.add_argument("--kv-dtype", default="bf16", choices=["bf16", "bfp8_b"])
     p.add_argument("--fidelity", default="HiFi4", choices=["LoFi", "HiFi2", "HiFi3", "HiFi4"])

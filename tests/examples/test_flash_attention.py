@@ -282,12 +282,16 @@ def test_kv_shared_across_a_split_that_does_not_divide_the_grid_rows():
     assert _dram_bytes(roff) >= 6 * kv > 3 * kv >= _dram_bytes(ron) - 192 * 64 * 4
 
 
+def test_chunks_are_given_in_tiles_or_in_rows_as_tt_metal_gives_them():
+    assert [fa.chunk(v) for v in ("1", "4", "16", "32", "128", "512")] == [1, 4, 16, 1, 4, 16]
+
+
 @pytest.mark.parametrize("flags, says", [
     ("--grid 0x0", "at least one core"), ("--grid 3", "WxH"), ("--grid 20x20", "larger than"),
     ("--seq 33", "multiple of 32"), ("--dim 1000", "multiple of 32"), ("--q-chunk 0", "at least 1"),
     ("--kv-dtype foo", "invalid choice"), ("--heads 3 --kv-heads 2", "do not split"),
     ("--sysdesc nope", "unknown sysdesc"), ("--buffers 1.5", "not a whole number"),
-    ("--seq 256 --q-chunk 3", "multiple of q_chunk")])
+    ("--seq 256 --q-chunk 3", "multiple of q_chunk"), ("--kv-chunk 100", "100 rows")])
 def test_bad_flags_are_one_line_errors(flags, says, capsys):
     with pytest.raises(SystemExit) as e:
         fa.main(flags.split())
