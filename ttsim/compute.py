@@ -153,6 +153,7 @@ class ComputeContext(KernelContext):
     def tile_regs_wait(self): pass
     def tile_regs_release(self): pass
     def copy_tile(self, cb, i, d): self._dst_index(d, None)
+    def copy_block_matmul_partials(self, cb, i, d, n): self._dst_index(d + n - 1, None)
     def matmul_tiles(self, cb_a, cb_b, ia, ib, d, transpose=False): self._dst_index(d, None)
     def matmul_block(self, cb_a, cb_b, ia, ib, d, transpose=False, ct_dim=1, rt_dim=1, kt_dim=1,
                      in1_stride=1):
@@ -332,6 +333,18 @@ class UnpackContext(ComputeContext):
         v, f = self._read(cb, i, ln, to_dest=self.cfg.unpack_to_dest)
         self._hand_over(("copy", v, f), self._c_unpack[f], "unpack copy_tile", ln, "copy", (f, None))
 
+    def copy_block_matmul_partials(self, cb, i, d, n):
+        """Tiles i..i+n-1 of cb into DST d..d+n-1 in one LLK call (tt-metal's reload of a
+        matmul's partial sums): one call's front-end for the block, the tiles streamed."""
+        ln = self._th.pinned or caller_line()
+        n = self._count(n, "copy_block_matmul_partials: ntiles", ln)
+        self._dst_index(d + n - 1, ln)
+        tiles = [self._read(cb, i + t, ln, to_dest=self.cfg.unpack_to_dest) for t in range(n)]
+        f = tiles[0][1]
+        self._hand_over(("copy_block", [v for v, _ in tiles], f), n * self._c_unpack[f],
+                        "unpack copy_block_matmul_partials", ln, "copy", (f, None),
+                        first=self._c_unpack[f])
+
     def matmul_tiles(self, cb_a, cb_b, ia, ib, d, transpose=False):
         ln = self._th.pinned or caller_line()
         self._dst_index(d, ln)
@@ -497,6 +510,15 @@ class MathContext(ComputeContext):
         self._dst_index(d, ln)
         p = self._take("copy", self._c_copy, "copy_tile", ln, "datacopy")
         self._put_moved(d, p[1], p[2])
+
+    def copy_block_matmul_partials(self, cb, i, d, n):
+        ln = self._th.pinned or caller_line()
+        n = self._count(n, "copy_block_matmul_partials: ntiles", ln)
+        self._dst_index(d + n - 1, ln)
+        p = self._take("copy_block", self._c_copy * n, "copy_block_matmul_partials", ln, "datacopy",
+                       last=self._c_copy)
+        for t, v in enumerate(p[1]):
+            self._put_moved(d + t, v, p[2])
 
     def matmul_tiles(self, cb_a, cb_b, ia, ib, d, transpose=False):
         ln = self._th.pinned or caller_line()
@@ -723,7 +745,8 @@ class FusedCompute(ComputeContext):
 
 
 _API = ("cb_wait_front", "cb_pop_front", "cb_reserve_back", "cb_push_back", "tile_regs_acquire",
-        "tile_regs_commit", "tile_regs_wait", "tile_regs_release", "copy_tile", "matmul_tiles",
+        "tile_regs_commit", "tile_regs_wait", "tile_regs_release", "copy_tile",
+        "copy_block_matmul_partials", "matmul_tiles",
         "matmul_block", "binary_tiles", "binary_dest_reuse_tiles", "reduce_tile", "transpose_wh_tile",
         "unary_bcast", "sfpu_unary", "sfpu_binary", "fill_tile", "copy_dest_values", "pack_tile")
 

@@ -235,3 +235,42 @@ def test_a_matmul_block_streams_from_unpack_into_math(dev):
     (wait,) = [e for c, k, tr in rep.trace_events if k == "math" for e in tr
                if e[0].startswith("wait") and e[1] == m0 + md]
     assert wait[1] + wait[2] == pytest.approx(u0 + ud + per_product)
+
+
+def _reload(block):
+    """Four tiles of CB 0 into DST 0..3 (one block call, or a copy_tile each), packed."""
+    def compute(k):
+        k.cb_wait_front(0, 4)
+        k.tile_regs_acquire()
+        if block:
+            k.copy_block_matmul_partials(0, 0, 0, 4)
+        else:
+            for d in range(4):
+                k.copy_tile(0, d, d)
+        k.tile_regs_commit()
+        k.tile_regs_wait()
+        for d in range(4):
+            k.cb_reserve_back(16, 1)
+            k.pack_tile(d, 16)
+            k.cb_push_back(16, 1)
+        k.tile_regs_release()
+    return compute
+
+
+def test_a_block_reload_pays_one_call_front_end_and_moves_the_same_values(dev):
+    rep_b, out_b = _program(dev, _reload(True), cbs=(("bf16", 0),))
+    rep_t, out_t = _program(dev, _reload(False), cbs=(("bf16", 0),))
+    np.testing.assert_array_equal(out_b.to_numpy(), out_t.to_numpy())
+    (ev,) = _events(rep_b, "unpack", "unpack copy_block_matmul_partials")
+    assert ev[2] == 4 * dev.sd.value("cost.unpack.bf16") + dev.sd.value("cost.unpack.call")
+    (m,) = _events(rep_b, "math", "copy_block_matmul_partials")
+    assert m[2] == 4 * dev.sd.value("cost.math.datacopy")
+    per_tile = _events(rep_t, "unpack", "unpack copy_tile")
+    assert sum(e[2] for e in per_tile) - ev[2] == 3 * dev.sd.value("cost.unpack.call")
+
+
+def test_a_block_reload_of_no_tiles_is_refused(dev):
+    def compute(k):
+        k.copy_block_matmul_partials(0, 0, 0, 0)
+    with pytest.raises(ttsim.TTSimError, match="ntiles must be a whole number >= 1"):
+        _program(dev, compute, cbs=(("bf16", 0),))

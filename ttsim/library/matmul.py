@@ -69,8 +69,7 @@ def _compute(k):
                     k.tile_regs_acquire()
                     if not (first or l1_acc):
                         k.cb_wait_front(CB_INTERM, s)
-                        for d in range(s):
-                            k.copy_tile(CB_INTERM, d, d)
+                        k.copy_block_matmul_partials(CB_INTERM, 0, 0, s)
                         k.cb_pop_front(CB_INTERM, s)
                     for kk in range(kb):
                         k.matmul_block(CB_A, CB_B, si * kb + kk, kk * bn + sj, 0, False, sn, sm, kb)

@@ -97,6 +97,7 @@ def test_partials_through_l1_or_an_intermediate_cb_are_right(l1_acc, rng):
     kt, steps = 8, 4
     bound = (kt + steps + 1) * 2.0 ** -8 * (np.abs(aq) @ np.abs(bq)) + 1e-6
     assert np.all(np.abs(c - aq @ bq) <= bound)
-    copies = sum(l.count for l in rep.lines if l.kind == "math" and "copy_tile" in
-                 open(l.file).read().splitlines()[l.line - 1])
-    assert copies == (0 if l1_acc else 4 * 4 * (steps - 1))     # per core: 4 tiles x 3 steps
+    reload = [l for l in rep.lines if l.kind == "math" and "copy_block_matmul_partials" in
+              open(l.file).read().splitlines()[l.line - 1]]
+    # 4 cores, each one 2x2 subblock reloaded in one call, at 3 of the 4 K steps
+    assert sum(l.count for l in reload) == (0 if l1_acc else 4 * (steps - 1))
