@@ -251,39 +251,75 @@ def test_dask_local_cluster_same_path(tmp_path, log):
     assert res.ran == 6 and len(res.ranked) == 4 and len(res.failed) == 2
 
 
-def test_dask_scheduler_and_workers_from_the_command_line(tmp_path, log):
-    """`dask scheduler` and two `dask worker ADDRESS`, started as a user would."""
-    pytest.importorskip("dask.distributed")
+def _dask_cli():
     import shutil
+    return shutil.which("dask") or str(Path(sys.executable).parent / "dask")
+
+
+def test_dask_scheduler_and_workers_from_the_command_line(tmp_path, log):
+    """`dask scheduler` and two `dask worker ADDRESS`, started as a user would, and
+    `ttsim sweep KERNEL --scheduler ADDRESS` against them."""
+    pytest.importorskip("dask.distributed")
     import socket
-    import subprocess
-    import sys
-    import time
-    dask = shutil.which("dask") or str(__import__("pathlib").Path(sys.executable).parent / "dask")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     addr = f"tcp://127.0.0.1:{port}"
-    procs = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                               "--dashboard-address", ":0"], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)]
+    quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    procs = [subprocess.Popen([_dask_cli(), "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                               "--dashboard-address", ":0"], **quiet)]
     try:
-        procs += [subprocess.Popen([dask, "worker", addr, "--nthreads", "1", "--nworkers", "1",
-                                    "--dashboard-address", ":0"], stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL) for _ in range(2)]
+        procs += [subprocess.Popen([_dask_cli(), "worker", addr, "--nthreads", "1", "--nworkers", "1",
+                                    "--dashboard-address", ":0"], **quiet) for _ in range(2)]
         from dask.distributed import Client
-        with Client(addr, timeout=30) as c:
-            c.wait_for_workers(2, timeout=60)
-        k = _kernel(tmp_path)
-        sw = Sweep(f"{k}:run", _space(), {"n": 4}, cache=tmp_path / "c")
-        res = sw.run(scheduler=addr, progress=False)
-        assert res.ran == 6 and len(res.ranked) == 4 and len(res.failed) == 2
-        assert sw.run(scheduler=addr, progress=False).ran == 0
+        with Client(addr, timeout=60) as c:
+            c.wait_for_workers(2, timeout=120)
+            assert len(c.scheduler_info()["workers"]) == 2
+        cmd = [sys.executable, "-m", "ttsim", "sweep", str(_kernel(tmp_path)), "--scheduler", addr,
+               "--cache", str(tmp_path / "c"), "--quiet"]
+        first = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
+        assert first.returncode == 0, first.stderr
+        assert "6 admissible: 0 cached, 6 simulated, 2 failed, 4 ranked" in first.stdout
+        assert sorted(_calls(log)) == sorted(f"{a},{b}" for a in (1, 2, 3) for b in (1, 2))
+        again = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
+        assert "6 cached, 0 simulated" in again.stdout and len(_calls(log)) == 6
     finally:
         for p in procs[::-1]:
             p.terminate()
         for p in procs:
             try:
-                p.wait(10)
+                p.wait(20)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+def test_flash_attention_sweep_on_local_dask_killed_and_restarted(tmp_path):
+    """128 flash attention schedules of a small problem on a local Dask cluster: the sweep
+    is killed (SIGKILL, with its workers) once some results have landed, and the same
+    command run again simulates only the rest: every entry already cached is left as it was."""
+    pytest.importorskip("dask.distributed")
+    cache = tmp_path / "c"
+    cmd = [sys.executable, "-m", "ttsim", "sweep", "flash_attention", "-p", "heads=1", "-p", "seq=64",
+           "-s", "grid=1x1,2x1", "-s", "q_chunk=1,2", "-s", "kv_chunk=1,2", "-s", "exp=fast,accurate",
+           "-s", "kv_share=auto,off", "--scheduler", "local", "--jobs", "2", "--cache", str(cache),
+           "--quiet"]   # 2 grids x 2 x 2 chunks x 2 K/V formats x 2 fidelities x 2 exp x 2 shares
+    total, kill_at = 128, 16
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while len(list(cache.rglob("*.json"))) < kill_at:
+            assert proc.poll() is None, "the sweep ended before it could be killed"
+            assert time.monotonic() < deadline, "no results landed in 300 s"
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    landed = {p: (p.stat().st_mtime_ns, p.read_text()) for p in cache.rglob("*.json")}
+    assert kill_at <= len(landed) < total
+    rest = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert rest.returncode == 0, rest.stderr
+    assert (f"{total} admissible: {len(landed)} cached, {total - len(landed)} simulated, 0 failed, "
+            f"{total} ranked") in rest.stdout
+    assert all((p.stat().st_mtime_ns, p.read_text()) == v for p, v in landed.items())
+    assert len(list(cache.rglob("*.json"))) == total
