@@ -106,7 +106,8 @@ def test_second_run_hits_cache_failures_included_retry_reruns_them(tmp_path, log
 def test_interrupted_sweep_resumes_without_recomputing(tmp_path, log):
     k = _kernel(tmp_path)
     sw = Sweep(f"{k}:run", _space(), {"n": 4}, cache=tmp_path / "c")
-    assert sw.run(jobs=1, progress=False, limit=4).ran == 4
+    part = sw.run(jobs=1, progress=False, limit=4)
+    assert part.ran == 4 and "; 2 not run (--limit)" in part.summary()
     rest = sw.run(jobs=1, progress=False)
     assert rest.ran == 2 and rest.cached == 4 and len(_calls(log)) == 6
 

@@ -603,7 +603,8 @@ class SweepResult:
         how = (f"optuna search, {self.asked} asked: " if self.mode == "optuna" else "")
         lines = [f"sweep {s.name}: {s.space.size} schedules, {how}{len(self.pruned)} pruned, "
                  f"{self.admissible} admissible: {self.cached} cached, {self.ran} simulated, "
-                 f"{len(self.failed)} failed, {len(self.ranked)} ranked in {self.wall:.1f} s"]
+                 f"{len(self.failed)} failed, {len(self.ranked)} ranked in {self.wall:.1f} s"
+                 + (f"; {left} not run (--limit)" if (left := self.admissible - len(self.rows)) > 0 else "")]
         for why, n in self.prune_reasons.most_common():
             lines.append(f"  pruned {n:4d}: {why}")
         ranks = {id(r): i for i, r in enumerate(self.ranked, 1)}
