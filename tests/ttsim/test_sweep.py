@@ -179,7 +179,10 @@ def test_matmul_declares_its_space_and_prunes_by_the_library_rule(tmp_path):
     ok, pruned = sw.plan()
     reasons = {w for _, w in pruned}
     assert any("DST tiles" in w for w in reasons)       # choose_blocking's own message
-    assert any("exceeds the chip's 8x8 workers" not in w for w in reasons)
+    assert "the 1x2 subblock does not divide every core's 1x1 output tiles" in reasons
+    default = {w for _, w in for_kernel("matmul").plan()[1]}    # M = K = N = 512
+    assert "the 4x4 subblock exceeds the 8 DST tiles" in default
+    assert any(w.endswith("kb=4") and "K=2 tiles" in w for w in reasons)
     sw.space = sw.space.restrict(grid=[(1, 1), (2, 2)], sm=[None], sn=[None], kb=[None, 1],
                                  math_fidelity=["HiFi4"])
     res = sw.run(jobs=1, progress=False)

@@ -92,6 +92,15 @@ def test_report_is_self_contained(report):
     assert "RuntimeError: a=3 is broken" in page          # failures listed
 
 
+def test_a_nan_figure_does_not_break_the_page(tmp_path, log):
+    k = _kernel(tmp_path, body="def run(a):\n    return {'cycles': 10.0 * a, 'pcc': float('nan')}\n")
+    from ttsim.sweep import Space, Sweep
+    res = Sweep(f"{k}:run", Space({"a": [1, 2]}), {}, cache=tmp_path / "c").run(jobs=1, progress=False)
+    res.to_html(tmp_path / "r.html")
+    blob = re.search(r'id="sweep-data">(.*?)</script>', (tmp_path / "r.html").read_text(), re.S).group(1)
+    assert [r["pcc"] for r in json.loads(blob)["rows"]] == [None, None]
+
+
 def test_report_renders_in_headless_chromium(report, tmp_path):
     browser = _browser()
     res, path = report

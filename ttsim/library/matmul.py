@@ -224,6 +224,10 @@ def choose_blocking(device, a, b, c, work, kt, buffers, fp32_dest_acc_en, sm=Non
             raise ValueError(f"no {sm or '?'}x{sn or '?'} subblock divides every core's output "
                              f"tiles and fits the {dst} DST tiles")
         sm, sn = max(cands, key=lambda xy: (xy[0] * xy[1], -(xy[0] + xy[1]), xy[1]))
+    if sm * sn > dst:
+        raise ValueError(f"the {sm}x{sn} subblock exceeds the {dst} DST tiles")
+    if pm % sm or pn % sn:
+        raise ValueError(f"the {sm}x{sn} subblock does not divide every core's {pm}x{pn} output tiles")
     budget = l1_share * (device.sd.l1_size - device.sd.l1_reserved)
     ta, tb, tc = a.page_size, b.page_size, c.page_size
 

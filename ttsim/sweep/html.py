@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 
 from . import FRONTS, RESULT_KEYS, _canon, _cell, error_of
 
@@ -180,6 +181,17 @@ def report_data(res):
             "fronts": {n: [ranks[id(r)] for r in rows] for n, rows in res.fronts.items()}}
 
 
+def _finite(x):
+    """NaN and infinities as null: JSON.parse refuses them, and a nan pcc must not blank the page."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_finite(v) for v in x]
+    return x
+
+
 def write_html(res, path):
     """Write the report of SweepResult `res` to `path`."""
     data = report_data(res)
@@ -192,7 +204,7 @@ def write_html(res, path):
         for n, (label, _) in FRONTS.items())
     failed = "".join(f"<li><code>{html.escape(str({k: _cell(v) for k, v in r['schedule'].items()}))}"
                      f"</code>: {html.escape(str(r['error']))}</li>" for r in res.failed)
-    blob = json.dumps(data, default=str).replace("</", "<\\/")
+    blob = json.dumps(_finite(data), default=str, allow_nan=False).replace("</", "<\\/")
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>{STYLE}</style></head>
