@@ -327,3 +327,15 @@ def test_flash_attention_sweep_on_local_dask_killed_and_restarted(tmp_path):
             f"{total} ranked") in rest.stdout
     assert all((p.stat().st_mtime_ns, p.read_text()) == v for p, v in landed.items())
     assert len(list(cache.rglob("*.json"))) == total
+
+
+def test_declared_estimates_rank_more_cores_and_lower_fidelity_faster():
+    """The estimates that seed the search: flash attention's is auto_schedule's, matmul's
+    the longer of its tile products and its DRAM reads."""
+    fa = for_kernel("flash_attention").space
+    base = {"grid": (8, 8), "q_chunk": 8, "kv_chunk": 8, "buffers": 2, "kv_dtype": "bf16"}
+    assert fa.estimate(base, fa.problem) < fa.estimate({**base, "grid": (4, 4)}, fa.problem)
+    mm = for_kernel("matmul", {"M": 1024, "K": 1024, "N": 1024}).space
+    s = {"grid": (8, 8), "math_fidelity": "HiFi4"}
+    e = lambda **kw: mm.estimate({**s, **kw}, mm.problem)
+    assert e() < e(grid=(2, 2)) and e(math_fidelity="HiFi2") < e()
