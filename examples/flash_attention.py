@@ -627,3 +627,49 @@ def main(argv=None):
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+# --- the schedule space, for `ttsim sweep flash_attention` (ttsim.sweep, docs/sweep.md) ------
+# (after main() on purpose: a block of its own that the sweep reads; the script never needs it)
+from ttsim.sweep import Space, divides, fits, grid_fits, l1_free  # noqa: E402
+
+SWEEP_PROBLEM = dict(batch=1, heads=8, kv_heads=None, seq=2048, kv_seq=None, dim=64, causal=False,
+                     sysdesc=None)
+
+
+def sweep_l1_bytes(s, p):
+    """The L1 a schedule's buffers take (l1_bytes_needed), from the problem and schedule."""
+    sq_t, skv_t, d_t = p["seq"] // 32, (p.get("kv_seq") or p["seq"]) // 32, p["dim"] // 32
+    qc, kc = s["q_chunk"], s["kv_chunk"]
+    masks = len(mask_offsets(sq_t // qc, qc, kc, skv_t // kc)) if p.get("causal") else 0
+    kv_bytes = 1088 if s.get("kv_dtype") == "bfp8_b" else 2048
+    return l1_bytes_needed(qc, kc, d_t, s.get("buffers", 2), kv_bytes, masks)
+
+
+def sweep_estimate(s, p):
+    """auto_schedule's estimate of a schedule (tile products on the busiest core): the
+    search starts from the schedules it ranks fastest."""
+    sq_t, skv_t, d_t = p["seq"] // 32, (p.get("kv_seq") or p["seq"]) // 32, p["dim"] // 32
+    qc, kc, causal = s["q_chunk"], s["kv_chunk"], p.get("causal", False)
+    n_kv = skv_t // kc
+    units = work_units(p["batch"], p["heads"], p.get("kv_heads") or p["heads"], sq_t // qc, causal)
+    return estimate(units, s["grid"][0] * s["grid"][1], qc, kc, d_t,
+                    lambda qi: kv_blocks(qi, qc, kc, n_kv, causal))
+
+
+def schedule_space(problem=None):
+    """Flash attention's schedule parameters for `problem` (missing keys: SWEEP_PROBLEM, the
+    main job): chunks that do not divide the sequence, grids larger than the chip and
+    buffers that do not fit its free L1 are pruned before anything runs."""
+    p = {**SWEEP_PROBLEM, **(problem or {})}
+    seq_t = p["seq"] // 32
+    chunks = [c for c in (1, 2, 4, 8, 16) if c <= seq_t]
+    return Space(
+        {"grid": [(8, 8), (4, 4), (8, 4)], "q_chunk": chunks, "kv_chunk": chunks, "buffers": [2],
+         "kv_dtype": ["bf16", "bfp8_b"], "math_fidelity": ["HiFi4", "HiFi2"],
+         "fp32_dest_acc_en": [False], "kv_share": ["auto"], "exp": ["fast"]},
+        constraints=[divides("q_chunk", lambda p: p["seq"] // 32, "seq tiles"),
+                     divides("kv_chunk", lambda p: (p.get("kv_seq") or p["seq"]) // 32, "K/V seq tiles"),
+                     grid_fits(),
+                     fits(sweep_l1_bytes, lambda p: l1_free(p.get("sysdesc")))],
+        problem=p, figures={"l1_bytes": sweep_l1_bytes}, estimate=sweep_estimate)

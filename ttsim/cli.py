@@ -1,4 +1,6 @@
 """`ttsim run SCRIPT.py [options] [-- script args]`: run a script on the simulator and report.
+`ttsim sysdesc [NAME]` describes a chip; `ttsim sweep KERNEL ...` sweeps a kernel's schedule
+space (ttsim.sweep, docs/sweep.md).
 
 The script builds `ttsim.Device()` without naming a sysdesc and gets the one chosen here;
 every program it runs is summarised, and optionally written as JSON and as a trace.
@@ -73,7 +75,12 @@ def report_script_error(prog, e, script, debug):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="ttsim", description=__doc__)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["sweep"]:
+        from .sweep import main as sweep_main      # its own parser: options of its own
+        return sweep_main(argv[1:], prog="ttsim sweep")
+    p = argparse.ArgumentParser(prog="ttsim", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="run a script on the simulator and print a summary")
     r.add_argument("script")
@@ -92,7 +99,9 @@ def main(argv=None):
     d.add_argument("name", nargs="?", default=None)
     d.add_argument("--chip", type=non_negative, default=None,
                    help="chip of a multi-chip .ttsys (default 0)")
-    argv = list(sys.argv[1:] if argv is None else argv)
+    sub.add_parser("sweep", add_help=False,
+                   help="sweep a kernel's schedule space: prune, cache, run on Dask, rank "
+                        "(ttsim sweep --help)")
     script_args = []
     if "--" in argv:
         i = argv.index("--")

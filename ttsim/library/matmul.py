@@ -223,6 +223,10 @@ def choose_blocking(device, a, b, c, work, kt, buffers, fp32_dest_acc_en, sm=Non
             raise ValueError(f"no {sm or '?'}x{sn or '?'} subblock divides every core's output "
                              f"tiles and fits the {dst} DST tiles")
         sm, sn = max(cands, key=lambda xy: (xy[0] * xy[1], -(xy[0] + xy[1]), xy[1]))
+    if sm * sn > dst:
+        raise ValueError(f"the {sm}x{sn} subblock exceeds the {dst} DST tiles")
+    if pm % sm or pn % sn:
+        raise ValueError(f"the {sm}x{sn} subblock does not divide every core's {pm}x{pn} output tiles")
     budget = l1_share * (device.sd.l1_size - device.sd.l1_reserved)
     ta, tb, tc = a.page_size, b.page_size, c.page_size
 
@@ -300,3 +304,78 @@ def matmul(device, a, b, out_dtype="bf16", **kw):
     c = device.empty((a.shape[0], b.shape[1]), out_dtype)
     rep = device.run(matmul_program(device, a, b, c, **kw))
     return c, rep
+
+
+# --- the schedule space, for `ttsim sweep matmul` (ttsim.sweep, docs/sweep.md) -------------
+SWEEP_PROBLEM = dict(M=512, K=512, N=512, dtype="bf16", seed=0, sysdesc=None)
+FIDELITY_PHASES = {"LoFi": 1, "HiFi2": 2, "HiFi3": 3, "HiFi4": 4}
+
+
+def run(M=512, K=512, N=512, dtype="bf16", seed=0, sysdesc=None, **schedule):
+    """One library matmul of random M x K by K x N for the sweep: cycles, bottleneck,
+    per-thread utilisation, the L1 its CBs take, pcc and max abs error against float64."""
+    import numpy as np
+    from ..device import Device
+    dev = Device(sysdesc)
+    r = np.random.default_rng(seed)
+    ta, tb = (dev.tensor(r.standard_normal(s).astype(np.float32), dtype) for s in ((M, K), (K, N)))
+    c = dev.empty((M, N), "bf16")
+    prog = matmul_program(dev, ta, tb, c, **{k: v for k, v in schedule.items() if v is not None})
+    rep = dev.run(prog)
+    ref = ta.to_numpy().astype(np.float64) @ tb.to_numpy().astype(np.float64)
+    out = c.to_numpy().astype(np.float64)
+    return {"cycles": float(rep.cycles), "us": float(rep.us), "bottleneck": rep.bottleneck(),
+            "pcc": float(np.corrcoef(out.ravel(), ref.ravel())[0, 1]),
+            "max_abs_err": float(np.abs(out - ref).max()),
+            "l1_bytes": max(sum(cb.num_pages * cb.page_size for cb in cbs.values())
+                            for cbs in prog.cbs.values()),
+            "utilisation": {k: round(d["busy"], 4) for k, d in rep.per_kind().items()}}
+
+
+def _sweep_blocking(s, p):
+    """The reason choose_blocking refuses a schedule's sm/sn/kb (None: the library chooses)
+    for problem p, or None: the library's own rule, asked without building a program."""
+    from types import SimpleNamespace
+    import sysdesc as _sdmod
+    from ..formats import parse_format
+    if (p["M"] | p["K"] | p["N"]) % 32:
+        return f"M, K and N ({p['M']}, {p['K']}, {p['N']}) must be multiples of 32"
+    dev = SimpleNamespace(sd=_sdmod.load(p.get("sysdesc")))
+    ab = SimpleNamespace(page_size=parse_format(p.get("dtype", "bf16")).tile_bytes)
+    c = SimpleNamespace(page_size=parse_format("bf16").tile_bytes)
+    try:
+        choose_blocking(dev, ab, ab, c, plan(p["M"] // 32, p["N"] // 32, s["grid"]), p["K"] // 32,
+                        s.get("buffers", 2), s.get("fp32_dest_acc_en", False), s.get("sm"),
+                        s.get("sn"), s.get("kb"), l1_acc=s.get("l1_acc", True))
+    except ValueError as e:
+        return str(e)
+    return None
+
+
+def sweep_estimate(s, p):
+    """A flop/byte estimate of cycles: the busiest core's tile products at the fidelity's
+    phases, or the DRAM reads (A and B once per core, once per grid row/column with
+    multicast) at the banks' bandwidth, whichever is longer."""
+    import sysdesc as _sdmod
+    sd = _sdmod.load(p.get("sysdesc"))
+    mt, kt, nt = p["M"] // 32, p["K"] // 32, p["N"] // 32
+    gx, gy = s["grid"]
+    work = plan(mt, nt, s["grid"])
+    flops = max(mc * nc for _, mc, _, nc in work.values()) * kt
+    compute = flops * sd.value("cost.math.matmul") * FIDELITY_PHASES.get(s.get("math_fidelity"), 4)
+    mcast = s.get("mcast", (gx, gy) != (1, 1) and mt % gy == 0 and nt % gx == 0)
+    tiles = kt * (mt + nt) if mcast else sum((mc + nc) * kt for _, mc, _, nc in work.values())
+    tile = 2048 if p.get("dtype", "bf16") == "bf16" else 1088
+    return max(compute, tiles * tile / sum(b.bandwidth.value for b in sd.dram_banks))
+
+
+def schedule_space(problem=None):
+    """The library matmul's schedule parameters for `problem` (missing keys: SWEEP_PROBLEM);
+    None lets the library choose. Grids larger than the chip and blockings it would refuse
+    are pruned before anything runs."""
+    from ..sweep import Space, grid_fits
+    return Space({"grid": [(8, 8), (4, 4), (2, 2)], "sm": [None, 1, 2, 4], "sn": [None, 1, 2, 4],
+                  "kb": [None, 2, 4, 8], "buffers": [2], "math_fidelity": ["HiFi4", "HiFi2"],
+                  "fp32_dest_acc_en": [False], "l1_acc": [True]},
+                 constraints=[grid_fits(), _sweep_blocking],
+                 problem={**SWEEP_PROBLEM, **(problem or {})}, estimate=sweep_estimate)

@@ -1,0 +1,4 @@
+"""`python -m ttsim`: the `ttsim` command."""
+from .cli import main
+
+raise SystemExit(main())
