@@ -652,9 +652,10 @@ def sweep_estimate(s, p):
     sq_t, skv_t, d_t = p["seq"] // 32, (p.get("kv_seq") or p["seq"]) // 32, p["dim"] // 32
     qc, kc, causal = s["q_chunk"], s["kv_chunk"], p.get("causal", False)
     n_kv = skv_t // kc
-    units = work_units(p["batch"], p["heads"], p.get("kv_heads") or p["heads"], sq_t // qc, causal)
-    return estimate(units, s["grid"][0] * s["grid"][1], qc, kc, d_t,
-                    lambda qi: kv_blocks(qi, qc, kc, n_kv, causal))
+    steps = work_steps(p["batch"], p["heads"], p.get("kv_heads") or p["heads"], sq_t // qc,
+                       s["grid"][0] * s["grid"][1], lambda qi: kv_blocks(qi, qc, kc, n_kv, causal),
+                       causal)
+    return estimate(steps, qc, kc, d_t)
 
 
 def schedule_space(problem=None):
