@@ -365,8 +365,9 @@ def exp(x, mode="accurate", fp32_dst=False, *, clamp_negative=None, variant=None
     ("llk": §1.3 / §1.4); default EXP_ACCURATE. legacy: LLK's own !APPROX path (§1.5)."""
     clamp = CLAMP_NEGATIVE if clamp_negative is None else clamp_negative
     variant = variant or EXP_ACCURATE
-    if mode == "fast":
-        return _exp_fast(x, fp32_dst, clamp)
+    if mode == "fast":      # compiled: the same bits as _exp_fast, in one pass (sfpu_jit)
+        from .sfpu_jit import exp_fast
+        return exp_fast(x, bool(fp32_dst), bool(clamp), FAST_A, FAST_THRESHOLD, FAST_B_MINUS_C)
     if mode == "approx":
         return _exp_approx(x, fp32_dst)
     if mode == "legacy":

@@ -244,6 +244,24 @@ def test_exp_fast_without_clamp(seed):
     assert -1e-30 < neg < 0
 
 
+@pytest.mark.parametrize("clamp", [True, False])
+@pytest.mark.parametrize("fp32", [True, False])
+def test_exp_fast_compiled_matches_the_instruction_models(clamp, fp32):
+    """S.exp's fast mode runs a compiled loop (ttsim.sfpu_jit); it must give the bits of
+    the composition of instruction models (_exp_fast) on every special value, every
+    upper half-word with three lower ones, and random patterns."""
+    hi = np.arange(1 << 16, dtype=np.uint32) << 16
+    pats = np.concatenate([hi, hi | 0x8000, hi | 0xFFFF, hi | 1,
+                           np.random.default_rng(7).integers(0, 1 << 32, 1 << 18,
+                                                             dtype=np.uint64).astype(np.uint32)])
+    x = pats.view(F).reshape(-1, 32, 32)
+    with np.errstate(all="ignore"):
+        want = S._exp_fast(x, fp32, clamp)
+    got = S.exp(x, "fast", fp32, clamp_negative=clamp)
+    assert np.array_equal(S.bits(got), S.bits(want))
+    assert S.exp(F(-1), "fast", fp32).shape == ()
+
+
 # --- exp approx (LLK piecewise, §1.2) ------------------------------------------------------
 @pytest.mark.parametrize("fp32", [True, False])
 @given(seed=seeds)
