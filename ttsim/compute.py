@@ -255,7 +255,7 @@ class _Setup:
             th.charge(self.c_init, f"init {kind if isinstance(kind, str) else '_'.join(map(str, kind))}",
                       ln, 0)
             self.kind = kind
-        if fmts is not None:
+        if fmts is not None and fmts != self.fmts:      # the same formats: nothing to do
             cur = self.fmts
             if cur is None or any(f is not None and f != c for f, c in zip(fmts, cur)):
                 th.charge(self.c_reconfig, "reconfig_data_format", ln, 0)
