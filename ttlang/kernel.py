@@ -44,9 +44,10 @@ class Build:
         self.threads: list[tuple] = []       # (kind, fn, options)
         self.compiler = None
         self.gen_files: dict = {}
+        self.skip = set(_SKIP)               # frames user_line steps over: these and gen_files
 
     def user_line(self):
-        return user_line(_SKIP | set(self.gen_files))
+        return user_line(self.skip)
 
     def lower(self, expr, cb, shape, acc):
         try:
@@ -64,6 +65,7 @@ class Build:
             linecache.cache[fname] = (len(low.source), None, low.source.splitlines(True), fname)
             register_api_file(fname)
             self.gen_files[fname] = low
+            self.skip.add(fname)
         return low
 
 

@@ -97,6 +97,7 @@ class Block(Leaf):
         super().__init__(buf.cb, buf.shape, buf.name)
         self.buf, self.mode = buf, mode
         self.readable = mode == "waited"
+        self._dead = self._retired = None
 
     def __enter__(self):
         return self
@@ -105,14 +106,26 @@ class Block(Leaf):
         if exc_type is None:
             (self.push if self.mode == "reserved" else self.pop)()
 
+    @property
+    def dead(self):
+        """Why this block may not be used any more (None while it may). The message for a
+        retired block is made when a use needs it, not at every push and pop."""
+        if self._dead is None and self._retired is not None:
+            what, line = self._retired
+            at = f" (line {line[1]})" if line else ""
+            self._dead = (f"uses a block of {self.name} after it was {what}{at}: its pages now "
+                          "belong to the buffer's next block. Use a block only before its "
+                          "push/pop (inside its `with`)")
+        return self._dead
+
+    @dead.setter
+    def dead(self, why):
+        self._dead = why
+
     def _retire(self, what):
         """After its push or pop the block's pages belong to the next block: any later use
         of this one is an error, not a read of whatever is there."""
-        line = env().build.user_line()
-        at = f" (line {line[1]})" if line else ""
-        self.dead = (f"uses a block of {self.name} after it was {what}{at}: its pages now belong to "
-                     "the buffer's next block. Use a block only before its push/pop (inside its "
-                     "`with`)")
+        self._retired = (what, env().build.user_line())
 
     def push(self):
         self.buf.push()
@@ -123,7 +136,7 @@ class Block(Leaf):
         self._retire("popped")
 
     def store(self, expr, acc=False):
-        if getattr(self, "dead", None):
+        if self.dead:
             raise CompileError("store into " + self.dead[5:])
         if self.mode != "reserved":
             raise CompileError(f"store into {self.name}, a block that was waited for: store into "
@@ -156,7 +169,10 @@ def _check_live(expr):
         dead = getattr(n, "dead", None)
         if dead:
             raise CompileError(dead)
-        stack.extend(getattr(n, a) for a in ("x", "y") if isinstance(getattr(n, a, None), Node))
+        for a in ("x", "y"):
+            c = getattr(n, a, None)
+            if isinstance(c, Node):
+                stack.append(c)
 
 
 class CopyHandle:

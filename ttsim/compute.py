@@ -256,7 +256,7 @@ class _Setup:
             th.charge(self.c_init, f"init {kind if isinstance(kind, str) else '_'.join(map(str, kind))}",
                       ln, 0)
             self.kind = kind
-        if fmts is not None:
+        if fmts is not None and fmts != self.fmts:      # the same formats: nothing to do
             cur = self.fmts
             if cur is None or any(f is not None and f != c for f, c in zip(fmts, cur)):
                 th.charge(self.c_reconfig, "reconfig_data_format", ln, 0)
@@ -378,9 +378,13 @@ class UnpackContext(ComputeContext):
     def _stack(self, cb, first, stride, n, transpose, ln):
         """Tiles first, first + stride, ... (n of them) of cb as one (n, 32, 32) array of
         source-register values, each transposed if asked (what MATH multiplies at once)."""
-        tiles = np.stack([self._read(cb, first + r * stride, ln)[0] for r in range(n)])
-        return (np.ascontiguousarray(tiles.transpose(0, 2, 1)) if transpose else tiles,
-                self._cb(cb, ln).fmt)
+        if n == 1:      # a view of the one (cached, never written) tile: no copy
+            v, fmt = self._read(cb, first, ln)
+            tiles = v[None]
+        else:
+            tiles = np.stack([self._read(cb, first + r * stride, ln)[0] for r in range(n)])
+            fmt = self._cb(cb, ln).fmt
+        return (np.ascontiguousarray(tiles.transpose(0, 2, 1)) if transpose else tiles), fmt
 
     def binary_tiles(self, op, cb_a, cb_b, ia, ib, d, bcast="none"):
         ln = self._th.pinned or caller_line()

@@ -133,7 +133,7 @@ def reduce(tile, op, dim, scaler=1.0, *, fidelity=None, fp32_dst=True, fp32_src=
     if fidelity is not None:
         return _reduce_fpu(tile, op, dim, scaler, parse_fidelity(fidelity), fp32_dst,
                            fp32_src, enforce_fp32_acc, acc)
-    f = np.sum if op == "sum" else np.max
+    f = (np.add if op == "sum" else np.maximum).reduce     # np.sum / np.max, minus their wrapper
     x = tile * np.float32(scaler)
     out = np.zeros((32, 32), np.float32)
     if dim == "row":
@@ -141,7 +141,7 @@ def reduce(tile, op, dim, scaler=1.0, *, fidelity=None, fp32_dst=True, fp32_src=
     elif dim == "col":
         out[0, :] = f(x, axis=0)
     else:
-        out[0, 0] = f(x)
+        out[0, 0] = f(x, axis=None)
     return out if acc is None else reduce_accumulate(acc, out, op)
 
 

@@ -365,10 +365,14 @@ def exp(x, mode="accurate", fp32_dst=False, *, clamp_negative=None, variant=None
     ("llk": §1.3 / §1.4); default EXP_ACCURATE. legacy: LLK's own !APPROX path (§1.5)."""
     clamp = CLAMP_NEGATIVE if clamp_negative is None else clamp_negative
     variant = variant or EXP_ACCURATE
+    # fast and approx run compiled: the bits of _exp_fast and _exp_approx, in one pass
     if mode == "fast":
-        return _exp_fast(x, fp32_dst, clamp)
+        from .sfpu_jit import exp_fast
+        return exp_fast(x, bool(fp32_dst), bool(clamp), FAST_A, FAST_THRESHOLD, FAST_B_MINUS_C)
     if mode == "approx":
-        return _exp_approx(x, fp32_dst)
+        from .sfpu_jit import exp_approx
+        return exp_approx(x, bool(fp32_dst), APPROX_LOG2E, APPROX_C23_73, APPROX_ADJ_EXP,
+                          APPROX_HI, APPROX_LO)
     if mode == "legacy":
         return _exp_legacy(x, fp32_dst)
     if mode != "accurate":

@@ -325,3 +325,11 @@ def test_a_fast_rescale_exp_biases_earlier_chunks():
     good, _ = run(**p)
     biased, _ = run(**p, alpha_exp="fast")
     assert biased["rel_err"] > 2 * good["rel_err"], (biased["rel_err"], good["rel_err"])
+
+
+def test_pcc_in_place_is_numpys_corrcoef_bit_for_bit():
+    r = np.random.default_rng(3)
+    for n in (1024, 65536, 100003):
+        x = r.standard_normal(n)
+        y = x + r.standard_normal(n) * 0.01
+        assert fa.pcc_in_place(np.stack([x, y])) == float(np.corrcoef(x, y)[0, 1])

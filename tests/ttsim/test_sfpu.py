@@ -244,6 +244,26 @@ def test_exp_fast_without_clamp(seed):
     assert -1e-30 < neg < 0
 
 
+def _all_kinds_of_patterns():
+    """Every upper half-word with four lower ones, and random patterns, as tiles."""
+    hi = np.arange(1 << 16, dtype=np.uint32) << 16
+    rand = np.random.default_rng(7).integers(0, 1 << 32, 1 << 18, dtype=np.uint64).astype(np.uint32)
+    return np.concatenate([hi, hi | 0x8000, hi | 0xFFFF, hi | 1, rand]).view(F).reshape(-1, 32, 32)
+
+
+@pytest.mark.parametrize("mode,clamp", [("fast", True), ("fast", False), ("approx", True)])
+@pytest.mark.parametrize("fp32", [True, False])
+def test_exp_compiled_matches_the_instruction_models(mode, clamp, fp32):
+    """S.exp's fast and approx modes run compiled loops (ttsim.sfpu_jit); they must give
+    the bits of the compositions of instruction models (_exp_fast, _exp_approx)."""
+    x = _all_kinds_of_patterns()
+    with np.errstate(all="ignore"):
+        want = S._exp_approx(x, fp32) if mode == "approx" else S._exp_fast(x, fp32, clamp)
+    got = S.exp(x, mode, fp32, clamp_negative=clamp)
+    assert np.array_equal(S.bits(got), S.bits(want))
+    assert S.exp(F(-1), mode, fp32).shape == ()
+
+
 # --- exp approx (LLK piecewise, §1.2) ------------------------------------------------------
 @pytest.mark.parametrize("fp32", [True, False])
 @given(seed=seeds)
