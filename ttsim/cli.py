@@ -136,7 +136,7 @@ def main(argv=None):
 
 
 def _run(a, script_args):
-    session.trace = a.trace is not None
+    session.trace = a.trace
     session.reports.clear()
     session.collecting = True
     sys.argv = [a.script] + script_args
@@ -165,8 +165,10 @@ def _run(a, script_args):
                        "runs": [rep.to_dict() for rep in session.reports]}, f, indent=1, default=str)
     if a.trace:
         for i, rep in enumerate(session.reports):
-            path = a.trace if i == 0 else f"{a.trace}.{i}"
-            rep.write_trace(path)
+            path = rep.trace_path
+            if path is None:           # the script asked for an in-memory trace itself
+                path = a.trace if i == 0 else f"{a.trace}.{i}"
+                rep.write_trace(path)
             print(f"trace: {path}")
     return 0
 

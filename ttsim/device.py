@@ -136,9 +136,11 @@ class Device:
 
     # --- running ------------------------------------------------------------------------
     def run(self, program, trace=False, max_cycles=1e12, _reverse_spawn=False):
-        """Simulate `program`; returns a RunReport (cycles, per-thread and per-line figures)."""
+        """Simulate `program`; returns a RunReport (cycles, per-thread and per-line figures).
+        trace=True keeps every thread's events for `RunReport.write_trace`; trace=PATH streams
+        them to that file as the run makes them (bounded memory, for long runs)."""
         from .engine import Engine
-        report = Engine(self, program, trace=trace or session.trace, max_cycles=max_cycles,
+        report = Engine(self, program, trace=trace or session.trace_target(), max_cycles=max_cycles,
                         reverse_spawn=_reverse_spawn).run()
         session.record(report)
         return report

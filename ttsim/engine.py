@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from bisect import bisect_right
 
+import os
+
 import numpy as np
 import simpy
 
@@ -13,6 +15,7 @@ from .errors import DeadlockError, L1OverflowError, LivelockError, TTSimError
 from .noc import Noc
 from .report import RunReport
 from .thread import Thread
+from .trace import TraceStream
 
 SEM_BYTES = 16
 
@@ -40,7 +43,11 @@ class Engine:
         self.semaphores: dict[tuple, list[int]] = {}
         self.sem_waiters: dict[tuple, list] = {}
         self.threads: list[Thread] = []
+        # False, True (events kept in memory for the report) or a path the trace streams to
+        if not isinstance(trace, (bool, str, os.PathLike)):
+            raise TTSimError(f"trace must be True, False or a file path, got {trace!r}")
         self.trace = trace
+        self.trace_stream = None if isinstance(trace, bool) else TraceStream(trace, self.sd.clock_ghz.value)
         self.max_cycles = max_cycles
         self.mem_at = device.mem_at
         self.bank_xys = device.bank_xys
@@ -108,13 +115,14 @@ class Engine:
                                                          k.compile_args))]
                 roles = []
                 for kind, ctx in ctxs:
-                    th = Thread(self, core, kind, k.fn, ctx, t0, self.trace, self.max_cycles)
+                    th = Thread(self, core, kind, k.fn, ctx, t0, self._trace_for(core, kind),
+                                self.max_cycles)
                     ctx._th = th
                     roles.append(th)
                 self.threads.extend(roles)
                 if k.kind == "compute" and k.config.fused:
                     driver = Thread(self, core, "compute", k.fn,
-                                    FusedCompute(*(ctx for _, ctx in ctxs)), t0, False, self.max_cycles)
+                                    FusedCompute(*(ctx for _, ctx in ctxs)), t0, None, self.max_cycles)
                     driver.group = tuple(roles)
                     drivers.append(driver)
                 else:
@@ -131,6 +139,11 @@ class Engine:
             order = drivers[::-1]
         for th in order:
             self.env.process(th.process())
+
+    def _trace_for(self, core, kind):
+        if self.trace_stream is not None:
+            return self.trace_stream.thread(core, kind)
+        return [] if self.trace else None
 
     def _rank(self):
         """Give every thread its rank: the priority of its turns at a cycle (Thread.sync).
@@ -228,6 +241,13 @@ class Engine:
 
     # --- run ----------------------------------------------------------------------------
     def run(self):
+        try:
+            return self._run()
+        finally:
+            if self.trace_stream is not None:
+                self.trace_stream.close()
+
+    def _run(self):
         self._allocate()
         self._spawn()
         failure = None
@@ -248,3 +268,4 @@ class Engine:
             raise DeadlockError([(th.core, th.kind, th.blocked[0] if th.blocked else "?",
                                   th.blocked[1] if th.blocked else None) for th in shown or stuck])
         return RunReport.from_engine(self)
+

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import dataclass, field
 
 from .errors import format_line
@@ -46,11 +47,12 @@ class RunReport:
     threads: list
     lines: list
     noc: dict = field(default_factory=dict)
-    trace_events: list | None = None
+    trace_events: list | None = None      # kept in memory (run with trace=True)
     cores: int = 0
     # the numeric path the run's values took: DST modes, fidelities and SFPU (op, mode)s that
     # ran (ttlang.testing derives error bounds from it)
     numerics: dict = field(default_factory=dict)
+    trace_path: str | None = None          # the file the trace streamed to (trace=PATH)
 
     @classmethod
     def from_engine(cls, e):
@@ -72,14 +74,16 @@ class RunReport:
         lines.sort(key=lambda l: (l.file, l.line, THREAD_KINDS.index(l.kind)
                                   if l.kind in THREAD_KINDS else 9))
         events = None
-        if e.trace:
+        if e.trace is True:
             events = [(th.core, th.kind, th.trace) for th in e.threads]
         path = getattr(e, "numeric_path", {})
         numerics = {"dst": sorted(path.get("dst", ())), "fidelity": sorted(path.get("fidelity", ())),
                     "sfpu": sorted(path.get("sfpu", ()), key=lambda om: (om[0], om[1] or "")),
                     "src": sorted(path.get("src", ()))}
+        stream = e.trace_stream
         return cls(e.sd.name, e.sd.clock_ghz.value, cycles, threads, lines, e.noc.stats(), events,
-                   len({th.core for th in e.threads}), numerics)
+                   len({th.core for th in e.threads}), numerics,
+                   stream.path if stream is not None else None)
 
     # --- figures ------------------------------------------------------------------------
     @property
@@ -185,7 +189,13 @@ class RunReport:
             json.dump(d, f, indent=1, default=str)
 
     def write_trace(self, path):
+        """The run's Chrome/Perfetto trace to `path` (a copy of the file it streamed to, if
+        it was run with trace=PATH)."""
         from .trace import write_chrome_trace
+        if self.trace_path is not None:
+            if os.path.abspath(path) != os.path.abspath(self.trace_path):
+                shutil.copyfile(self.trace_path, path)
+            return
         if self.trace_events is None:
-            raise ValueError("this run kept no trace: run with trace=True")
+            raise ValueError("this run kept no trace: run with trace=True or trace=PATH")
         write_chrome_trace(path, self.trace_events, self.clock_ghz)

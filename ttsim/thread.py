@@ -75,7 +75,7 @@ class Thread:
         self.busy = 0.0
         self.stalls: dict[str, float] = {}
         self.lines: dict[tuple, list] = {}
-        self.trace = [] if trace else None
+        self.trace = trace      # a list the events go to (trace.ThreadTrace when streamed), or None
         self.blocked = None
         self.done = False
         self.end = None

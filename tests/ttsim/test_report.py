@@ -74,3 +74,52 @@ def test_line_table_by_thread_has_a_section_per_thread_kind():
     for sec, kind in zip(sections, ("reader", "unpack", "math", "pack", "writer")):
         rows = sec.splitlines()[1:]
         assert 1 <= len(rows) <= 2 and all(r.startswith(kind) for r in rows)
+
+
+def _slices(path):
+    ev = json.loads(path.read_text())["traceEvents"]
+    return sorted((e["pid"], e["tid"], e["name"], e["args"]["start_cycle"], e["args"]["cycles"],
+                   e["args"].get("line")) for e in ev if e["ph"] == "X")
+
+
+def test_streamed_trace_is_the_in_memory_trace_with_bounded_buffers(tmp_path, monkeypatch):
+    from ttsim import trace
+    kept = _run(trace=True)
+    kept.write_trace(tmp_path / "kept.json")
+    monkeypatch.setattr(trace, "CHUNK", 8)
+    held = []
+    flush = trace.TraceStream.flush
+    monkeypatch.setattr(trace.TraceStream, "flush",
+                        lambda self, buf: (held.append(len(buf)), flush(self, buf))[1])
+    streamed = _run(trace=str(tmp_path / "streamed.json"))
+    assert streamed.trace_events is None and streamed.trace_path == str(tmp_path / "streamed.json")
+    assert streamed.cycles == kept.cycles
+    assert _slices(tmp_path / "streamed.json") == _slices(tmp_path / "kept.json")
+    assert max(held) <= 8 and sum(held) > 8 * len(streamed.threads)   # written as it came
+    streamed.write_trace(tmp_path / "copy.json")
+    assert _slices(tmp_path / "copy.json") == _slices(tmp_path / "kept.json")
+
+
+def test_a_failed_run_leaves_a_complete_trace_up_to_the_failure(tmp_path):
+    import pytest
+    from ttsim.errors import DeadlockError
+    dev = ttsim.Device("wormhole_b0")
+    prog = ttsim.Program(dev)
+    prog.circular_buffer([(0, 0)], 0, "bf16", 2)
+
+    def reader(k):
+        k.cb_reserve_back(0, 1)
+        k.cb_push_back(0, 1)
+        k.cb_wait_front(0, 2)      # nothing pushes the second page
+
+    prog.reader([(0, 0)], reader)
+    with pytest.raises(DeadlockError):
+        dev.run(prog, trace=str(tmp_path / "t.json"))
+    names = [s[2] for s in _slices(tmp_path / "t.json")]
+    assert "cb_reserve_back" in names and "cb_push_back" in names
+
+
+def test_trace_must_be_a_flag_or_a_path():
+    import pytest
+    with pytest.raises(ttsim.TTSimError, match="trace must be"):
+        _run(trace=3)
