@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ttsim.sweep import Cache, Space, Sweep, divides, fits, for_kernel, main, pareto
+from ttsim.sweep import Cache, Space, Sweep, divides, fits, for_kernel, group_reasons, main, pareto
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -71,6 +71,14 @@ def test_pruning_counts_and_reasons_and_pruned_never_run(tmp_path, log):
     assert len(res.pruned) == 6 and res.admissible == 6
     assert sorted(_calls(log)) == sorted(f"{a},{b}" for a in (1, 2, 3) for b in (1, 2))
     assert "pruned    4: b=5 does not divide n (4)" in res.summary()
+
+
+def test_prune_reasons_group_by_wording_with_the_range_of_each_number():
+    got = group_reasons(["L1: needs 1,572,864 bytes > 1,396,736", "b=5 does not divide n (4)",
+                         "L1: needs 2,490,368 bytes > 1,396,736", "L1: needs 1,511,424 bytes > 1,396,736",
+                         "b=3 does not divide n (4)"])
+    assert got == [(3, "L1: needs 1,511,424..2,490,368 bytes > 1,396,736"),
+                   (2, "b=3..5 does not divide n (4)")]
 
 
 def test_ranked_failures_recorded_and_outputs(tmp_path, log):

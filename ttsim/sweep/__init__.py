@@ -28,6 +28,7 @@ import itertools
 import json
 import math
 import os
+import re
 import sys
 import time
 import traceback
@@ -40,6 +41,33 @@ RESULT_KEYS = ("cycles", "us", "tflops", "pcc", "max_abs_err", "l1_bytes", "bott
 
 
 # --- the space -----------------------------------------------------------------------------
+_NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
+
+
+def group_reasons(reasons):
+    """[(count, text)] of prune reasons grouped by their wording with the numbers taken out:
+    "L1: needs 1,511,424 bytes > 1,396,736" and "... 2,490,368 ..." are one group, shown with
+    the range of each number that varies ("needs 1,511,424..2,490,368 bytes > 1,396,736")."""
+    groups = {}
+    for why in reasons:
+        nums = _NUMBER.findall(why)
+        g = groups.setdefault(_NUMBER.sub("\0", why), [0, []])
+        g[0] += 1
+        g[1].append(nums)
+
+    def value(t):
+        return float(t.replace(",", ""))
+
+    out = []
+    for tmpl, (n, nums) in groups.items():
+        cols = list(zip(*nums))
+        shown = [c[0] if len(set(c)) == 1 else
+                 f"{min(c, key=value)}..{max(c, key=value)}" for c in cols]
+        parts = tmpl.split("\0")
+        out.append((n, "".join(p + (shown[i] if i < len(shown) else "") for i, p in enumerate(parts))))
+    return sorted(out, key=lambda nt: -nt[0])
+
+
 class Space:
     """Named schedule parameters, each with its choices, and constraints.
 
@@ -605,7 +633,7 @@ class SweepResult:
                  f"{self.admissible} admissible: {self.cached} cached, {self.ran} simulated, "
                  f"{len(self.failed)} failed, {len(self.ranked)} ranked in {self.wall:.1f} s"
                  + (f"; {left} not run (--limit)" if (left := self.admissible - len(self.rows)) > 0 else "")]
-        for why, n in self.prune_reasons.most_common():
+        for n, why in group_reasons(why for _, why in self.pruned):
             lines.append(f"  pruned {n:4d}: {why}")
         ranks = {id(r): i for i, r in enumerate(self.ranked, 1)}
         for name, rows in self.fronts.items():
@@ -762,7 +790,7 @@ def main(argv=None, prog="ttsim sweep"):
             if ok:
                 sw.check_arguments(ok[0])
             print(f"{sw.space.size} schedules: {len(pruned)} pruned, {len(ok)} would run")
-            for why, n in Counter(w for _, w in pruned).most_common():
+            for n, why in group_reasons(w for _, w in pruned):
                 print(f"  pruned {n:4d}: {why}")
             return 0
         if a.search == "optuna":
