@@ -182,9 +182,10 @@ class _D2MBlock(Block):
     """A block handed out by a D2M buffer: pushed once filled, released when done with."""
 
     def __init__(self, cb, mode):
-        super().__init__(cb._op.buf, mode)
+        e = _env()
+        super().__init__(cb._op.buf, mode, e)
         self.d2m = cb
-        self.line = _env().build.user_line()
+        self.line = e.build.user_line()
 
     def store(self, expr, acc=False):
         if self.mode == "reserved" and _env().kind != "compute":
@@ -193,11 +194,11 @@ class _D2MBlock(Block):
         super().store(expr, acc)
         self.d2m._filled(self)
 
-    def push(self):
+    def push(self, line=None):
         raise CompileError(f"a block of {self.name} is pushed by itself once it is filled (its "
                            "store, or the wait on the dma into it): D2M blocks have no push()")
 
-    def pop(self):
+    def pop(self, line=None):
         raise CompileError(f"a popped block of {self.name} is released by the next {self.name}.pop() "
                            "or at the end of the thread: D2M blocks have no pop()")
 

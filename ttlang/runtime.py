@@ -8,6 +8,8 @@ so user code needs no context argument, as in TT-Lang.
 """
 from __future__ import annotations
 
+import sys
+
 import greenlet
 
 from .errors import CompileError
@@ -16,6 +18,7 @@ from .pipe import Pipe
 from .tensor import TensorSlice
 
 _envs: dict = {}
+_getframe = sys._getframe
 
 
 class ThreadEnv:
@@ -51,21 +54,22 @@ class DataflowBuffer:
         self.build, self.cb, self.shape, self.factor, self.dtype, self.name, self.line = \
             build, cb, tuple(shape), int(buffer_factor), dtype, name, line
         self.tiles = self.shape[0] * self.shape[1]
+        self.leaf_key = Leaf.key(self)      # every block of the buffer lowers alike
 
     def reserve(self):
         e = env()
         if not e.dry:
             e.k.cb_reserve_back(self.cb, self.tiles)
-        return Block(self, "reserved")
+        return Block(self, "reserved", e)
 
     def wait(self):
         e = env()
         if not e.dry:
             e.k.cb_wait_front(self.cb, self.tiles)
-        return Block(self, "waited")
+        return Block(self, "waited", e)
 
-    def push(self):
-        e = env()
+    def push(self, e=None):
+        e = e or env()
         if self.cb not in e.written:
             raise CompileError(f"a block of {self.name} is pushed with nothing stored or copied into "
                                "it since it was reserved: its pages would hand on whatever an "
@@ -81,8 +85,8 @@ class DataflowBuffer:
         if not e.dry:
             e.k.cb_push_back(self.cb, self.tiles)
 
-    def pop(self):
-        e = env()
+    def pop(self, e=None):
+        e = e or env()
         if not e.dry:
             e.k.cb_pop_front(self.cb, self.tiles)
 
@@ -93,18 +97,25 @@ class DataflowBuffer:
 class Block(Leaf):
     """A reserved (writable) or waited-for (readable) block of a dataflow buffer."""
 
-    def __init__(self, buf, mode):
-        super().__init__(buf.cb, buf.shape, buf.name)
-        self.buf, self.mode = buf, mode
+    def __init__(self, buf, mode, e):
+        self.cb, self.shape, self.name = buf.cb, buf.shape, buf.name
+        self.buf, self.mode, self.env = buf, mode, e
         self.readable = mode == "waited"
         self._dead = self._retired = None
+
+    def key(self):
+        return self.buf.leaf_key
 
     def __enter__(self):
         return self
 
     def __exit__(self, exc_type, *rest):
         if exc_type is None:
-            (self.push if self.mode == "reserved" else self.pop)()
+            # the `with` statement's own frame is the user's line, unless it is generated code
+            f = _getframe(1)
+            fn = f.f_code.co_filename
+            line = (fn, f.f_lineno) if fn not in self.env.build.skip else None
+            (self.push if self.mode == "reserved" else self.pop)(line)
 
     @property
     def dead(self):
@@ -122,18 +133,18 @@ class Block(Leaf):
     def dead(self, why):
         self._dead = why
 
-    def _retire(self, what):
+    def _retire(self, what, line):
         """After its push or pop the block's pages belong to the next block: any later use
         of this one is an error, not a read of whatever is there."""
-        self._retired = (what, env().build.user_line())
+        self._retired = (what, line or self.env.build.user_line())
 
-    def push(self):
-        self.buf.push()
-        self._retire("pushed")
+    def push(self, line=None):
+        self.buf.push(self.env)
+        self._retire("pushed", line)
 
-    def pop(self):
-        self.buf.pop()
-        self._retire("popped")
+    def pop(self, line=None):
+        self.buf.pop(self.env)
+        self._retire("popped", line)
 
     def store(self, expr, acc=False):
         if self.dead:
@@ -211,7 +222,7 @@ def copy(src, dst):
         raise CompileError("ttl.copy runs on data-movement threads (@ttl.datamovement())")
     line = e.build.user_line()
     for blk in (src, dst):
-        if getattr(blk, "dead", None):
+        if blk.__class__ is not TensorSlice and getattr(blk, "dead", None):
             raise CompileError("ttl.copy with " + blk.dead[5:], line)
     if isinstance(dst, Pipe) or isinstance(src, Pipe):
         return _pipe_copy(e, src, dst, line)

@@ -91,6 +91,16 @@ class TensorSlice:
     def __init__(self, tensor, idx):
         self.tensor = tensor
         t = tensor._t
+        if idx.__class__ is tuple and len(idx) == 2 and len(t.shape) == 2 \
+                and idx[0].__class__ is int and idx[1].__class__ is int:
+            # one tile of a matrix, as tile-at-a-time kernels index: the same checks, inline
+            (i, j), (ht, wt) = idx, t.tiles
+            if not (-ht <= i < ht and -wt <= j < wt):
+                _tile_range(i, ht, "rows")
+                _tile_range(j, wt, "columns")
+            i, j = i % ht, j % wt
+            self.lead, self.rows, self.cols, self.shape = 0, range(i, i + 1), range(j, j + 1), (1, 1)
+            return
         idx = idx if isinstance(idx, tuple) else (idx,)
         nd = len(t.tile_shape)
         if len(idx) > nd:
