@@ -174,6 +174,10 @@ def _check_live(expr):
     stack, seen = [expr], set()
     while stack:
         n = stack.pop()
+        if n.__class__ is Block:             # a leaf, the common case
+            if n._dead is not None or n._retired is not None:
+                raise CompileError(n.dead)
+            continue
         if id(n) in seen:
             continue
         seen.add(id(n))
@@ -251,21 +255,28 @@ def copy(src, dst):
     if not e.dry:
         k = e.k
         g = _addrgen(e, sl.tensor)
-        ps = g.page_size
-        prev = k.pin_line(line)
-        try:
+        pages = sl.pages()
+        if len(pages) == 1:       # the API finds this line from the stack as cheaply as a pin
             if direction == "read":
-                p = k.get_write_ptr(blk.cb)
-                for page in sl.pages():
-                    k.noc_async_read_tile(page, g, p)
-                    p += ps
+                k.noc_async_read_tile(pages[0], g, k.get_write_ptr(blk.cb))
             else:
-                p = k.get_read_ptr(blk.cb)
-                for page in sl.pages():
-                    k.noc_async_write_tile(page, g, p)
-                    p += ps
-        finally:
-            k.pin_line(prev)
+                k.noc_async_write_tile(pages[0], g, k.get_read_ptr(blk.cb))
+        else:
+            ps = g.page_size
+            prev = k.pin_line(line)
+            try:
+                if direction == "read":
+                    p = k.get_write_ptr(blk.cb)
+                    for page in pages:
+                        k.noc_async_read_tile(page, g, p)
+                        p += ps
+                else:
+                    p = k.get_read_ptr(blk.cb)
+                    for page in pages:
+                        k.noc_async_write_tile(page, g, p)
+                        p += ps
+            finally:
+                k.pin_line(prev)
     e.pending.append(h)
     return h
 
