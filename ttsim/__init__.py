@@ -10,7 +10,9 @@ from .errors import (AccessError, ArgumentError, CBError, DeadlockError, DstOver
 from .formats import DataFormat
 from .program import CoreRange, Program
 from .report import RunReport
+from .session import tracing
 
 __all__ = ["Device", "Tensor", "Program", "CoreRange", "RunReport", "DataFormat", "TTSimError",
            "CBError", "DeadlockError", "DstOverflowError", "KernelError", "L1OverflowError",
-           "NocError", "SimLimitError", "AccessError", "ArgumentError", "LivelockError"]
+           "NocError", "SimLimitError", "AccessError", "ArgumentError", "LivelockError",
+           "tracing"]

@@ -126,17 +126,19 @@ def main(argv=None):
     except sysdesc.SysdescError as e:
         print(f"ttsim: {e}", file=sys.stderr)
         return 2
-    saved = (session.default_sysdesc, session.trace, session.collecting, sys.argv, list(sys.path))
+    saved = (session.default_sysdesc, session.trace, session.traced_runs, session.collecting, sys.argv,
+             list(sys.path))
     session.default_sysdesc = desc
     try:
         return _run(a, script_args)
     finally:
         # run in-process (tests, notebooks): the script's sysdesc must not outlive it
-        (session.default_sysdesc, session.trace, session.collecting, sys.argv, sys.path[:]) = saved
+        (session.default_sysdesc, session.trace, session.traced_runs, session.collecting, sys.argv,
+         sys.path[:]) = saved
 
 
 def _run(a, script_args):
-    session.trace = a.trace
+    session.trace, session.traced_runs = a.trace, 0
     session.reports.clear()
     session.collecting = True
     sys.argv = [a.script] + script_args

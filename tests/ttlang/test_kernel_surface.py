@@ -362,3 +362,20 @@ def test_a_copy_out_of_a_popped_block_is_an_error():
     with pytest.raises(ttl.CompileError, match="ttl.copy with a block of ob after it was popped") as e:
         k(*args)
     assert f":{_line(write, 'ttl.copy(blk, out[0, 0])')}:" in str(e.value)
+
+
+def test_a_kernel_call_inside_ttsim_tracing_streams_its_trace_with_user_lines(tmp_path):
+    import json
+
+    import ttsim
+    from .kernels import row_broadcast
+    k = row_broadcast(2, 1, lambda b: b * 2.0)
+    src = ttl.from_numpy(np.ones((32, 32), np.float32))
+    out = ttl.empty((32, 64))
+    with ttsim.tracing(tmp_path / "k.json"):
+        rep = k(src, out)
+    assert rep.trace_path == str(tmp_path / "k.json")
+    ev = [e for e in json.loads((tmp_path / "k.json").read_text())["traceEvents"] if e["ph"] == "X"]
+    lines = {e["args"].get("line", "") for e in ev}
+    assert any(l.startswith("kernels.py:") for l in lines)       # charged to the kernel's lines
+    assert np.array_equal(out.to_numpy(), np.full((32, 64), 2.0, np.float32))

@@ -123,3 +123,14 @@ def test_trace_must_be_a_flag_or_a_path():
     import pytest
     with pytest.raises(ttsim.TTSimError, match="trace must be"):
         _run(trace=3)
+
+
+
+def test_tracing_streams_each_run_in_the_block_to_its_own_file(tmp_path):
+    path = tmp_path / "t.json"
+    with ttsim.tracing(path):
+        first, second = _run(), _run()
+    after = _run()
+    assert (first.trace_path, second.trace_path) == (str(path), f"{path}.1")
+    assert after.trace_path is None and after.trace_events is None
+    assert _slices(path) == _slices(tmp_path / "t.json.1") != []
