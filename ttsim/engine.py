@@ -1,9 +1,8 @@
 """One simulation run of a Program on a Device."""
 from __future__ import annotations
 
-from bisect import bisect_right
-
 import os
+from bisect import bisect_right
 
 import numpy as np
 import simpy
@@ -268,4 +267,3 @@ class Engine:
             raise DeadlockError([(th.core, th.kind, th.blocked[0] if th.blocked else "?",
                                   th.blocked[1] if th.blocked else None) for th in shown or stuck])
         return RunReport.from_engine(self)
-

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 
+from .errors import TTSimError
 from .report import THREAD_KINDS
 
 CHUNK = 1024        # events a streamed thread holds before they go to the file
@@ -33,7 +34,10 @@ class TraceStream:
 
     def __init__(self, path, clock_ghz):
         self.path = os.fspath(path)
-        self._f = open(self.path, "w")
+        try:
+            self._f = open(self.path, "w")
+        except OSError as e:
+            raise TTSimError(f"trace: cannot write {self.path!r}: {e.strerror}") from None
         self._scale = 1.0 / (clock_ghz * 1e3)
         self._pids: dict = {}
         self._threads: list = []

@@ -119,10 +119,12 @@ def test_a_failed_run_leaves_a_complete_trace_up_to_the_failure(tmp_path):
     assert "cb_reserve_back" in names and "cb_push_back" in names
 
 
-def test_trace_must_be_a_flag_or_a_path():
+def test_trace_must_be_a_flag_or_a_writable_path(tmp_path):
     import pytest
     with pytest.raises(ttsim.TTSimError, match="trace must be"):
         _run(trace=3)
+    with pytest.raises(ttsim.TTSimError, match="trace: cannot write .*no_such_dir"):
+        _run(trace=str(tmp_path / "no_such_dir" / "t.json"))
 
 
 
