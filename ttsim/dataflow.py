@@ -87,6 +87,12 @@ class PageAddr(NocAddr):
     bank), so a transfer there must stay inside the tensor's pages."""
 
 
+def _cores_text(cores):
+    """NoC coordinates of multicast destinations, for a message: their bounding rectangle."""
+    xs, ys = [c[0] for c in cores], [c[1] for c in cores]
+    return f"({min(xs)},{min(ys)})-({max(xs)},{max(ys)}) ({len(cores)} cores)"
+
+
 class McastAddr(NamedTuple):
     x0: int
     y0: int
@@ -337,6 +343,7 @@ class DataMovementContext(KernelContext):
         self._mcast_cache = {}                            # rectangle -> destinations
         self._cmd_free = {}                               # (noc, buffer) -> free after a multicast
         self._read_state = None                           # (noc, x, y) after *_set_state
+        self._linked_open = {}                            # noc -> (destinations, line) held
         self._write_state = None
         c = engine.costs
         self._c_read = c["noc.read_issue_cycles"]
@@ -672,6 +679,22 @@ class DataMovementContext(KernelContext):
             return self._th.t
         return t
 
+    def _link(self, noc, cores, linked, ln, name):
+        """A linked multicast keeps its path reserved for the next multicast from this RISC on
+        its NoC, which must go to the same cores (tt-metal's `linked`): one to other cores
+        would find the path still held, a wait the chip may never end."""
+        held = self._linked_open.get(noc)
+        if held is not None and held[0] != cores:
+            raise self._fail(NocError, f"{name} to {_cores_text(cores)} right after a linked "
+                             f"multicast to {_cores_text(held[0])} (line {held[1][1] if held[1] else '?'}) "
+                             f"on NoC {noc}: a linked multicast holds its path for the next one, "
+                             "which must go to the same cores (loopback included); send the next "
+                             "one there, or the linked one with linked=False", ln)
+        if linked:
+            self._linked_open[noc] = (cores, ln)
+        else:
+            self._linked_open.pop(noc, None)
+
     def _mcast_write(self, src_l1, mcast, size, num_dests, linked, noc, include_self, ln, name):
         noc = self._noc_id(noc, ln)
         t = self._cmd_buf(self._issue(ln, name, self._c_write), (noc, "wr"), ln)
@@ -680,6 +703,7 @@ class DataMovementContext(KernelContext):
             self._count(size, f"{name}: the size in bytes", ln)
         sa = self._l1_range(self.core, src_l1, size, ln, f"{name} source")[0]
         cores = self._mcast_cores(mcast, include_self, num_dests, ln)
+        self._link(noc, cores, linked, ln, name)
         self._align(name, sa, "l1", ln, "source")
         addr = mcast.addr
         a = self._l1_range(self.core, addr, size, ln, f"{name} destination")[0]
@@ -736,6 +760,10 @@ class DataMovementContext(KernelContext):
                            f"{' (this core included: loopback)' if include_self and me in cores else ''}",
                            core=self.core, thread=self._th.kind, line=ln)
         return cores
+
+    def linked_left_open(self):
+        """(destinations, line) of a linked multicast nothing followed, or None."""
+        return next(iter(self._linked_open.values()), None)
 
     def noc_async_read_barrier(self):
         ln = self._th.pinned or caller_line()
@@ -871,6 +899,7 @@ class DataMovementContext(KernelContext):
         sa = self._sem_word(self.core, src_l1, ln, f"{name} source")
         value = self._sem_value(sa)
         cores = self._mcast_cores(mcast, include_self, num_dests, ln)
+        self._link(noc, cores, linked, ln, name)
         self._align(name, sa, "l1", ln, "source")
         da = self._l1_range(self.core, mcast.addr, 4, ln, f"{name} destination")[0]
         self._align(name, da, "l1", ln, "destination")

@@ -10,7 +10,7 @@ import simpy
 from .cb import CircularBuffer
 from .compute import FusedCompute, MathContext, PackContext, UnpackContext, _ComputeShared
 from .dataflow import DataMovementContext
-from .errors import DeadlockError, L1OverflowError, LivelockError, TTSimError
+from .errors import DeadlockError, L1OverflowError, LivelockError, NocError, TTSimError
 from .noc import Noc
 from .report import RunReport
 from .thread import Thread
@@ -266,4 +266,12 @@ class Engine:
                      and not any(o.blocked and o.glet is th.glet for o in stuck)]
             raise DeadlockError([(th.core, th.kind, th.blocked[0] if th.blocked else "?",
                                   th.blocked[1] if th.blocked else None) for th in shown or stuck])
+        for th in self.threads:
+            held = th.ctx.linked_left_open() if isinstance(th.ctx, DataMovementContext) else None
+            if held is not None:
+                raise NocError(f"the kernel ended with a linked multicast (to {len(held[0])} cores) "
+                               "that no multicast followed: its path stays reserved on the NoC, "
+                               "which the chip's next transfers on that path wait for; make the "
+                               "last multicast of a chain linked=False", core=th.core,
+                               thread=th.kind, line=held[1])
         return RunReport.from_engine(self)

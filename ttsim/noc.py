@@ -489,7 +489,10 @@ class Noc:
         reserve, held, dest_hops, ack_hops, r_cycles = tr
         niu, hop = self.niu, self.hop
         lk = (noc, src_xy)
-        holding = self._linked.get(lk) == rect
+        # the same destinations, whichever corners name the rectangle
+        dests = (min(rect[0], rect[2]), min(rect[1], rect[3]), max(rect[0], rect[2]),
+                 max(rect[1], rect[3]), bool(include_src))
+        holding = self._linked.get(lk) == dests
         lb = tail = t
         packets = self._packets(nbytes)
         nres = 0
@@ -507,7 +510,7 @@ class Noc:
             holding = linked
         sent = s + self._mc_inj(payload)
         if linked:
-            self._linked[lk] = rect
+            self._linked[lk] = dests
         else:
             self._linked.pop(lk, None)
         # Every destination sees the packets at the same head offsets along the tree.

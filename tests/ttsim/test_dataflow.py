@@ -249,6 +249,41 @@ def test_linked_multicasts_skip_the_reservation_plain_ones_wait_for_it(dev):
     assert plain["all"] > 1.5 * linked["all"]
 
 
+def _linked_chain(dev, second_rect, second_loopback=False, close=True, first=(1, 0, 3, 1)):
+    """Core (0,0) sends a linked multicast to logical rectangle `first`, then (if close) one
+    more multicast to `second_rect` (logical corners), plain."""
+    def k_(k):
+        p = k.get_write_ptr(0)
+        rect = lambda r: (*k.logical_to_noc(r[0], r[1]), *k.logical_to_noc(r[2], r[3]))
+        k.noc_async_write_multicast(p, k.get_noc_multicast_addr(*rect(first), p), 64,
+                                    linked=True)
+        if close:
+            send = (k.noc_async_write_multicast_loopback_src if second_loopback
+                    else k.noc_async_write_multicast)
+            send(p, k.get_noc_multicast_addr(*rect(second_rect), p), 64)
+        k.noc_async_write_barrier()
+
+    prog = ttsim.Program(dev)
+    prog.circular_buffer([(x, y) for x in range(4) for y in range(2)], 0, num_pages=1, page_size=64)
+    prog.writer((0, 0), k_)
+    return dev.run(prog)
+
+
+def test_a_linked_multicast_is_followed_by_one_to_the_same_cores(dev):
+    same = _linked_chain(dev, (1, 0, 3, 1))
+    assert _linked_chain(dev, (3, 1, 1, 0)).cycles == same.cycles    # the corners in either order
+    with pytest.raises(ttsim.NocError, match=r"right after a linked multicast to .*\(6 cores\) "
+                       r"\(line \d+\) on NoC \d: a linked multicast holds its path"):
+        _linked_chain(dev, (1, 0, 2, 1))
+    with pytest.raises(ttsim.NocError, match=r"\(8 cores\) right after a linked multicast to "
+                       r".*\(7 cores\)"):      # the same rectangle, now with the issuer in it
+        _linked_chain(dev, (0, 0, 3, 1), second_loopback=True, first=(0, 0, 3, 1))
+    with pytest.raises(ttsim.NocError, match="ended with a linked multicast .* no multicast "
+                       "followed") as e:
+        _linked_chain(dev, None, close=False)
+    assert e.value.core == (0, 0) and e.value.thread == "writer" and e.value.line is not None
+
+
 def test_loopback_multicast_writes_the_issuer_too(dev, rng):
     data = rng.integers(0, 255, 2048, dtype=np.uint8)
     cores = [(x, 0) for x in range(4)]
