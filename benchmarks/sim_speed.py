@@ -12,7 +12,7 @@ takes for the same tile products in the same run, so the ratio carries across ma
 - with --fa-rss, the peak resident memory of a flash attention run (batch 2, 24 heads,
   seq 4096, head dim 64) in a subprocess, whole command included.
 
-    python benchmarks/sim_speed.py [--size 1024] [--ttlang-sizes 512[,1024]] [--fa-rss] [--json out.json]
+    python benchmarks/sim_speed.py [--size 1024] [--ttlang-sizes 512,1024] [--fa-rss] [--json out.json]
 """
 import argparse
 import json
@@ -138,8 +138,8 @@ def fa_peak_rss(args):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", type=int, default=1024, help="library matmul size (0 skips it)")
-    p.add_argument("--ttlang-sizes", default="512",
-                   help="comma-separated sizes of the ttlang tile-at-a-time matmul (1024 is slow)")
+    p.add_argument("--ttlang-sizes", default="512,1024",
+                   help="comma-separated sizes of the ttlang tile-at-a-time matmul (1024 takes about 10 s)")
     p.add_argument("--fa-rss", action="store_true",
                    help=f"peak RSS of flash_attention.py {' '.join(FA_RSS_ARGS)} (slow)")
     p.add_argument("--json", default=None)
