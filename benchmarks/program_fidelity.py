@@ -90,6 +90,28 @@ def run_row(row, sysdesc="wormhole_b0"):
                 bottleneck=rep.bottleneck(), wall_s=wall)
 
 
+def per_k_step_fit(results):
+    """Per (dtype, fidelity): time per K step fitted as c x (tile products per core per K
+    step) + F over the rows, for the chip and for the model (a description of where each
+    spends its time, not something fitted into the model). Needs two or more sizes."""
+    groups = {}
+    for r in results:
+        bm, bn = (int(v) for v in r["block"].split("x"))
+        steps = r["k"] // 32 // r["kb"]
+        groups.setdefault(f"{r['dtype']} {r['fidelity']}", []).append(
+            (bm * bn * r["kb"], r["measured_ns"] / steps, r["simulated_ns"] / steps))
+    out = {}
+    for g, pts in groups.items():
+        if len({x for x, _, _ in pts}) < 2:
+            continue
+        x = np.array([p[0] for p in pts], float)
+        chip = np.polyfit(x, [p[1] for p in pts], 1)
+        model = np.polyfit(x, [p[2] for p in pts], 1)
+        out[g] = {"chip": {"per_product": float(chip[0]), "per_k_step": float(chip[1])},
+                  "model": {"per_product": float(model[0]), "per_k_step": float(model[1])}}
+    return out
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--csv", default=CSV)
@@ -114,10 +136,16 @@ def main(argv=None):
     worst = max(range(len(results)), key=lambda i: errs[i])
     print(f"mean |error| {np.mean(errs):.1f}%, worst {errs[worst]:.1f}% "
           f"({results[worst]['m']}x{results[worst]['k']}x{results[worst]['n']} {results[worst]['dtype']})")
+    fits = per_k_step_fit(results)
+    for g, f in fits.items():
+        print(f"{g}: cycles per K step = c x tile products + F; chip c {f['chip']['per_product']:.1f}, "
+              f"F {f['chip']['per_k_step']:,.0f}; model c {f['model']['per_product']:.1f}, "
+              f"F {f['model']['per_k_step']:,.0f}")
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"rows": results, "mean_abs_error_pct": float(np.mean(errs)),
-                       "worst_abs_error_pct": float(errs[worst])}, f, indent=1)
+                       "worst_abs_error_pct": float(errs[worst]), "per_k_step_fit": fits},
+                      f, indent=1)
     return 0
 
 
