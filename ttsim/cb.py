@@ -6,7 +6,8 @@ from .fifo import Fifo
 
 
 class CircularBuffer(Fifo):
-    __slots__ = ("index", "fmt", "page_size", "base", "end", "l1", "pack_offset", "decoded", "wseq")
+    __slots__ = ("index", "fmt", "page_size", "base", "end", "l1", "pack_offset", "decoded", "wseq",
+                 "land_t", "out_t")
 
     def __init__(self, env, core, index, fmt, num_pages, page_size, base, l1):
         super().__init__(env, num_pages, f"cb {index}", core=core,
@@ -18,6 +19,11 @@ class CircularBuffer(Fifo):
         # per slot, the sequence number of the page whose data it last received; a page read
         # with another number holds what an earlier page left there (or nothing at all)
         self.wseq = [-1] * num_pages
+        # per slot: when the last NoC transfer into it lands, and when the last one reading
+        # out of it has its data out of L1 (a push before the first, or a pop before the
+        # second, races the NoC: the chip would hand on or overwrite a page in flight)
+        self.land_t = [0.0] * num_pages
+        self.out_t = [0.0] * num_pages
 
     @property
     def num_pages(self):
@@ -50,8 +56,42 @@ class CircularBuffer(Fifo):
         Fifo.wait(self, th, n, line)
 
     def push(self, th, n, line, payload=None):
+        cap, t = self.capacity, th.t
+        for q in range(self.pushed, self.pushed + n if n.__class__ is int else self.pushed):
+            if self.land_t[q % cap] > t:
+                raise CBError(f"cb_push_back pushes page {q % cap} of {self.name} at cycle {t:,.0f}, "
+                              f"before the NoC data written into it lands (cycle "
+                              f"{self.land_t[q % cap]:,.0f}): its consumer could read the page "
+                              "first. Wait for the transfer (noc_async_read_barrier, or the "
+                              "writer's semaphore) before cb_push_back", core=th.core,
+                              thread=th.kind, line=line, cb=self.index)
         Fifo.push(self, th, n, line, payload)
         self.pack_offset = 0
+
+    def transfer(self, addr, size, t, out, th=None, line=None):
+        """A NoC transfer into (out=False) or out of (out=True) bytes [addr, addr + size) of
+        this buffer is done with them at cycle t (see land_t, out_t)."""
+        if addr < self.base or addr + size > self.end:
+            return                   # not this buffer's pages (an access check reports it)
+        times = self.out_t if out else self.land_t
+        for s in range((addr - self.base) // self.page_size,
+                       (addr + size - 1 - self.base) // self.page_size + 1):
+            if not out:
+                self.check_overwrite(s, t, th, line, "a NoC transfer")
+            if times[s] < t:
+                times[s] = t
+
+    def check_overwrite(self, slot, t, th, line, what):
+        """New data is in page `slot` by cycle t: a NoC write still reading the page's old
+        data out of L1 after that would send the new data instead (its consumer popped the
+        page, and it was written again, before the write was done with it)."""
+        if self.out_t[slot] > t:
+            raise CBError(f"{what} writes page {slot} of {self.name} (done at cycle {t:,.0f}) while "
+                          f"a NoC write still reads its previous data out of L1 (until cycle "
+                          f"{self.out_t[slot]:,.0f}): the write would send the new data. Wait for "
+                          "the write (noc_async_write_barrier or noc_async_writes_flushed) before "
+                          "its cb_pop_front", core=th.core if th else None,
+                          thread=th.kind if th else None, line=line, cb=self.index)
 
     def slot_seq(self, slot):
         """The page sequence number slot `slot` stands for now: the one in

@@ -702,6 +702,7 @@ class PackContext(ComputeContext):
             c.check_fresh(slot, seq, self._th, ln, "pack_tile(accumulate=True)")
             old = formats.decode_tiles(self._l1.mem[addr:addr + c.page_size], c.fmt, 1)[0]
             tile = old + tile
+        c.check_overwrite(slot, self._th.t, self._th, ln, "pack_tile")
         self._l1.mem[addr:addr + c.page_size] = formats.encode_tiles(tile[None], c.fmt)
         c.wseq[slot] = seq
         if c.fmt is _BF16 and not (accumulate or self.cfg.fp32_acc):

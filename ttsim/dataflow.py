@@ -554,8 +554,14 @@ class DataMovementContext(KernelContext):
         self._region(sxy, src.addr, sa, size, ln, name, False, getattr(src, "page", None))
         self._l1_check(self.core, dst_l1, da, size, ln, name, True)
         me[da:da + size] = src_mem[sa:sa + size]
+        landed = self._noc.read(t, noc, (self.my_x, self.my_y), sxy, size)
+        self._transfer(self.core, da, size, landed, False, ln)
+        if src_mem is not me or sxy in self._e.worker_at:
+            score = self._e.worker_at.get(sxy)
+            if score is not None:
+                self._transfer(score, sa, size, landed, True)
         # the RISC sees the NIU's read counter completion-latency cycles after the data lands
-        seen = self._noc.read(t, noc, (self.my_x, self.my_y), sxy, size) + self._c_done
+        seen = landed + self._c_done
         if seen > self._read_done:
             self._read_done = seen
 
@@ -640,7 +646,17 @@ class DataMovementContext(KernelContext):
         self._region(dxy, dst.addr, da, size, ln, name, True, getattr(dst, "page", None))
         dst_mem[da:da + size] = me[sa:sa + size]
         landed, acked = self._noc.write(t, noc, (self.my_x, self.my_y), dxy, size)
+        self._transfer(self.core, sa, size, landed, True)
+        dcore = self._e.worker_at.get(dxy)
+        if dcore is not None:
+            self._transfer(dcore, da, size, landed, False, ln)
         self._wrote(landed, acked)
+
+    def _transfer(self, core, addr, size, t, out, ln=None):
+        """Note when a NoC transfer is done with CB pages of `core` (CircularBuffer.transfer)."""
+        cb = self._e.cb_at(core, addr, size)
+        if cb is not None:
+            cb.transfer(addr, size, t, out, self._th, ln)
 
     def _wrote(self, landed, acked):
         """Note a write's completion times as the RISC will see them (completion latency)."""
@@ -719,6 +735,7 @@ class DataMovementContext(KernelContext):
             t, noc, (self.my_x, self.my_y), (mcast.x0, mcast.y0, mcast.x1, mcast.y1), size,
             include_self, linked)
         self._cmd_free[(noc, "wr")] = sent
+        self._transfer(self.core, sa, size, sent, True)
         self._wrote(landed, acked)
 
     def _mcast_mems(self, cores):

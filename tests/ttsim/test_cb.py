@@ -215,3 +215,62 @@ def test_a_cb_never_reserved_is_scratch_l1(dev, x):
         _run(dev, lambda k: k.write_l1(k.get_write_ptr(0) + 4000, np.zeros(200, np.uint8)))
     with pytest.raises(ttsim.CBError, match="run outside cb 16"):    # from below, into it
         _run(dev, lambda k: k.write_l1(k.get_write_ptr(16) - 8, np.zeros(16, np.uint8)), cbs=(16,))
+
+
+def test_pushing_a_page_before_its_noc_read_lands_is_an_error(dev, x):
+    """No noc_async_read_barrier before cb_push_back: the consumer could read the page
+    before the data is in it (the chip would hand on whatever the page held)."""
+    def reader(k):
+        k.cb_reserve_back(0, 1)
+        k.noc_async_read_tile(0, k.interleaved_addr_gen(x), k.get_write_ptr(0))
+        k.cb_push_back(0, 1)
+
+    with pytest.raises(ttsim.CBError, match=r"cb_push_back pushes page 0 of cb 0 at cycle [\d,]+, "
+                       r"before the NoC data written into it lands \(cycle [\d,]+\)") as e:
+        _run(dev, reader, _copy_out)
+    assert e.value.thread == "reader" and e.value.cb == 0 and "cb_push_back" in str(e.value)
+    # with the barrier the same program runs
+    def ok(k):
+        k.cb_reserve_back(0, 1)
+        k.noc_async_read_tile(0, k.interleaved_addr_gen(x), k.get_write_ptr(0))
+        k.noc_async_read_barrier()
+        k.cb_push_back(0, 1)
+    _run(dev, ok, _copy_out)
+
+
+def test_rewriting_a_page_a_noc_write_still_reads_out_is_an_error(dev, x):
+    """The writer pops a page without waiting for its write to DRAM; the reader reserves the
+    slot again and a short read lands in it while the long write is still reading the old
+    data out: the chip would send the new bytes."""
+    big = 32 * 2048
+
+    def reader(k):
+        src = k.get_noc_addr(*k.logical_to_noc(1, 0), 0x30000)
+        for _ in range(2):
+            k.cb_reserve_back(0, 1)
+            k.noc_async_read(src, k.get_write_ptr(0), 64)
+            k.noc_async_read_barrier()
+            k.cb_push_back(0, 1)
+
+    def writer(k, barrier):
+        for i in range(2):
+            k.cb_wait_front(0, 1)
+            k.noc_async_write(k.get_read_ptr(0), k.get_noc_addr(*k.logical_to_noc(1, 0),
+                                                                   0x40000 + i * big), big)
+            if barrier:
+                k.noc_async_write_barrier()
+            k.cb_pop_front(0, 1)
+        k.noc_async_write_barrier()
+
+    def run(barrier):
+        prog = ttsim.Program(dev)
+        prog.circular_buffer([(0, 0)], 0, "bf16", num_pages=1, page_size=big)
+        prog.reader([(0, 0)], reader)
+        prog.writer([(0, 0)], lambda k: writer(k, barrier))
+        return dev.run(prog)
+
+    with pytest.raises(ttsim.CBError, match=r"a NoC transfer writes page 0 of cb 0 \(done at "
+                       r"cycle [\d,]+\) while a NoC write still reads its previous data") as e:
+        run(False)
+    assert e.value.thread == "reader"
+    assert run(True).cycles > 0
