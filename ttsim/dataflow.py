@@ -736,6 +736,8 @@ class DataMovementContext(KernelContext):
             include_self, linked)
         self._cmd_free[(noc, "wr")] = sent
         self._transfer(self.core, sa, size, sent, True)
+        for (xy, core, m), t_in in zip(mems, self._noc.last_landed_each):
+            self._transfer(core, a, size, t_in, False, ln)
         self._wrote(landed, acked)
 
     def _mcast_mems(self, cores):

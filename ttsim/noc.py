@@ -151,6 +151,8 @@ class Noc:
         self._paths: dict[tuple, _Path] = {}
         self._mcast: dict[tuple, tuple] = {}
         self._linked: dict[tuple, tuple] = {}      # (noc, src) -> the tree a linked multicast holds
+        self.last_landed_each: list = []             # set by each multicast_write
+        self._mc_last: dict[tuple, int] = {}       # (noc, src) -> start of its last multicast packet
         self._ackq: dict[tuple, int] = {}          # (noc, src) -> when its multicast acks are counted
         self._recipes: dict[tuple, tuple] = {}
         self._all_paths: list[_Path] = []
@@ -493,7 +495,12 @@ class Noc:
         dests = (min(rect[0], rect[2]), min(rect[1], rect[3]), max(rect[0], rect[2]),
                  max(rect[1], rect[3]), bool(include_src))
         holding = self._linked.get(lk) == dests
-        lb = tail = t
+        # one source's multicasts on one NoC travel in order (one static VC; tt-metal sends a
+        # block's "valid" semaphore right behind its data without a barrier and relies on
+        # it): a packet never starts before the one issued ahead of it, so it cannot slip into
+        # a gap of the tree's links ahead of it and land first
+        tail = t
+        lb = max(t, self._mc_last.get(lk, -1) + 1)
         packets = self._packets(nbytes)
         nres = 0
         place, plan = self._place, self._plan
@@ -508,6 +515,7 @@ class Noc:
             if s + dmax > tail:
                 tail = s + dmax
             holding = linked
+        self._mc_last[lk] = s
         sent = s + self._mc_inj(payload)
         if linked:
             self._linked[lk] = dests
@@ -516,6 +524,9 @@ class Noc:
         # Every destination sees the packets at the same head offsets along the tree.
         landed_each = [tail + 2 * niu + h * hop for h in dest_hops]
         landed = max(landed_each)
+        # per destination, in the order of the rectangle's workers row by row (as
+        # ttsim.dataflow lists them): when its last byte is there
+        self.last_landed_each = landed_each
         # Acks: one per destination, header only, sent when the destination has the last
         # byte. They funnel into the source's NIU one ack time each, in arrival order, in
         # a queue of their own per source and NoC (not the port's intervals: dozens of
