@@ -153,6 +153,7 @@ class Noc:
         self._linked: dict[tuple, tuple] = {}      # (noc, src) -> the tree a linked multicast holds
         self.last_landed_each: list = []             # set by each multicast_write
         self._mc_last: dict[tuple, int] = {}       # (noc, src) -> start of its last multicast packet
+        self._w_last: dict[tuple, int] = {}        # (noc, src, dst) -> start of its last write packet
         self._ackq: dict[tuple, int] = {}          # (noc, src) -> when its multicast acks are counted
         self._recipes: dict[tuple, tuple] = {}
         self._all_paths: list[_Path] = []
@@ -425,7 +426,12 @@ class Noc:
         t = self._start(t)
         data, lat, ack_plan, ack_lat, nbytes = self._lookup("w", noc, src_xy, dst_xy, nbytes)
         place = self._place
-        lb = landed = acked = t
+        # writes from one source to one destination on one NoC arrive in order (one path,
+        # one static VC), as multicasts do (see multicast_write)
+        key = (noc, src_xy[0], src_xy[1], dst_xy[0], dst_xy[1])
+        last = self._w_last.get(key)
+        landed = acked = t
+        lb = t if last is None or last < t else last + 1
         for plan, payload in data:
             s, dmax = place(plan, lb, payload)
             lb = s + 1
@@ -437,6 +443,7 @@ class Noc:
             a = sa + ack_lat + amax
             if a > acked:
                 acked = a
+        self._w_last[key] = s
         c = self._counts
         c["write"] += 1
         c["packets"] += 2 * len(data)
