@@ -20,8 +20,8 @@ class CircularBuffer(Fifo):
         # with another number holds what an earlier page left there (or nothing at all)
         self.wseq = [-1] * num_pages
         # per slot: when the last NoC transfer into it lands, and when the last one reading
-        # out of it has its data out of L1 (a push before the first, or a pop before the
-        # second, races the NoC: the chip would hand on or overwrite a page in flight)
+        # out of it has its data out of L1 (a push before the first, or new data in the page
+        # before the second, races the NoC: the chip would hand on or send the wrong bytes)
         self.land_t = [0.0] * num_pages
         self.out_t = [0.0] * num_pages
 

@@ -286,7 +286,8 @@ class KernelContext:
         reserved pages, reads find data written for the page; write=None checks only that
         it stays inside the CB); an address from a CB's pointer must stay in that CB;
         elsewhere it must not touch the firmware region or run from one allocation into
-        the next (a semaphore, an L1 tensor, unallocated L1)."""
+        the next (a semaphore, an L1 tensor, unallocated L1). Returns the CB the bytes are
+        in, or None."""
         e = self._e
         cb = e.cb_at(core, a, n)
         if cb is not None:
@@ -318,6 +319,7 @@ class KernelContext:
                              f"{nxt[2]}")
                 raise self._fail(AccessError, f"{what}: bytes [{a:#x}, {a + n:#x}) of core "
                                  f"({core[0]},{core[1]})'s L1 {where}", ln)
+        return cb
 
     def _cb(self, cb, line):
         try:
@@ -552,14 +554,14 @@ class DataMovementContext(KernelContext):
         self._align(name, sa, self._kind(sxy, False), ln, "source")
         self._align(name, da, "l1", ln, "destination")
         self._region(sxy, src.addr, sa, size, ln, name, False, getattr(src, "page", None))
-        self._l1_check(self.core, dst_l1, da, size, ln, name, True)
+        dcb = self._l1_check(self.core, dst_l1, da, size, ln, name, True)
         me[da:da + size] = src_mem[sa:sa + size]
         landed = self._noc.read(t, noc, (self.my_x, self.my_y), sxy, size)
-        self._transfer(self.core, da, size, landed, False, ln)
-        if src_mem is not me or sxy in self._e.worker_at:
-            score = self._e.worker_at.get(sxy)
-            if score is not None:
-                self._transfer(score, sa, size, landed, True)
+        if dcb is not None:
+            dcb.transfer(da, size, landed, False, self._th, ln)
+        score = self._e.worker_at.get(sxy)
+        if score is not None:                       # out of another core's L1
+            self._transfer(score, sa, size, landed, True)
         # the RISC sees the NIU's read counter completion-latency cycles after the data lands
         seen = landed + self._c_done
         if seen > self._read_done:
@@ -642,11 +644,12 @@ class DataMovementContext(KernelContext):
         da = self._at(dxy, dst.addr, size, ln, f"{name} destination")
         self._align(name, sa, "l1", ln, "source")
         self._align(name, da, self._kind(dxy, True), ln, "destination")
-        self._l1_check(self.core, src_l1, sa, size, ln, name, False)
+        scb = self._l1_check(self.core, src_l1, sa, size, ln, name, False)
         self._region(dxy, dst.addr, da, size, ln, name, True, getattr(dst, "page", None))
         dst_mem[da:da + size] = me[sa:sa + size]
         landed, acked = self._noc.write(t, noc, (self.my_x, self.my_y), dxy, size)
-        self._transfer(self.core, sa, size, landed, True)
+        if scb is not None:
+            scb.transfer(sa, size, landed, True)
         dcore = self._e.worker_at.get(dxy)
         if dcore is not None:
             self._transfer(dcore, da, size, landed, False, ln)
@@ -724,7 +727,7 @@ class DataMovementContext(KernelContext):
         addr = mcast.addr
         a = self._l1_range(self.core, addr, size, ln, f"{name} destination")[0]
         self._align(name, a, "l1", ln, "destination")
-        self._l1_check(self.core, src_l1, sa, size, ln, name, False)
+        scb = self._l1_check(self.core, src_l1, sa, size, ln, name, False)
         data = me[sa:sa + size]
         mems = self._mcast_mems(cores)
         for xy, core, m in mems:
@@ -735,7 +738,8 @@ class DataMovementContext(KernelContext):
             t, noc, (self.my_x, self.my_y), (mcast.x0, mcast.y0, mcast.x1, mcast.y1), size,
             include_self, linked)
         self._cmd_free[(noc, "wr")] = sent
-        self._transfer(self.core, sa, size, sent, True)
+        if scb is not None:
+            scb.transfer(sa, size, sent, True)
         for (xy, core, m), t_in in zip(mems, self._noc.last_landed_each):
             self._transfer(core, a, size, t_in, False, ln)
         self._wrote(landed, acked)
