@@ -31,6 +31,18 @@ def kv_blocks(qi, q_chunk, kv_chunk, n_kv, causal):
     return min(n_kv, -(-(qi + 1) * q_chunk // kv_chunk)) if causal else n_kv
 
 
+def kv_parts(n_blocks, split):
+    """The K/V blocks [j0, j1) of each of `split` cores that share one Q chunk's K/V range
+    (flash-decoding): contiguous, as even as whole blocks allow, the longer ones first."""
+    q, r = divmod(n_blocks, split)
+    out, j = [], 0
+    for p in range(split):
+        n = q + (p < r)
+        out.append((j, j + n))
+        j += n
+    return out
+
+
 def diagonal(qi, j, q_chunk, kv_chunk):
     """A causal (Q chunk, K/V chunk) block some of whose entries lie above the diagonal."""
     return (j + 1) * kv_chunk > qi * q_chunk
@@ -133,18 +145,23 @@ class _Pipes:
     def __init__(self, cores, gx):
         self.cores, self.gx, self.pipes, self._ids = cores, gx, [], {}
 
+    def _id(self, key):
+        if key not in self._ids:
+            self._ids[key] = len(self.pipes)
+            self.pipes.append(key)
+        return self._ids[key]
+
+    def unicast(self, i, j):
+        """The pipe from core i to core j (row-major indices) alone."""
+        x, y = self.cores[j]
+        return self._id((self.cores[i], (x, y, x, y)))
+
     def roles(self, i, j):
         """K/V roles of cores i..j (row-major indices) that share a stream: the first reads
         and multicasts to the rest, a rectangle at a time."""
         if j == i:
             return [None]
-        ids = []
-        for rect in _rects(i + 1, j, self.gx):
-            key = (self.cores[i], rect)
-            if key not in self._ids:
-                self._ids[key] = len(self.pipes)
-                self.pipes.append(key)
-            ids.append(self._ids[key])
+        ids = [self._id((self.cores[i], rect)) for rect in _rects(i + 1, j, self.gx)]
         out = [("send", ids)]
         for m in range(i + 1, j + 1):
             x, y = self.cores[m]
@@ -153,35 +170,57 @@ class _Pipes:
         return out
 
 
-def plan(units, grid, share, blocks_of, buffers):
+def plan(units, grid, share, blocks_of, buffers, split=1):
     """Deal units to cores in rounds (round r gives unit r * cores + i to core i, row-major)
     and decide who reads each K/V chunk from DRAM.
 
-    Returns (schedule, pipes): per core, its units in order, each with its K/V role: None
-    (it reads its own), ("send", [pipe ids]) or ("recv", pipe id); pipes as (source core,
-    rectangle of destination cores). With `share`, the cores of a round whose units have the
-    same stream key form a run of consecutive cores; the first reads each K/V chunk and
-    multicasts it to the rest, a rectangle at a time. A multicast lands at the sender's
-    buffer address, so a run only shares among cores whose K/V buffers stand at the same
-    block (blocks consumed so far, modulo `buffers`): it splits where they do not.
+    Returns (schedule, pipes): per core, its units in order, each as (chunks, K/V role).
+    A chunk is (q row, kv row, qi, j0, j1, exchange): the Q chunk attends to K/V blocks
+    j0..j1-1. The K/V role is None (the core reads its own), ("send", [pipe ids]) or
+    ("recv", pipe id); pipes are (source core, rectangle of destination cores). With
+    `share`, the cores of a round whose units have the same stream key form a run of
+    consecutive cores; the first reads each K/V chunk and multicasts it to the rest, a
+    rectangle at a time. A multicast lands at the sender's buffer address, so a run only
+    shares among cores whose K/V buffers stand at the same block (blocks consumed so far,
+    modulo `buffers`): it splits where they do not.
+
+    With `split` > 1 (flash-decoding), each Q chunk's K/V blocks are split (kv_parts) over
+    `split` cores that run it at the same time: a round gives cores // split units, part p
+    of unit g to core p * (cores // split) + g (so the cores of one part sit side by side
+    and share K/V streams as above; cores left over idle). Part 0's core combines: its
+    exchange is ("combine", [pipe ids of parts 1.., in order]); the others' is ("part",
+    pipe id), the pipe their partial (m, l, O) goes to it on. Without a split it is None.
     """
     gx, gy = grid
     cores = [(x, y) for y in range(gy) for x in range(gx)]
     sched = {c: [] for c in cores}
     consumed = [0] * len(cores)
     pipes = _Pipes(cores, gx)
-    for r0 in range(0, len(units), len(cores)):
-        rnd = units[r0:r0 + len(cores)]
-        i = 0
-        while i < len(rnd):
-            j = i
-            while (share and j + 1 < len(rnd) and rnd[j + 1][0] == rnd[i][0]
-                   and consumed[j + 1] % buffers == consumed[i] % buffers):
-                j += 1
-            for m, role in zip(range(i, j + 1), pipes.roles(i, j)):
-                sched[cores[m]].append((rnd[m][1], role))
-                consumed[m] += sum(blocks_of(qi) for _, _, qi in rnd[m][1])
-            i = j + 1
+    n_g = len(cores) // split
+    for r0 in range(0, len(units), n_g):
+        rnd = units[r0:r0 + n_g]
+        for part in range(split):
+            base = part * n_g
+            i = 0
+            while i < len(rnd):
+                j = i
+                while (share and j + 1 < len(rnd) and rnd[j + 1][0] == rnd[i][0]
+                       and consumed[base + j + 1] % buffers == consumed[base + i] % buffers):
+                    j += 1
+                for m, role in zip(range(i, j + 1), pipes.roles(base + i, base + j)):
+                    chunks = []
+                    for q_row, kv_row, qi in rnd[m][1]:
+                        j0, j1 = kv_parts(blocks_of(qi), split)[part]
+                        if split == 1:
+                            x = None
+                        elif part:
+                            x = ("part", pipes.unicast(base + m, m))
+                        else:
+                            x = ("combine", [pipes.unicast(p * n_g + m, m) for p in range(1, split)])
+                        chunks.append((q_row, kv_row, qi, j0, j1, x))
+                        consumed[base + m] += j1 - j0
+                    sched[cores[base + m]].append((tuple(chunks), role))
+                i = j + 1
     return sched, pipes.pipes
 
 
@@ -202,21 +241,19 @@ def causal_plan(batch, heads, kv_heads, n_q, grid, share, blocks_of):
         for b, kh, qi in items:
             for h0 in range(kh * group, (kh + 1) * group, len(gang)):
                 for m, role in zip(gang, roles):
-                    sched[cores[m]].append((((b * heads + h0 + m - gang[0], b * kv_heads + kh, qi),),
-                                            role))
+                    sched[cores[m]].append((((b * heads + h0 + m - gang[0], b * kv_heads + kh, qi,
+                                              0, blocks_of(qi), None),), role))
     return sched, pipes.pipes
 
 
-def make_kernel(sched, pipes, d_t, q_chunk, kv_chunk, n_kv, scale, causal, offsets, grid,
+def make_kernel(sched, pipes, d_t, q_chunk, kv_chunk, scale, causal, offsets, grid,
                 buffers, alpha_exp="accurate", **compute_cfg):
     """Build the ttlang kernel for one problem and schedule (see plan)."""
+    split = any(x for units in sched.values() for chunks, _ in units for *_, x in chunks)
 
     def bcast(col):
         """Row statistics live in column 0 of their tiles: spread them across the columns."""
         return ttl.math.broadcast(col, dims=[1])
-
-    def blocks(qi):
-        return kv_blocks(qi, q_chunk, kv_chunk, n_kv, causal)
 
     @ttl.kernel(grid=grid, **compute_cfg)
     def flash_attention(q, k, v, mask, out):
@@ -234,6 +271,11 @@ def make_kernel(sched, pipes, d_t, q_chunk, kv_chunk, n_kv, scale, causal, offse
         alpha_buf = ttl.make_dataflow_buffer_like(out, shape=(q_chunk, 1), buffer_factor=1)
         l_buf = ttl.make_dataflow_buffer_like(out, shape=(q_chunk, 1), buffer_factor=2)
         o_buf = ttl.make_dataflow_buffer_like(out, shape=(q_chunk, d_t), buffer_factor=2)
+        if split:       # a part's (m, l, O) on its way to the core that combines them
+            xm_buf = ttl.make_dataflow_buffer_like(out, shape=(q_chunk, 1), buffer_factor=1)
+            xl_buf = ttl.make_dataflow_buffer_like(out, shape=(q_chunk, 1), buffer_factor=1)
+            xo_buf = ttl.make_dataflow_buffer_like(out, shape=(q_chunk, d_t), buffer_factor=1)
+            beta_buf = ttl.make_dataflow_buffer_like(out, shape=(q_chunk, 1), buffer_factor=1)
         nets = [ttl.PipeNet([ttl.Pipe(src=src, dst=(slice(x0, x1 + 1), slice(y0, y1 + 1)))])
                 for src, (x0, y0, x1, y1) in pipes]
 
@@ -260,10 +302,10 @@ def make_kernel(sched, pipes, d_t, q_chunk, kv_chunk, n_kv, scale, causal, offse
                 with mb.reserve() as blk:
                     ttl.copy(mask[n * q_chunk:(n + 1) * q_chunk, 0:kv_chunk], blk).wait()
             for chunks, role in my_work():
-                for q_row, kv_row, qi in chunks:
+                for q_row, kv_row, qi, j0, j1, _ in chunks:
                     with q_buf.reserve() as qb:
                         ttl.copy(q[q_row, qi * q_chunk:(qi + 1) * q_chunk, :], qb).wait()
-                    for j in range(blocks(qi)):
+                    for j in range(j0, j1):
                         fetch(k_buf, k, kv_row, j, role)
                         fetch(v_buf, v, kv_row, j, role)
 
@@ -271,7 +313,7 @@ def make_kernel(sched, pipes, d_t, q_chunk, kv_chunk, n_kv, scale, causal, offse
         def compute():
             masks = [mb.wait() for mb in mask_bufs]
             for chunks, _ in my_work():
-                for _, _, qi in chunks:
+                for _, _, qi, j0, j1, x in chunks:
                     with q_buf.wait() as qb, qs_buf.reserve() as qs:
                         qs.store(qb * scale)        # the softmax scale, folded into Q once per chunk
                     with qs_buf.wait() as qb:
@@ -281,7 +323,7 @@ def make_kernel(sched, pipes, d_t, q_chunk, kv_chunk, n_kv, scale, causal, offse
                             l0.store(ttl.math.fill(l0, 0.0))
                         with o_buf.reserve() as o0:
                             o0.store(ttl.math.fill(o0, 0.0))
-                        for j in range(blocks(qi)):
+                        for j in range(j0, j1):
                             with k_buf.wait() as kb, s_buf.reserve() as s:
                                 if causal and diagonal(qi, j, q_chunk, kv_chunk):
                                     mk = masks[offsets.index(qi * q_chunk - j * kv_chunk)]
@@ -303,16 +345,52 @@ def make_kernel(sched, pipes, d_t, q_chunk, kv_chunk, n_kv, scale, causal, offse
                                     l_next.store(alpha * l + p.rowsum())
                                 with v_buf.wait() as vb, o_buf.wait() as o, o_buf.reserve() as o_next:
                                     o_next.store(bcast(alpha) * o + p @ vb)
-                        with o_buf.wait() as o, l_buf.wait() as l, m_buf.wait() as m:
-                            with out_buf.reserve() as ob:
-                                ob.store(o / bcast(l))
+                        if x and x[0] == "part":      # the partial goes to the combining core
+                            with o_buf.wait() as o, l_buf.wait() as l, m_buf.wait() as m:
+                                with xm_buf.reserve() as xm:
+                                    xm.store(m)
+                                with xl_buf.reserve() as xl:
+                                    xl.store(l)
+                                with xo_buf.reserve() as xo:
+                                    xo.store(o)
+                        else:
+                            for _ in (x[1] if x else ()):  # fold in each part's (m, l, O)
+                                with xm_buf.wait() as mi, m_buf.wait() as m:
+                                    with mn_buf.reserve() as mn:
+                                        mn.store(ttl.math.max(m, mi))
+                                    with mn_buf.wait() as mn:
+                                        # accurate: these weigh whole partial sums, so an
+                                        # approximate exp's bias would not cancel (few tiles)
+                                        with alpha_buf.reserve() as alpha:
+                                            alpha.store(ttl.math.exp(m - mn, approx="accurate"))
+                                        with beta_buf.reserve() as beta:
+                                            beta.store(ttl.math.exp(mi - mn, approx="accurate"))
+                                        with m_buf.reserve() as m_next:
+                                            m_next.store(mn)
+                                with alpha_buf.wait() as alpha, beta_buf.wait() as beta:
+                                    with xl_buf.wait() as li, l_buf.wait() as l, l_buf.reserve() as l_next:
+                                        l_next.store(alpha * l + beta * li)
+                                    with xo_buf.wait() as oi, o_buf.wait() as o, o_buf.reserve() as o_next:
+                                        o_next.store(bcast(alpha) * o + bcast(beta) * oi)
+                            with o_buf.wait() as o, l_buf.wait() as l, m_buf.wait() as m:
+                                with out_buf.reserve() as ob:
+                                    ob.store(o / bcast(l))
             for mk in masks:
                 mk.pop()
 
         @ttl.datamovement()
         def writer():
             for chunks, _ in my_work():
-                for q_row, _, qi in chunks:
+                for q_row, _, qi, _, _, x in chunks:
+                    if x and x[0] == "part":
+                        for xb in (xm_buf, xl_buf, xo_buf):
+                            with xb.wait() as blk:
+                                ttl.copy(blk, nets[x[1]].pipes[0]).wait()
+                        continue
+                    for pid in (x[1] if x else ()):
+                        for xb in (xm_buf, xl_buf, xo_buf):
+                            with xb.reserve() as blk:
+                                ttl.copy(nets[pid].pipes[0], blk).wait()
                     with out_buf.wait() as ob:
                         ttl.copy(ob, out[q_row, qi * q_chunk:(qi + 1) * q_chunk, :]).wait()
 
@@ -358,9 +436,12 @@ def pcc_in_place(xy):
     return float(c[0, 1])
 
 
-def l1_bytes_needed(qc, kc, d_t, buffers, kv_bytes, n_masks):
-    """L1 the kernel's buffers take (bf16 but K/V) plus the compiler's intermediates."""
+def l1_bytes_needed(qc, kc, d_t, buffers, kv_bytes, n_masks, split=1):
+    """L1 the kernel's buffers take (bf16 but K/V) plus the compiler's intermediates; a
+    K/V split adds the exchange buffers (m, l, O and a rescale factor)."""
     bf16 = 2048 * (qc * d_t * 7 + qc * kc * (2 + n_masks) + qc * 6 + qc * kc)
+    if split > 1:
+        bf16 += 2048 * qc * (d_t + 3)
     return bf16 + 2 * kc * d_t * buffers * kv_bytes
 
 
@@ -377,6 +458,25 @@ def estimate(steps, q_chunk, kv_chunk, d_t):
     its two matmuls, its softmax work (about 4 tile products per score tile) and a fixed
     cost; enough to rank chunk sizes, not a prediction of cycles."""
     return steps * (q_chunk * kv_chunk * (2 * d_t + 4) + 8)
+
+
+def choose_split(batch, heads, n_q, n_kv, q_chunk, kv_chunk, d_t, cores, l1_fits=lambda s: True):
+    """The K/V split (kv_parts) `estimate` ranks fastest for chunks already chosen: a split
+    gives idle cores part of each Q chunk's K/V range at the price of a combine step per
+    extra part on the combining core (per Q tile: the partial O's transfer and rescale,
+    about 3 tile products a head-dim tile, and two accurate exps at about 25 each: an
+    estimate). The smallest split on a tie."""
+    units = batch * heads * n_q
+    best = None
+    for split in range(1, min(cores, n_kv) + 1):
+        if split > 1 and not l1_fits(split):
+            continue
+        rounds = -(-units // (cores // split))
+        t = (estimate(rounds * -(-n_kv // split), q_chunk, kv_chunk, d_t)
+             + rounds * (split - 1) * (q_chunk * (3 * d_t + 50) + 8))
+        if best is None or t < best[0]:
+            best = (t, split)
+    return best[1]
 
 
 def auto_schedule(batch, heads, kv_heads, sq_t, skv_t, d_t, grid, causal=False, buffers=2,
@@ -412,7 +512,7 @@ ALPHA_EXP = {"fast": "approx", "approx": "approx", "accurate": "accurate"}   # s
 def run(batch=1, heads=8, seq=2048, dim=64, grid=(8, 8), q_chunk=None, kv_chunk=None, buffers=2,
         kv_dtype="bf16", math_fidelity="HiFi4", fp32_dest_acc_en=False, causal=False, seed=0,
         sysdesc=None, kv_seq=None, kv_share="auto", exp="fast", kv_heads=None, kv_mcast=None,
-        alpha_exp=None):
+        alpha_exp=None, kv_split=1):
     """Run flash attention once; returns (figures, RunReport, kernel).
 
     `kv_heads` (default `heads`) K/V heads, each serving heads / kv_heads query heads
@@ -461,12 +561,26 @@ def run(batch=1, heads=8, seq=2048, dim=64, grid=(8, 8), q_chunk=None, kv_chunk=
         raise ValueError(f"seq {seq} ({sq_t} tiles) must be a multiple of q_chunk={q_chunk} tiles and "
                          f"kv_seq {kv_seq} ({skv_t} tiles) of kv_chunk={kv_chunk}")
     n_q, n_kv = sq_t // q_chunk, skv_t // kv_chunk
+    cores = grid[0] * grid[1]
+    if kv_split == "auto":
+        kv_split = 1 if causal else choose_split(
+            batch, heads, n_q, n_kv, q_chunk, kv_chunk, d_t, cores,
+            lambda sp: l1_bytes_needed(q_chunk, kv_chunk, d_t, buffers, kv_bytes, 0, sp) <= 1_300_000)
+    if not isinstance(kv_split, int) or isinstance(kv_split, bool) or kv_split < 1:
+        raise ValueError(f"kv_split {kv_split!r}: a whole number of cores per Q chunk (1: no split), or 'auto'")
+    if kv_split > 1 and causal:
+        raise ValueError("kv_split > 1 with causal=True: splitting a causal Q chunk's K/V range "
+                         "over cores is not built (causal runs balance whole Q chunks instead)")
+    if kv_split > min(n_kv, cores):
+        raise ValueError(f"kv_split {kv_split}: a Q chunk's {n_kv} K/V chunks split over at most "
+                         f"{min(n_kv, cores)} cores (one K/V chunk each, and {cores} cores in the grid)")
     blocks_of = lambda qi: kv_blocks(qi, q_chunk, kv_chunk, n_kv, causal)
     share = kv_share != "off"
     if causal:
         sched, pipes = causal_plan(batch, heads, kv_heads, n_q, grid, share, blocks_of)
     else:
-        sched, pipes = plan(work_units(batch, heads, kv_heads, n_q), grid, share, blocks_of, buffers)
+        sched, pipes = plan(work_units(batch, heads, kv_heads, n_q), grid, share, blocks_of, buffers,
+                            kv_split)
     offsets = mask_offsets(n_q, q_chunk, kv_chunk, n_kv) if causal else []
     scale = 1.0 / math.sqrt(dim)
     r = np.random.default_rng(seed)
@@ -478,7 +592,7 @@ def run(batch=1, heads=8, seq=2048, dim=64, grid=(8, 8), q_chunk=None, kv_chunk=
     masks = [causal_mask(o, q_chunk, kv_chunk) for o in offsets] or [np.zeros((32, 32), np.float32)]
     mask = ttl.from_numpy(np.concatenate(masks), "bf16")
     out = ttl.empty(shape, "bf16")
-    kern = make_kernel(sched, pipes, d_t, q_chunk, kv_chunk, n_kv, scale, causal, offsets, grid,
+    kern = make_kernel(sched, pipes, d_t, q_chunk, kv_chunk, scale, causal, offsets, grid,
                        buffers, alpha_exp, math_fidelity=math_fidelity,
                        fp32_dest_acc_en=fp32_dest_acc_en, exp_approx=exp)
     t0 = time.perf_counter()
@@ -515,6 +629,7 @@ def run(batch=1, heads=8, seq=2048, dim=64, grid=(8, 8), q_chunk=None, kv_chunk=
         "kv_mcast": shared > 0,
         "units_shared": shared,
         "units": sum(len(c) for c in sched.values()),
+        "kv_split": kv_split,
         "exp": exp,
         "alpha_exp": alpha_exp,
         "utilisation": {kd: round(d["busy"], 4) for kd, d in rep.per_kind().items()},
@@ -569,6 +684,12 @@ def chunk(s):
     return n // 32
 
 
+def split_arg(s):
+    if s == "auto":
+        return s
+    return positive(s)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--batch", type=positive, default=1)
@@ -600,6 +721,10 @@ def main(argv=None):
                         "multicast it (auto: wherever some can)")
     p.add_argument("--kv-mcast", choices=["on", "off"], default=None,
                    help="the older form of --kv-share mcast / off")
+    p.add_argument("--kv-split", type=split_arg, default="auto",
+                   help="cores per Q chunk, each taking part of its K/V range (flash-decoding; "
+                        "non-causal runs): a number, or auto (default) to split where the work "
+                        "would leave cores idle")
     p.add_argument("--sysdesc", default=None)
     p.add_argument("--json", default=None)
     p.add_argument("--show", action="store_true", help="print the generated low-level code")
@@ -619,7 +744,8 @@ def main(argv=None):
         res, rep, kern = run(a.batch, a.heads, a.seq, a.dim, grid, a.q_chunk, a.kv_chunk,
                              a.buffers, a.kv_dtype, a.fidelity, a.fp32_acc, a.causal,
                              kv_seq=a.kv_seq, kv_share=share, exp=a.exp, kv_heads=a.kv_heads,
-                             alpha_exp=a.alpha_exp)
+                             alpha_exp=a.alpha_exp,
+                             kv_split=1 if a.causal and a.kv_split == "auto" else a.kv_split)
     except (ValueError, ttl.CompileError, ttsim.TTSimError) as e:   # SysdescError is a ValueError
         if a.debug:
             raise
@@ -631,7 +757,8 @@ def main(argv=None):
     print(f"schedule: q_chunk {res['q_chunk']} tiles, kv_chunk {res['kv_chunk']} tiles, K/V {a.kv_dtype}, "
           f"{a.fidelity}{', fp32 acc' if a.fp32_acc else ''}, exp {a.exp} (alpha {res['alpha_exp']}), K/V buffer depth {a.buffers}, "
           f"K/V {'shared by multicast' if res['kv_mcast'] else 'read by every core'} "
-          f"({res['units_shared']} of {res['units']} units receive theirs)")
+          f"({res['units_shared']} of {res['units']} units receive theirs)"
+          + (f", each Q chunk's K/V range split over {res['kv_split']} cores" if res["kv_split"] > 1 else ""))
     print(f"correctness vs float64: pcc {res['pcc']:.6f}, max abs err {res['max_abs_err']:.4g}, "
           f"rel err {res['rel_err']:.3g}")
     print(f"cycles: {res['cycles']:,.0f} = {res['us']:,.1f} us at {sd.clock_ghz.value} GHz; "

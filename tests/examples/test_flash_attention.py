@@ -15,17 +15,18 @@ from ttlang import testing as tt  # noqa: E402
 U_BF16 = 2.0 ** -8
 
 
-def fa_bound(res_inputs, seq, kv_chunk, causal, fidelity="HiFi4"):
+def fa_bound(res_inputs, seq, kv_chunk, causal, fidelity="HiFi4", split=1):
     """Error bound from the formats: Q * scale, S, P, alpha, O and the final division each
     round to bf16 (relative u); an error e in S moves exp(S - m) by about |e| relative; the running
     O is rounded once per KV chunk. The output is a convex mix of V rows, so errors scale
     with max|V|. Below HiFi4 each product of QK^T and PV is off by the fidelity's
-    truncation (ttlang.testing.FIDELITY_ROUNDOFF). The reference uses the inputs as stored
-    (bf16 or bfp8_b), so their rounding is not an error."""
+    truncation (ttlang.testing.FIDELITY_ROUNDOFF). A K/V split over `split` cores rounds
+    the combining core's (l, O) once more per part it folds in. The reference uses the inputs
+    as stored (bf16 or bfp8_b), so their rounding is not an error."""
     q, k, v, scale = res_inputs
     s_max = np.abs(q).max() * np.abs(k).max() * q.shape[-1] * scale   # loose |S| bound
     s_max = min(s_max, 8.0)
-    n_chunks = seq // 32 // kv_chunk
+    n_chunks = seq // 32 // kv_chunk + split - 1
     u_fid = tt.FIDELITY_ROUNDOFF[fidelity]
     return (U_BF16 * (4 + 3 * s_max + 2 * n_chunks) + u_fid * (2 * s_max + 1)) * np.abs(v).max()
 
@@ -62,9 +63,12 @@ def test_matches_float64_reference(p):
 
 
 def _inputs(p):
+    """The run's inputs as fa.run draws them (Q, then K and V of kv_seq rows, kv_heads)."""
     r = np.random.default_rng(p["seed"])
-    shape = (p["batch"] * p["heads"], p["seq"], p["dim"])
-    q, k, v = (r.standard_normal(shape) for _ in range(3))
+    b, kv_seq = p.get("batch", 1), p.get("kv_seq") or p["seq"]
+    q = r.standard_normal((b * p["heads"], p["seq"], p["dim"]))
+    k, v = (r.standard_normal((b * (p.get("kv_heads") or p["heads"]), kv_seq, p["dim"]))
+            for _ in range(2))
     return q, k, v, 1 / math.sqrt(p["dim"])
 
 
@@ -158,10 +162,10 @@ def test_causal_plan_balances_the_work_and_gangs_share_one_stream(batch, kv_head
     heads, n_kv = kv_heads * group, -(-n_q // kv_chunk)
     blocks_of = lambda qi: fa.kv_blocks(qi, 1, kv_chunk, n_kv, True)
     sched, pipes = fa.causal_plan(batch, heads, kv_heads, n_q, grid, share, blocks_of)
-    every = sorted((qr, qi) for us in sched.values() for u, _ in us for qr, _, qi in u)
+    every = sorted((qr, qi) for us in sched.values() for u, _ in us for qr, _, qi, *_ in u)
     assert every == [(qr, qi) for qr in range(batch * heads) for qi in range(n_q)]
     cost = lambda qi: blocks_of(qi) + fa.CHUNK_STEPS
-    loads = {c: sum(cost(qi) for u, _ in us for _, _, qi in u) for c, us in sched.items()}
+    loads = {c: sum(cost(qi) for u, _ in us for _, _, qi, *_ in u) for c, us in sched.items()}
     # list scheduling: a core that finishes early finished at most one item before the end
     # (a pass of it for each of its gang's passes)
     longest = max(loads.values())
@@ -214,6 +218,92 @@ def test_plan_deals_every_unit_once_and_every_receiver_has_one_sender(n_units, n
                     assert not cells & covered and c not in cells
                     covered |= cells
                     assert all(sched[d][step][1] == ("recv", pid) for d in cells)
+
+
+@given(n_units=st.integers(1, 20), n_keys=st.integers(1, 4), grid=st.sampled_from(
+    [(2, 1), (3, 1), (4, 2), (5, 3)]), buffers=st.integers(1, 3), share=st.booleans(),
+    data=st.data())
+def test_a_kv_split_runs_each_q_chunk_side_by_side_and_combines_it_on_one_core(
+        n_units, n_keys, grid, buffers, share, data):
+    cores = grid[0] * grid[1]
+    split = data.draw(st.integers(2, min(cores, 4)))
+    keys = sorted(data.draw(st.lists(st.integers(0, n_keys - 1), min_size=n_units, max_size=n_units)))
+    units = [(k, ((i, k, 0),)) for i, k in enumerate(keys)]
+    n_blocks = split + data.draw(st.integers(0, 5))
+    sched, pipes = fa.plan(units, grid, share, lambda qi: n_blocks, buffers, split)
+    placed = {}                   # q row -> [(part's j0, j1, core, step, exchange)]
+    for c, us in sched.items():
+        for step, (u, _) in enumerate(us):
+            for q_row, kv_row, qi, j0, j1, x in u:
+                placed.setdefault(q_row, []).append((j0, j1, c, step, x))
+    assert sorted(placed) == list(range(n_units))
+    n_g = cores // split
+    for q_row, parts in placed.items():
+        parts.sort()
+        # the parts tile the K/V range, as evenly as whole blocks go, one core each, one round
+        assert [(j0, j1) for j0, j1, *_ in parts] == fa.kv_parts(n_blocks, split)
+        assert max(j1 - j0 for j0, j1, *_ in parts) - min(j1 - j0 for j0, j1, *_ in parts) <= 1
+        assert len({c for _, _, c, _, _ in parts}) == split
+        assert len({step for _, _, _, step, _ in parts}) == 1
+        combiner, x0 = parts[0][2], parts[0][4]
+        assert x0[0] == "combine" and len(x0[1]) == split - 1
+        for (_, _, c, _, x), pid in zip(parts[1:], x0[1]):
+            assert x == ("part", pid)
+            src, (rx0, ry0, rx1, ry1) = pipes[pid]
+            assert src == c and (rx0, ry0) == (rx1, ry1) == combiner
+    # the cores a round leaves over (cores % split of them) get nothing
+    order = [(x, y) for y in range(grid[1]) for x in range(grid[0])]
+    assert all(not sched[c] for c in order[n_g * split:])
+    for c, us in sched.items():           # a K/V receiver gets the blocks its sender reads
+        for step, (u, role) in enumerate(us):
+            if role and role[0] == "recv":
+                su, srole = sched[pipes[role[1]][0]][step]
+                assert srole[0] == "send" and su[0][1] == u[0][1] and su[0][3:5] == u[0][3:5]
+
+
+@settings(max_examples=8)
+@given(heads=st.integers(1, 2), kv_heads=st.sampled_from([None, 1]), seq=st.sampled_from([32, 64]),
+       kv_t=st.sampled_from([4, 6, 8, 16]), grid=st.sampled_from([(2, 1), (2, 2), (4, 2)]),
+       kv_chunk=st.sampled_from([1, 2]), kv_dtype=st.sampled_from(["bf16", "bfp8_b"]),
+       seed=st.integers(0, 1000), data=st.data())
+def test_a_kv_split_matches_float64(heads, kv_heads, seq, kv_t, grid, kv_chunk, kv_dtype, seed,
+                                    data):
+    n_kv = kv_t // kv_chunk
+    split = data.draw(st.integers(2, min(n_kv, grid[0] * grid[1])))
+    p = dict(heads=heads, kv_heads=kv_heads, seq=seq, kv_seq=32 * kv_t, dim=64, grid=grid,
+             q_chunk=1, kv_chunk=kv_chunk, kv_dtype=kv_dtype, seed=seed)
+    res, rep = run(**p, kv_split=split)
+    assert res["kv_split"] == split
+    assert res["pcc"] > 0.999, res
+    assert res["max_abs_err"] <= fa_bound(_inputs(p), 32 * kv_t, kv_chunk, False, split=split), res
+
+
+def test_a_kv_split_uses_the_cores_a_decode_leaves_idle():
+    """Two heads of one query tile against 2,048 K/V rows on 8 cores: without a split 6
+    cores idle; auto splits each head's K/V range over 4 and finishes sooner."""
+    p = dict(heads=2, seq=32, kv_seq=2048, dim=64, grid=(4, 2), q_chunk=1, kv_chunk=4, seed=2)
+    one, r1 = run(**p, kv_split=1)
+    auto, ra = run(**p, kv_split="auto")
+    assert auto["kv_split"] == 4
+    assert ra.cycles < 0.6 * r1.cycles, (ra.cycles, r1.cycles)
+    busy = lambda rep: sum(1 for t in rep.threads if t.kind == "math" and t.busy > 0.1 * rep.cycles)
+    assert (busy(r1), busy(ra)) == (2, 8)
+
+
+@given(units_per_core=st.integers(1, 4), n_kv=st.integers(1, 16), cores=st.sampled_from([8, 64]),
+       q_chunk=st.sampled_from([1, 4]), kv_chunk=st.sampled_from([1, 4, 16]))
+def test_choose_split_keeps_whole_q_chunks_when_they_fill_the_grid(units_per_core, n_kv, cores,
+                                                                   q_chunk, kv_chunk):
+    assert fa.choose_split(1, units_per_core * cores, 1, n_kv, q_chunk, kv_chunk, 2, cores) == 1
+
+
+@pytest.mark.parametrize("kw, says", [
+    (dict(kv_split=0), "whole number"), (dict(kv_split="x"), "whole number"),
+    (dict(kv_split=True), "whole number"), (dict(kv_split=9), "at most 4 cores"),
+    (dict(kv_split=2, causal=True), "not built")])
+def test_bad_kv_splits_are_refused(kw, says):
+    with pytest.raises(ValueError, match=says):
+        fa.run(heads=1, seq=128, dim=64, grid=(2, 2), q_chunk=1, kv_chunk=1, **kw)
 
 
 def _dram_bytes(rep):
@@ -291,7 +381,8 @@ def test_chunks_are_given_in_tiles_or_in_rows_as_tt_metal_gives_them():
     ("--seq 33", "multiple of 32"), ("--dim 1000", "multiple of 32"), ("--q-chunk 0", "at least 1"),
     ("--kv-dtype foo", "invalid choice"), ("--heads 3 --kv-heads 2", "do not split"),
     ("--sysdesc nope", "unknown sysdesc"), ("--buffers 1.5", "not a whole number"),
-    ("--seq 256 --q-chunk 3", "multiple of q_chunk"), ("--kv-chunk 100", "100 rows")])
+    ("--seq 256 --q-chunk 3", "multiple of q_chunk"), ("--kv-chunk 100", "100 rows"),
+    ("--kv-split 0", "at least 1"), ("--kv-split two", "not a whole number")])
 def test_bad_flags_are_one_line_errors(flags, says, capsys):
     with pytest.raises(SystemExit) as e:
         fa.main(flags.split())
