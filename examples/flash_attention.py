@@ -460,20 +460,26 @@ def estimate(steps, q_chunk, kv_chunk, d_t):
     return steps * (q_chunk * kv_chunk * (2 * d_t + 4) + 8)
 
 
+def split_estimate(units, n_kv, q_chunk, kv_chunk, d_t, cores, split):
+    """`estimate` of non-causal work split over `split` cores per Q chunk (kv_parts): rounds
+    of cores // split units, each its longest part's K/V steps, plus a combine step per extra
+    part on the combining core (per Q tile: the partial O's transfer and rescale, about 3
+    tile products a head-dim tile, and two accurate exps at about 25 each: an estimate)."""
+    rounds = -(-units // (cores // split))
+    return (estimate(rounds * -(-n_kv // split), q_chunk, kv_chunk, d_t)
+            + rounds * (split - 1) * (q_chunk * (3 * d_t + 50) + 8))
+
+
 def choose_split(batch, heads, n_q, n_kv, q_chunk, kv_chunk, d_t, cores, l1_fits=lambda s: True):
-    """The K/V split (kv_parts) `estimate` ranks fastest for chunks already chosen: a split
-    gives idle cores part of each Q chunk's K/V range at the price of a combine step per
-    extra part on the combining core (per Q tile: the partial O's transfer and rescale,
-    about 3 tile products a head-dim tile, and two accurate exps at about 25 each: an
-    estimate). The smallest split on a tie."""
+    """The K/V split split_estimate ranks fastest for chunks already chosen: a split gives
+    idle cores part of each Q chunk's K/V range at the price of the combine steps. The
+    smallest split on a tie; 1 where whole Q chunks fill the grid."""
     units = batch * heads * n_q
     best = None
     for split in range(1, min(cores, n_kv) + 1):
         if split > 1 and not l1_fits(split):
             continue
-        rounds = -(-units // (cores // split))
-        t = (estimate(rounds * -(-n_kv // split), q_chunk, kv_chunk, d_t)
-             + rounds * (split - 1) * (q_chunk * (3 * d_t + 50) + 8))
+        t = split_estimate(units, n_kv, q_chunk, kv_chunk, d_t, cores, split)
         if best is None or t < best[0]:
             best = (t, split)
     return best[1]
@@ -788,13 +794,29 @@ SWEEP_PROBLEM = dict(batch=1, heads=8, kv_heads=None, seq=2048, kv_seq=None, dim
                      sysdesc=None)
 
 
+def _sweep_split(s, p):
+    """The schedule's K/V split, "auto" resolved as run() resolves it."""
+    split = s.get("kv_split", 1)
+    if split != "auto":
+        return split
+    if p.get("causal"):
+        return 1
+    sq_t, skv_t, d_t = p["seq"] // 32, (p.get("kv_seq") or p["seq"]) // 32, p["dim"] // 32
+    qc, kc = s["q_chunk"], s["kv_chunk"]
+    kv_bytes = 1088 if s.get("kv_dtype") == "bfp8_b" else 2048
+    return choose_split(p["batch"], p["heads"], sq_t // qc, skv_t // kc, qc, kc, d_t,
+                        s["grid"][0] * s["grid"][1],
+                        lambda sp: l1_bytes_needed(qc, kc, d_t, s.get("buffers", 2), kv_bytes, 0, sp)
+                        <= 1_300_000)
+
+
 def sweep_l1_bytes(s, p):
     """The L1 a schedule's buffers take (l1_bytes_needed), from the problem and schedule."""
     sq_t, skv_t, d_t = p["seq"] // 32, (p.get("kv_seq") or p["seq"]) // 32, p["dim"] // 32
     qc, kc = s["q_chunk"], s["kv_chunk"]
     masks = len(mask_offsets(sq_t // qc, qc, kc, skv_t // kc)) if p.get("causal") else 0
     kv_bytes = 1088 if s.get("kv_dtype") == "bfp8_b" else 2048
-    return l1_bytes_needed(qc, kc, d_t, s.get("buffers", 2), kv_bytes, masks)
+    return l1_bytes_needed(qc, kc, d_t, s.get("buffers", 2), kv_bytes, masks, _sweep_split(s, p))
 
 
 def sweep_estimate(s, p):
@@ -802,26 +824,44 @@ def sweep_estimate(s, p):
     search starts from the schedules it ranks fastest."""
     sq_t, skv_t, d_t = p["seq"] // 32, (p.get("kv_seq") or p["seq"]) // 32, p["dim"] // 32
     qc, kc, causal = s["q_chunk"], s["kv_chunk"], p.get("causal", False)
-    n_kv = skv_t // kc
+    n_kv, cores = skv_t // kc, s["grid"][0] * s["grid"][1]
+    split = _sweep_split(s, p)
+    if split > 1:
+        return split_estimate(p["batch"] * p["heads"] * (sq_t // qc), n_kv, qc, kc, d_t, cores,
+                              split)
     steps = work_steps(p["batch"], p["heads"], p.get("kv_heads") or p["heads"], sq_t // qc,
-                       s["grid"][0] * s["grid"][1], lambda qi: kv_blocks(qi, qc, kc, n_kv, causal),
-                       causal)
+                       cores, lambda qi: kv_blocks(qi, qc, kc, n_kv, causal), causal)
     return estimate(steps, qc, kc, d_t)
+
+
+def _split_fits(s, p):
+    """A K/V split needs a non-causal run and at least one K/V chunk and one core per part."""
+    split = s.get("kv_split", 1)
+    if split in (1, "auto"):
+        return None
+    n_kv = (p.get("kv_seq") or p["seq"]) // 32 // s["kv_chunk"]
+    cores = s["grid"][0] * s["grid"][1]
+    if p.get("causal"):
+        return f"kv_split {split}: causal runs do not split K/V"
+    if split > min(n_kv, cores):
+        return f"kv_split {split} > {min(n_kv, cores)} (K/V chunks {n_kv}, cores {cores})"
+    return None
 
 
 def schedule_space(problem=None):
     """Flash attention's schedule parameters for `problem` (missing keys: SWEEP_PROBLEM, the
     main job): chunks that do not divide the sequence, grids larger than the chip and
-    buffers that do not fit its free L1 are pruned before anything runs."""
+    buffers that do not fit its free L1 are pruned before anything runs. `kv_split` is 1
+    (sweep a decode problem with `-s kv_split=1,2,4,8,auto`)."""
     p = {**SWEEP_PROBLEM, **(problem or {})}
     seq_t = p["seq"] // 32
     chunks = [c for c in (1, 2, 4, 8, 16) if c <= seq_t]
     return Space(
         {"grid": [(8, 8), (4, 4), (8, 4)], "q_chunk": chunks, "kv_chunk": chunks, "buffers": [2],
          "kv_dtype": ["bf16", "bfp8_b"], "math_fidelity": ["HiFi4", "HiFi2"],
-         "fp32_dest_acc_en": [False], "kv_share": ["auto"], "exp": ["fast"]},
+         "fp32_dest_acc_en": [False], "kv_share": ["auto"], "exp": ["fast"], "kv_split": [1]},
         constraints=[divides("q_chunk", lambda p: p["seq"] // 32, "seq tiles"),
                      divides("kv_chunk", lambda p: (p.get("kv_seq") or p["seq"]) // 32, "K/V seq tiles"),
-                     grid_fits(),
+                     grid_fits(), _split_fits,
                      fits(sweep_l1_bytes, lambda p: l1_free(p.get("sysdesc")))],
         problem=p, figures={"l1_bytes": sweep_l1_bytes}, estimate=sweep_estimate)

@@ -424,3 +424,21 @@ def test_pcc_in_place_is_numpys_corrcoef_bit_for_bit():
         x = r.standard_normal(n)
         y = x + r.standard_normal(n) * 0.01
         assert fa.pcc_in_place(np.stack([x, y])) == float(np.corrcoef(x, y)[0, 1])
+
+
+def test_the_sweep_space_takes_kv_splits_and_prunes_the_impossible_ones():
+    """A decode problem swept with `-s kv_split=...`: splits the problem cannot take are pruned
+    with their reason; auto resolves as run() does; the estimate ranks a split first."""
+    decode = dict(heads=2, seq=32, kv_seq=2048, dim=64)
+    space = fa.schedule_space(decode).restrict(grid=[(4, 2)], q_chunk=[1], kv_chunk=[4],
+                                               kv_dtype=["bf16"], math_fidelity=["HiFi4"],
+                                               kv_split=[1, 2, 4, 9, "auto"])
+    why = {s["kv_split"]: space.check(s, space.problem) for s in space}
+    assert why[9] == "kv_split 9 > 8 (K/V chunks 16, cores 8)"
+    assert all(why[k] is None for k in (1, 2, 4, "auto"))
+    p = {**fa.SWEEP_PROBLEM, **decode}
+    est = {s["kv_split"]: fa.sweep_estimate(s, p) for s in space if why[s["kv_split"]] is None}
+    assert est["auto"] == est[4] < est[2] < est[1]
+    assert fa.schedule_space().params["kv_split"] == [1]        # the main job's sweep: no split
+    causal = fa.schedule_space(dict(decode, kv_seq=None, causal=True)).restrict(kv_split=[2])
+    assert "causal" in causal.check(next(iter(causal)), causal.problem)
