@@ -34,12 +34,25 @@ def matmul(a, b):
     return Matmul.make(a, b)
 
 
-def reduce_max(x, dims=(1,)):
-    return Reduce.make("max", x, dims)
+def _reduce(op, x, scaler, dims):
+    """reduce_<op>(x, dims=[..]), or TT-Lang's reduce_<op>(x, scaler, dims): the second
+    argument is dims when it is a list of ints, else the scaler (a block whose first
+    element scales x, as the hardware's scaler tile does, or a number)."""
+    if dims is None and (isinstance(scaler, (list, tuple)) or
+                         (isinstance(scaler, int) and not isinstance(scaler, bool))):
+        scaler, dims = None, scaler
+    return Reduce.make(op, x, (1,) if dims is None else dims, scaler)
 
 
-def reduce_sum(x, dims=(1,)):
-    return Reduce.make("sum", x, dims)
+def reduce_max(x, scaler=None, dims=None):
+    """Maximum of x along dims ([1]: each row's, into column 0; [0]: each column's, into
+    row 0; [0, 1]: the tile's, at [0, 0]), of x times the scaler when one is given."""
+    return _reduce("max", x, scaler, dims)
+
+
+def reduce_sum(x, scaler=None, dims=None):
+    """Sum of x along dims (as reduce_max), of x times the scaler when one is given."""
+    return _reduce("sum", x, scaler, dims)
 
 
 _BCAST_DIMS = {(1,): "col", (0,): "row", (0, 1): "scalar"}
