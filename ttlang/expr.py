@@ -241,6 +241,14 @@ class Matmul(Node):
         return f"mm({self.x.key()},{self.y.key()})"
 
 
+def norm_dims(dims):
+    """dims as a tuple of 0 and 1; -1 is the last dim (1) and -2 the one before, as torch
+    counts; an int is one dim."""
+    if isinstance(dims, int) and not isinstance(dims, bool):
+        dims = (dims,)
+    return tuple(d + 2 if isinstance(d, int) and -2 <= d < 0 else d for d in dims)
+
+
 class Reduce(Node):
     """A reduction of x; `y`, if given, is the scaler block (TT-Lang's reduce_sum(x, scaler,
     dims)): the FPU reduces x times its tile 0's element [0, 0], as reduce_tile does with its
@@ -256,9 +264,7 @@ class Reduce(Node):
     @classmethod
     def make(cls, op, x, dims, scaler=None):
         x = as_node(x)
-        if isinstance(dims, int):
-            dims = (dims,)
-        dims = tuple(dims)
+        dims = norm_dims(dims)
         if not dims or any(d not in (0, 1) for d in dims):
             raise CompileError(f"reduce_{op} dims must be [0], [1] or [0, 1]; got {list(dims)}")
         need_shape(x, f"reduce_{op}")

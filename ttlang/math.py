@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from .errors import CompileError
-from .expr import APPROX_MODES, UNARY_OPS, Bcast, Binary, Fill, Matmul, Reduce, Transpose, Unary, as_node
+from .expr import (APPROX_MODES, UNARY_OPS, Bcast, Binary, Fill, Matmul, Reduce, Transpose, Unary, as_node,
+                   norm_dims)
 
 
 def _unary(op):
@@ -71,9 +72,7 @@ def broadcast(x, like=None, dims=None):
     if dims is None and isinstance(like, (list, tuple)) and all(isinstance(d, int) for d in like) \
             and not hasattr(like, "shape"):
         like, dims = None, like            # broadcast(x, [1]): dims given positionally
-    dims = (1,) if dims is None else dims
-    if isinstance(dims, int):
-        dims = (dims,)
+    dims = norm_dims((1,) if dims is None else dims)
     x = as_node(x)
     key = tuple(sorted(set(dims)))
     dim = _BCAST_DIMS.get(key)

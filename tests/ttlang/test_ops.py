@@ -194,3 +194,15 @@ def test_bad_approx_values_are_compile_errors():
         run_blocks(lambda a: ttl.math.relu(a, approx=True), [x])
     with pytest.raises(ttl.CompileError, match="exp_approx='quick'"):
         run_blocks(lambda a: a, [x], exp_approx="quick")
+
+
+@pytest.mark.parametrize("dims,neg", [([1], [-1]), ([0], [-2]), ([0, 1], [-2, -1])])
+def test_negative_dims_count_from_the_last(dims, neg):
+    """dims=[-1] is the last dim (columns), [-2] the one before, as torch counts."""
+    x = tt.array((64, 64), "bf16", 9)
+    outs = []
+    for d in (dims, neg):
+        f = lambda a, d=d: a - ttl.math.broadcast(ttl.math.reduce_max(a, dims=d), dims=d)
+        outs.append(run_blocks(f, [x], block=(2, 2))[1])
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert not np.array_equal(outs[0], np.zeros_like(outs[0]))
