@@ -13,7 +13,7 @@ import sys
 import greenlet
 
 from .errors import CompileError
-from .expr import Leaf, Node
+from .expr import Leaf, Node, as_node
 from .pipe import Pipe
 from .tensor import TensorSlice
 
@@ -152,6 +152,8 @@ class Block(Leaf):
         if self.mode != "reserved":
             raise CompileError(f"store into {self.name}, a block that was waited for: store into "
                                "a block from .reserve()")
+        if not isinstance(expr, Node):
+            expr = as_node(expr)       # a number (refused below, with the fix) or a wrong type
         _check_live(expr)
         e = env()
         if e.kind != "compute":
