@@ -241,23 +241,47 @@ class Matmul(Node):
         return f"mm({self.x.key()},{self.y.key()})"
 
 
+def norm_dims(dims):
+    """dims as a tuple of 0 and 1; -1 is the last dim (1) and -2 the one before, as torch
+    counts; an int is one dim."""
+    if isinstance(dims, int) and not isinstance(dims, bool):
+        dims = (dims,)
+    return tuple(d + 2 if isinstance(d, int) and -2 <= d < 0 else d for d in dims)
+
+
 class Reduce(Node):
-    def __init__(self, op, x, dims):
+    """A reduction of x; `y`, if given, is the scaler block (TT-Lang's reduce_sum(x, scaler,
+    dims)): the FPU reduces x times its tile 0's element [0, 0], as reduce_tile does with its
+    scaler CB. Without one the compiler's own scaler tile of 1.0 is used."""
+
+    def __init__(self, op, x, dims, y=None):
         self.op, self.x, self.dims = op, x, tuple(sorted(dims))
+        if y is not None:
+            self.y = y
         r, c = x.shape
         self.shape = (1 if 0 in self.dims else r, 1 if 1 in self.dims else c)
 
     @classmethod
-    def make(cls, op, x, dims):
+    def make(cls, op, x, dims, scaler=None):
         x = as_node(x)
-        dims = tuple(dims)
+        dims = norm_dims(dims)
         if not dims or any(d not in (0, 1) for d in dims):
             raise CompileError(f"reduce_{op} dims must be [0], [1] or [0, 1]; got {list(dims)}")
         need_shape(x, f"reduce_{op}")
-        return cls(op, x, dims)
+        if scaler is None:
+            return cls(op, x, dims)
+        s = as_node(scaler)
+        if isinstance(s, Const):
+            # a number: scale the result (max of x * s for s < 0 is s times x's minimum)
+            if op == "max" and s.value < 0:
+                return Unary("neg", cls(op, Unary("neg", x), dims)) * s.value
+            return cls(op, x, dims) * s.value
+        need_shape(s, f"reduce_{op}'s scaler")
+        return cls(op, x, dims, s)
 
     def key(self):
-        return f"r{self.op}{self.dims}({self.x.key()})"
+        sc = f",s={self.y.key()}" if hasattr(self, "y") else ""
+        return f"r{self.op}{self.dims}({self.x.key()}{sc})"
 
 
 class Transpose(Node):

@@ -111,7 +111,12 @@ class Compiler:
             if not _is_leaf(x):
                 x = self._spill(x, spills)
             if isinstance(n, Reduce):
-                return Reduce(n.op, x, n.dims)
+                y = getattr(n, "y", None)
+                if y is not None:
+                    y = self._prepare(y, spills)
+                    if not _is_leaf(y):
+                        y = self._spill(y, spills)
+                return Reduce(n.op, x, n.dims, y)
             if isinstance(n, Transpose):
                 return Transpose(x)
             return Bcast(x, n.shape, n.dim)
@@ -158,7 +163,10 @@ class Compiler:
             self._matmuls.append((n, base))       # computed for the whole group: _matmul_block
             return base + 1
         if isinstance(n, Reduce):
-            self.uses_scaler = True
+            sc = getattr(n, "y", None)
+            if sc is None:
+                self.uses_scaler = True
+            scaler_cb = self.scaler_cb if sc is None else sc.cb
             r, c = n.x.shape
             dim = {(1,): "row", (0,): "col", (0, 1): "scalar"}[n.dims]
             if dim == "row":
@@ -170,7 +178,7 @@ class Compiler:
             else:
                 lines.append(f"{p}for kk in range({r * c}):")
                 idx = "kk"
-            lines.append(f"{p}    k.reduce_tile({n.x.cb}, {self.scaler_cb}, {idx}, 0, {self._reg(base)}, "
+            lines.append(f"{p}    k.reduce_tile({n.x.cb}, {scaler_cb}, {idx}, 0, {self._reg(base)}, "
                          f"{n.op!r}, {dim!r})")
             return base + 1
         if isinstance(n, Unary):

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from .errors import CompileError
-from .expr import APPROX_MODES, UNARY_OPS, Bcast, Binary, Fill, Matmul, Reduce, Transpose, Unary, as_node
+from .expr import (APPROX_MODES, UNARY_OPS, Bcast, Binary, Fill, Matmul, Reduce, Transpose, Unary, as_node,
+                   norm_dims)
 
 
 def _unary(op):
@@ -34,12 +35,25 @@ def matmul(a, b):
     return Matmul.make(a, b)
 
 
-def reduce_max(x, dims=(1,)):
-    return Reduce.make("max", x, dims)
+def _reduce(op, x, scaler, dims):
+    """reduce_<op>(x, dims=[..]), or TT-Lang's reduce_<op>(x, scaler, dims): the second
+    argument is dims when it is a list of ints, else the scaler (a block whose first
+    element scales x, as the hardware's scaler tile does, or a number)."""
+    if dims is None and (isinstance(scaler, (list, tuple)) or
+                         (isinstance(scaler, int) and not isinstance(scaler, bool))):
+        scaler, dims = None, scaler
+    return Reduce.make(op, x, (1,) if dims is None else dims, scaler)
 
 
-def reduce_sum(x, dims=(1,)):
-    return Reduce.make("sum", x, dims)
+def reduce_max(x, scaler=None, dims=None):
+    """Maximum of x along dims ([1]: each row's, into column 0; [0]: each column's, into
+    row 0; [0, 1]: the tile's, at [0, 0]), of x times the scaler when one is given."""
+    return _reduce("max", x, scaler, dims)
+
+
+def reduce_sum(x, scaler=None, dims=None):
+    """Sum of x along dims (as reduce_max), of x times the scaler when one is given."""
+    return _reduce("sum", x, scaler, dims)
 
 
 _BCAST_DIMS = {(1,): "col", (0,): "row", (0, 1): "scalar"}
@@ -58,9 +72,7 @@ def broadcast(x, like=None, dims=None):
     if dims is None and isinstance(like, (list, tuple)) and all(isinstance(d, int) for d in like) \
             and not hasattr(like, "shape"):
         like, dims = None, like            # broadcast(x, [1]): dims given positionally
-    dims = (1,) if dims is None else dims
-    if isinstance(dims, int):
-        dims = (dims,)
+    dims = norm_dims((1,) if dims is None else dims)
     x = as_node(x)
     key = tuple(sorted(set(dims)))
     dim = _BCAST_DIMS.get(key)

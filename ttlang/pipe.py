@@ -15,7 +15,9 @@ A transfer is the hardware's handshake: each receiver, once it has reserved its 
 increments the sender's `ready` semaphore; the sender waits until all have, multicasts
 the block to the same L1 address on every receiver (buffers advance in lockstep on all
 cores, so the address is the same), then multicasts `valid = 1`; each receiver waits for
-`valid` and clears it.
+`valid` and clears it. A destination range may contain the source (a row's multicast from
+its first core to `slice(0, grid_x)`): the source's block is the one it sends, so its own
+receive is a no-op and the multicast reaches the other cores.
 """
 from __future__ import annotations
 
@@ -47,8 +49,9 @@ class Pipe:
         xs, ys = _span(self.dst[0], gx, "destination x"), _span(self.dst[1], gy, "destination y")
         self.dst_cores = [(x, y) for y in ys for x in xs]
         self.rect = (xs.start, ys.start, xs.stop - 1, ys.stop - 1)
-        if self.src in self.dst_cores:
-            raise CompileError(f"pipe from {self.src} to a range that contains it")
+        # a range may hold the source: its own block already has the data, so the source
+        # takes no part in the handshake and the multicast goes to the others
+        self.remote = [c for c in self.dst_cores if c != self.src]
 
     def __repr__(self):
         return f"Pipe({self.src} -> {self.dst})"

@@ -13,7 +13,7 @@ import sys
 import greenlet
 
 from .errors import CompileError
-from .expr import Leaf, Node
+from .expr import Leaf, Node, as_node
 from .pipe import Pipe
 from .tensor import TensorSlice
 
@@ -152,6 +152,8 @@ class Block(Leaf):
         if self.mode != "reserved":
             raise CompileError(f"store into {self.name}, a block that was waited for: store into "
                                "a block from .reserve()")
+        if not isinstance(expr, Node):
+            expr = as_node(expr)       # a number (refused below, with the fix) or a wrong type
         _check_live(expr)
         e = env()
         if e.kind != "compute":
@@ -201,6 +203,8 @@ class CopyHandle:
             k = e.k
             if self.direction == "read":
                 k.noc_async_read_barrier()
+            elif self.direction == "local":
+                pass
             elif self.direction == "recv":
                 valid = k.get_semaphore(self.pipe.sems[1])
                 k.noc_semaphore_wait(valid, 1)
@@ -298,6 +302,12 @@ def _pipe_copy(e, src, dst, line):
     else:
         raise CompileError("a pipe copy goes from a block to a pipe (send) or from a pipe to a "
                            "block (receive)")
+    if direction == "recv" and e.core == pipe.src:
+        # the source in its own destination range: the block it sends is the block, already
+        # there (or copied in before the send); nothing moves
+        h = CopyHandle(e, "local", blk, line, pipe)
+        e.pending.append(h)
+        return h
     if direction == "recv":
         e.written.add(blk.cb)
     elif blk.mode == "reserved" and blk.cb not in e.written:
@@ -310,8 +320,8 @@ def _pipe_copy(e, src, dst, line):
         if direction == "recv":
             sx, sy = k.logical_to_noc(*pipe.src)
             k.noc_semaphore_inc(k.get_noc_addr(sx, sy, ready), 1)
-        else:
-            n = len(pipe.dst_cores)
+        elif pipe.remote:
+            n = len(pipe.remote)
             k.noc_semaphore_wait(ready, n)
             k.noc_semaphore_set(ready, 0)
             x0, y0 = k.logical_to_noc(pipe.rect[0], pipe.rect[1])

@@ -2,15 +2,16 @@
 import ttlang as ttl
 
 
-def row_broadcast(gx, gy, op):
+def row_broadcast(gx, gy, op, dst_start=1):
     """A (gx, gy) kernel in which the first core of each row reads one tile and sends it
-    along the row through a pipe; every core stores op(tile) into its own output tile."""
+    along the row through a pipe; every core stores op(tile) into its own output tile.
+    The pipes go to columns dst_start.. of the row (0: the range holds the source too)."""
 
     @ttl.kernel(grid=(gx, gy))
     def bcast_rows(src, out):
         buf = ttl.make_dataflow_buffer_like(src, shape=(1, 1))
         ob = ttl.make_dataflow_buffer_like(out, shape=(1, 1))
-        net = ttl.PipeNet([ttl.Pipe(src=(0, y), dst=(slice(1, gx), y)) for y in range(gy)])
+        net = ttl.PipeNet([ttl.Pipe(src=(0, y), dst=(slice(dst_start, gx), y)) for y in range(gy)])
 
         @ttl.datamovement()
         def read():

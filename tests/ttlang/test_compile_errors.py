@@ -81,6 +81,22 @@ def test_store_shape_mismatch():
     assert f":{_line(body, 'z.store(x @ y)')}:" in str(e.value)
 
 
+@pytest.mark.parametrize("value,match", [
+    (0.5, "store of a plain number: use ttl.math.fill"),
+    ("x", "cannot use str in a block expression"),
+])
+def test_store_of_a_plain_value(value, match):
+    """A number (or another non-block) stored as it is is a CompileError at its line, not a
+    crash inside the compiler."""
+    def body(s):
+        with s["ab"].wait(), s["bb"].wait(), s["ob"].reserve() as z:
+            z.store(value)
+    k, args = _kernel(body)
+    with pytest.raises(ttl.CompileError, match=match) as e:
+        k(*args)
+    assert f":{_line(body, 'z.store(value)')}:" in str(e.value)
+
+
 def test_copy_never_waited():
     def read(s):
         with s["ab"].reserve() as x, s["bb"].reserve() as y:

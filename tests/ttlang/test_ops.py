@@ -72,6 +72,37 @@ def test_reductions(kind, dims, seed, shape, fmt, grid):
                         scale=np.abs(xb).sum() if kind == "sum" else np.abs(ref))
 
 
+@pytest.mark.parametrize("kind", ["max", "sum"])
+@pytest.mark.parametrize("dims", [[1], [0], [0, 1]])
+@pytest.mark.parametrize("scale", [0.25, -2.0])
+def test_reductions_with_a_scaler(kind, dims, scale):
+    """TT-Lang's reduce_<kind>(x, scaler, dims): x times the scaler block's first element
+    (the hardware's scaler tile), reduced; a number scales the same way; dims may be given
+    positionally."""
+    x = tt.array((64, 96), "bf16", 5)
+    sc = np.full((64, 96), scale, np.float32)
+    red = getattr(ttl.math, f"reduce_{kind}")
+    ob = {(1,): (2, 1), (0,): (1, 3), (0, 1): (1, 1)}[tuple(dims)]
+    f = np.max if kind == "max" else np.sum
+    axis = tuple(dims)
+    outs = []
+    for fn in (lambda a, s: red(a, s, dims=dims), lambda a, s: red(a, s + 0.0, dims),
+               lambda a, s: red(a, scale, dims=dims)):
+        (xq, _), out, _, _ = run_blocks(fn, [x, sc], block=(2, 3), out_block=ob, out_dtype="fp32",
+                                        fp32_dest_acc_en=True)
+        ref = f(xq * scale, axis=axis, keepdims=True)
+        got = out[:, :1] if dims == [1] else (out[:1] if dims == [0] else out[:1, :1])
+        tt.assert_close(got, ref, "bf16", ops=2, scale=np.abs(xq * scale).sum(axis=axis, keepdims=True))
+        outs.append(out)
+    np.testing.assert_array_equal(outs[0], outs[1])   # a scaler computed in the statement
+
+
+def test_reduce_scaler_of_the_wrong_kind_is_a_compile_error():
+    x = tt.array((32, 32), "bf16", 5)
+    with pytest.raises(ttl.CompileError, match="cannot use str in a block expression"):
+        run_blocks(lambda a: ttl.math.reduce_sum(a, "one", dims=[1]), [x])
+
+
 @pytest.mark.parametrize("dims", [[1], [0], [0, 1]])
 @given(seed=tt.seeds(), shape=tt.tile_shapes(max_tiles=3), grid=st.sampled_from([(1, 1), (2, 1)]))
 def test_broadcast_directions(dims, seed, shape, grid):
@@ -163,3 +194,15 @@ def test_bad_approx_values_are_compile_errors():
         run_blocks(lambda a: ttl.math.relu(a, approx=True), [x])
     with pytest.raises(ttl.CompileError, match="exp_approx='quick'"):
         run_blocks(lambda a: a, [x], exp_approx="quick")
+
+
+@pytest.mark.parametrize("dims,neg", [([1], [-1]), ([0], [-2]), ([0, 1], [-2, -1])])
+def test_negative_dims_count_from_the_last(dims, neg):
+    """dims=[-1] is the last dim (columns), [-2] the one before, as torch counts."""
+    x = tt.array((64, 64), "bf16", 9)
+    outs = []
+    for d in (dims, neg):
+        f = lambda a, d=d: a - ttl.math.broadcast(ttl.math.reduce_max(a, dims=d), dims=d)
+        outs.append(run_blocks(f, [x], block=(2, 2))[1])
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert not np.array_equal(outs[0], np.zeros_like(outs[0]))

@@ -27,6 +27,36 @@ def test_row_multicast_delivers_the_block_to_every_core():
     assert all(t.stalls.get("semaphore", 0) > 0 for t in receivers)
 
 
+def test_a_destination_range_may_hold_the_source():
+    """TT-Lang multicasts a row's block from its first core to slice(0, grid_x): the source's
+    own receive is a no-op (its block is the one sent) and the others get it as before, in
+    the same cycles as the range without the source."""
+    ttl.set_device("wormhole_b0")
+    gx, gy = 4, 2
+    src = ttl.from_numpy(tt.array((32 * gy, 32), "bf16", 12))
+    outs, cycles = [], []
+    for start in (0, 1):
+        out = ttl.empty((32 * gy, 32 * gx))
+        rep = row_broadcast(gx, gy, lambda b: b + 1.0, dst_start=start)(src, out)
+        outs.append(out.to_numpy())
+        cycles.append(rep.cycles)
+    xq = src.to_numpy().astype(np.float64)
+    for y in range(gy):
+        for c in range(gx):
+            tt.assert_close(outs[0][32 * y:32 * y + 32, 32 * c:32 * c + 32], xq[32 * y:32 * y + 32] + 1,
+                            "bf16")
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert cycles[0] == cycles[1]
+
+
+def test_a_pipe_from_a_core_to_itself_moves_nothing():
+    ttl.set_device("wormhole_b0")
+    src = ttl.from_numpy(tt.array((32, 32), "bf16", 13))
+    out = ttl.empty((32, 32))
+    row_broadcast(1, 1, lambda b: b * 2.0, dst_start=0)(src, out)
+    np.testing.assert_array_equal(out.to_numpy(), src.to_numpy() * 2)
+
+
 def test_send_outside_if_src_is_an_error():
     ttl.set_device("wormhole_b0")
     src = ttl.from_numpy(np.ones((32, 32), np.float32))
