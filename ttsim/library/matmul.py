@@ -3,7 +3,9 @@
 Each core owns a rectangle of output tiles and walks it in output blocks that stay in L1
 while the reader streams K through in steps; the compute kernel multiplies sm x sn
 subblocks in DST with matmul_block (each operand tile unpacked once per subblock) and the
-packer accumulates them into the block in L1.
+packer accumulates them into the block in L1. At the last K step each subblock goes to the
+writer as soon as it is packed (tt-metal's bmm_large_block_zm and its writer hand the output
+over a subblock at a time), so the block's first writes overlap its last products.
 """
 from __future__ import annotations
 
@@ -76,10 +78,14 @@ def _compute(k):
                     k.tile_regs_commit()
                     k.tile_regs_wait()
                     if last or l1_acc:
-                        for i in range(sm):
-                            for j in range(sn):
-                                k.pack_tile(i * sn + j, CB_OUT, (si + i) * bn + sj + j,
-                                            accumulate=l1_acc and not first)
+                        # the block's pages in subblock order: each subblock is pushed to the
+                        # writer as the last K step finishes it (the pages pushed before it are
+                        # behind the write pointer then)
+                        base = 0 if last else (si // sm * (bn // sn) + sj // sn) * s
+                        for d in range(s):
+                            k.pack_tile(d, CB_OUT, base + d, accumulate=l1_acc and not first)
+                        if last:
+                            k.cb_push_back(CB_OUT, s)
                     else:
                         k.cb_reserve_back(CB_INTERM, s)
                         for d in range(s):
@@ -88,22 +94,34 @@ def _compute(k):
                     k.tile_regs_release()
             k.cb_pop_front(CB_A, bm * kb)
             k.cb_pop_front(CB_B, kb * bn)
-        k.cb_push_back(CB_OUT, bm * bn)
+
+
+def _write_block(k, c, mb, nb, nt, bm, bn, sm, sn, noc=None):
+    """The output block to DRAM a subblock at a time, as the compute kernel pushes it (tt-metal's
+    matmul writer: wait for a subblock, write its tiles, barrier, pop), so the writes of the
+    first subblocks overlap the packing of the last."""
+    s = sm * sn
+    for si in range(0, bm, sm):
+        for sj in range(0, bn, sn):
+            k.cb_wait_front(CB_OUT, s)
+            p = k.get_read_ptr(CB_OUT)
+            for i in range(sm):
+                for j in range(sn):
+                    if noc is None:
+                        k.noc_async_write_tile((mb + si + i) * nt + nb + sj + j, c, p)
+                    else:
+                        k.noc_async_write_tile((mb + si + i) * nt + nb + sj + j, c, p, noc)
+                    p += c.page_size
+            k.noc_async_write_barrier()
+            k.cb_pop_front(CB_OUT, s)
 
 
 def _writer(k):
-    c_base, nt, m0, mc, n0, nc, bm, bn = k.args
+    c_base, nt, m0, mc, n0, nc, bm, bn, sm, sn = k.args
     c = k.interleaved_addr_gen(c_base, k.get_compile_time_arg_val(0))
     for mb in range(m0, m0 + mc, bm):
         for nb in range(n0, n0 + nc, bn):
-            k.cb_wait_front(CB_OUT, bm * bn)
-            p = k.get_read_ptr(CB_OUT)
-            for i in range(bm):
-                for j in range(bn):
-                    k.noc_async_write_tile((mb + i) * nt + nb + j, c, p)
-                    p += c.page_size
-            k.noc_async_write_barrier()
-            k.cb_pop_front(CB_OUT, bm * bn)
+            _write_block(k, c, mb, nb, nt, bm, bn, sm, sn)
 
 
 def _mcast_step(k, cb, ntiles, nbytes, fetch, role, ready, valid):
@@ -153,7 +171,7 @@ def _reader_mcast(k):
 def _writer_mcast(k):
     """in1 (B): the first core of each grid column reads B and multicasts it down the
     column; then the output block goes to DRAM."""
-    b_base, c_base, kt, nt, m0, mc, n0, nc, bm, bn, kb, role, s_ready, s_valid, wr = k.args
+    b_base, c_base, kt, nt, m0, mc, n0, nc, bm, bn, sm, sn, kb, role, s_ready, s_valid, wr = k.args
     b = k.interleaved_addr_gen(b_base, k.get_compile_time_arg_val(0))
     c = k.interleaved_addr_gen(c_base, k.get_compile_time_arg_val(1))
     ready, valid = k.get_semaphore(s_ready), k.get_semaphore(s_valid)
@@ -166,14 +184,7 @@ def _writer_mcast(k):
                     _read_tiles(k, b, k0 * nt + nb, kb, bn, nt, p)
                     k.noc_async_read_barrier()
                 _mcast_step(k, CB_B, kb * bn, kb * bn * b.page_size, fetch, role, ready, valid)
-            k.cb_wait_front(CB_OUT, bm * bn)
-            p = k.get_read_ptr(CB_OUT)
-            for i in range(bm):
-                for j in range(bn):
-                    k.noc_async_write_tile((mb + i) * nt + nb + j, c, p, wr)
-                    p += c.page_size
-            k.noc_async_write_barrier()
-            k.cb_pop_front(CB_OUT, bm * bn)
+            _write_block(k, c, mb, nb, nt, bm, bn, sm, sn, wr)
 
 
 def _roles(device, grid, along):
@@ -287,13 +298,13 @@ def matmul_program(device, a, b, c, grid=None, sm=None, sn=None, kb=None, bm=Non
                     args=lambda cr: [a.address, kt, work[cr][0], work[cr][1], work[cr][3], bm, bn, kb,
                                      row[cr], sems[0], sems[1]])
         prog.writer(cores, _writer_mcast, compile_args=[b.page_size, c.page_size], noc=rd,
-                    args=lambda cr: [b.address, c.address, kt, nt, *work[cr], bm, bn, kb, col[cr],
-                                     sems[2], sems[3], wr])
+                    args=lambda cr: [b.address, c.address, kt, nt, *work[cr], bm, bn, sm, sn, kb,
+                                     col[cr], sems[2], sems[3], wr])
     else:
         prog.reader(cores, _reader, compile_args=[a.page_size, b.page_size], noc=rd,
                     args=lambda cr: [a.address, b.address, kt, nt, *work[cr], bm, bn, kb])
         prog.writer(cores, _writer, compile_args=[c.page_size], noc=wr,
-                    args=lambda cr: [c.address, nt, *work[cr], bm, bn])
+                    args=lambda cr: [c.address, nt, *work[cr], bm, bn, sm, sn])
     prog.compute(cores, _compute, math_fidelity=math_fidelity, fp32_dest_acc_en=fp32_dest_acc_en,
                  args=lambda cr: [kt, work[cr][1], work[cr][3], bm, bn, sm, sn, kb, l1_acc])
     return prog
