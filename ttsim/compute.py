@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import formats, numerics, sfpu
-from .errors import DstOverflowError, TTSimError
-from .dataflow import KernelContext
+from .errors import ArgumentError, DstOverflowError, TTSimError
+from .dataflow import KernelContext, as_int
 from .thread import caller_line
 
 _FP32, _BF16 = formats.DataFormat.FP32, formats.DataFormat.BF16
@@ -136,6 +136,10 @@ class ComputeContext(KernelContext):
         self._c_tile_regs = c["cost.api.tile_regs"]
 
     def _dst_index(self, d, ln):
+        if d.__class__ is not int and as_int(d) is None:
+            raise ArgumentError(f"DST index {d!r} is not an integer (a DST register is named by "
+                                f"its index, 0..{self._s.dst_tiles - 1})", core=self.core,
+                                thread=self._th.kind, line=ln)
         if not 0 <= d < self._s.dst_tiles:
             mode = ("fp32" if self.cfg.fp32_acc else "16-bit") + \
                    (" full-sync" if self.cfg.full_sync else " half-sync")
@@ -691,6 +695,8 @@ class PackContext(ComputeContext):
                              core=self.core, thread=self._th.kind, line=ln)
         c = self._cb(cb, ln)
         k = c.pack_offset if out_index is None else out_index
+        if k.__class__ is not int:
+            k = c._page_index(k, self._th, ln, "pack_tile output index")
         addr = c.back_addr(k, self._th, ln)
         # the output format and L1 accumulation are packer configuration (pack_reconfig_*)
         self._setup.change(self._th, None, (c.fmt, accumulate), ln)

@@ -404,3 +404,144 @@ def test_a_loop_waiting_on_the_wall_clock_ends(dev):
     assert 1000 <= seen["t"] <= 1002
     with pytest.raises(SimLimitError):
         _run(dev, lambda k: [k.wall_clock() for _ in iter(int, 1)], max_cycles=5000)
+
+
+# --- arguments of the wrong kind (issue: misuse hunt) ------------------------------------------
+
+def test_a_push_of_an_absurd_page_count_is_refused_at_once(dev):
+    """It used to check the NoC landing time of every page up to the count first: a count
+    of 2**70 never finished."""
+    with pytest.raises(CBError, match=r"push of 1180591620717411303424 pages but only 1 reserved"):
+        _run(dev, lambda k: (k.cb_reserve_back(0, 1), k.cb_push_back(0, 1 << 70)))
+
+
+@pytest.mark.parametrize("cb", [1.0, True, "0", None])
+def test_a_cb_index_that_is_not_an_integer_names_no_other_cb(dev, cb):
+    """1.0 and True used to find cb 1 (a dict lookup equates them)."""
+    with pytest.raises(CBError, match=f"cb index {cb!r} is not an integer") as e:
+        _run(dev, lambda k: k.cb_reserve_back(cb, 1))
+    _located(e)
+    with pytest.raises(CBError, match="is not an integer"):
+        _run(dev, lambda k: k.get_write_ptr(cb))
+
+
+def _one_tile_compute(dev, d=0, i=0, out_index=None):
+    x = dev.tensor(np.ones((32, 32), np.float32))
+
+    def reader(k):
+        k.cb_reserve_back(0, 1)
+        k.noc_async_read_tile(0, k.interleaved_addr_gen(x), k.get_write_ptr(0))
+        k.noc_async_read_barrier()
+        k.cb_push_back(0, 1)
+
+    def compute(k):
+        k.cb_wait_front(0, 1)
+        k.tile_regs_acquire()
+        k.copy_tile(0, i, d)
+        k.tile_regs_commit()
+        k.tile_regs_wait()
+        k.cb_reserve_back(16, 1)
+        k.pack_tile(0, 16, out_index)
+        k.tile_regs_release()
+
+    prog = ttsim.Program(dev)
+    prog.circular_buffer((0, 0), 0, "bf16", num_pages=2)
+    prog.circular_buffer((0, 0), 16, "bf16", num_pages=2)
+    prog.reader((0, 0), reader)
+    prog.compute((0, 0), compute)
+    return dev.run(prog)
+
+
+@pytest.mark.parametrize("d", [1.5, 1.0, None, "0", True])
+def test_a_dst_index_that_is_not_an_integer_is_refused(dev, d):
+    """Before: an IndexError or TypeError from numpy inside MATH, or (True) a ValueError
+    from the packer's broadcast of all eight DST tiles into one page."""
+    with pytest.raises(ArgumentError, match=f"DST index {d!r} is not an integer") as e:
+        _one_tile_compute(dev, d=d)
+    assert e.value.core == (0, 0) and HERE in e.value.line[0]
+
+
+@pytest.mark.parametrize("i", [0.0, 1.5, None, True])
+def test_a_tile_index_that_is_not_an_integer_is_refused(dev, i):
+    with pytest.raises(CBError, match=f"tile index {i!r} into cb 0 is not an integer") as e:
+        _one_tile_compute(dev, i=i)
+    assert e.value.thread == "unpack" and HERE in e.value.line[0]
+
+
+def test_a_numpy_tile_index_is_taken_as_its_value(dev):
+    """np.int8(0) used to make the page's address an int8 (OverflowError)."""
+    _one_tile_compute(dev, i=np.int8(0), out_index=np.int8(0))
+
+
+@pytest.mark.parametrize("out_index", [0.5, 0.0, "0", True])
+def test_a_pack_output_index_that_is_not_an_integer_is_refused(dev, out_index):
+    with pytest.raises(CBError, match=f"pack_tile output index {out_index!r} into cb 16 is not "
+                                      "an integer") as e:
+        _one_tile_compute(dev, out_index=out_index)
+    assert e.value.thread == "pack"
+
+
+@pytest.mark.parametrize("call, what", [
+    (lambda k: k.noc_async_read(0x20000, k.get_write_ptr(0), 32),
+     r"noc_async_read source: 131072 is not a NoC address: make one with get_noc_addr"),
+    (lambda k: k.noc_async_read((1, 1, 0x20000), k.get_write_ptr(0), 32),
+     r"noc_async_read source: \(1, 1, 131072\) is not a NoC address"),
+    (lambda k: k.noc_async_write(k.get_read_ptr(0), 0x20000, 32),
+     r"noc_async_write destination: 131072 is not a NoC address"),
+    (lambda k: k.noc_async_write(0x20000, k.get_noc_multicast_addr(1, 1, 2, 2, 0x30000), 32),
+     r"noc_async_write destination: McastAddr\(.*\) is a multicast address"),
+    (lambda k: k.noc_async_write_multicast(0x20000, k.get_noc_addr(1, 1, 0x30000), 32, 1),
+     r"multicast destination: NocAddr\(.*\) is a unicast address \(get_noc_addr\): a multicast "
+     r"takes one from get_noc_multicast_addr"),
+    (lambda k: k.noc_semaphore_set_multicast(k.get_semaphore(0), 0x30000, 1),
+     r"multicast destination: 196608 is not a multicast address"),
+    (lambda k: k.noc_semaphore_inc(k.get_semaphore(0), 1),
+     r"noc_semaphore_inc: \d+ is not a NoC address"),
+    (lambda k: k.noc_semaphore_set_remote(k.get_semaphore(0), k.get_semaphore(0)),
+     r"noc_semaphore_set_remote: \d+ is not a NoC address"),
+    (lambda k: k.noc_async_read_set_state(123),
+     r"noc_async_read_set_state source: 123 is not a NoC address"),
+    (lambda k: k.noc_async_write_set_state(None),
+     r"noc_async_write_set_state destination: None is not a NoC address"),
+    (lambda k: k.noc_async_read_tile(0, 0x20000, k.get_write_ptr(0)),
+     r"noc_async_read_tile: 131072 is not an address generator: make one with "
+     r"interleaved_addr_gen"),
+    (lambda k: k.noc_async_write_tile(0, None, k.get_read_ptr(0)),
+     r"noc_async_write_tile: None is not an address generator"),
+])
+def test_an_endpoint_that_is_not_a_noc_address_is_refused_naming_the_call(dev, call, what):
+    """Before: AttributeError ('int' object has no attribute 'x') out of ttsim's NoC code."""
+    with pytest.raises(ArgumentError, match=what) as e:
+        _run(dev, call, sems=(0,))
+    _located(e)
+
+
+def test_kernel_args_out_of_range_are_argument_errors_at_the_call(dev):
+    def reader(k):
+        k.get_arg_val(2)
+    prog = ttsim.Program(dev)
+    prog.reader((0, 0), reader, args=[1, 2])
+    with pytest.raises(ArgumentError, match=r"runtime arg 2 asked for, but this kernel on core "
+                                            r"\(0,0\) has 2 \(indices 0..1\)") as e:
+        dev.run(prog)
+    _located(e)
+    with pytest.raises(ArgumentError, match=r"runtime arg 1.0 asked for"):
+        _run(dev, lambda k: k.get_arg_val(1.0))
+    with pytest.raises(ArgumentError, match=r"compile-time arg 0 asked for, but the kernel has none"):
+        _run(dev, lambda k: k.get_compile_time_arg_val(0))
+
+
+def test_logical_to_noc_off_the_grid_names_the_kernel_line(dev):
+    """Before: a SysdescError whose line was in sysdesc/schema.py."""
+    with pytest.raises(NocError, match=r"logical core \(8,0\) is not on the 8x8 worker grid of "
+                                       r"wormhole_b0") as e:
+        _run(dev, lambda k: k.logical_to_noc(8, 0))
+    _located(e)
+    with pytest.raises(NocError, match=r"logical core \(0.5,0\)"):
+        _run(dev, lambda k: k.logical_to_noc(0.5, 0))
+
+
+def test_write_l1_of_something_that_is_not_numbers_is_refused(dev):
+    with pytest.raises(ArgumentError, match="write_l1: data must be a numpy array .* got str") as e:
+        _run(dev, lambda k: k.write_l1(0x20000, "abcd"))
+    _located(e)
