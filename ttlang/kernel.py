@@ -4,8 +4,10 @@ from __future__ import annotations
 import os
 import traceback
 
+import numpy as np
+
 import ttsim
-from ttsim.errors import KernelError
+from ttsim.errors import KernelError, TTSimError
 from ttsim.thread import register_api_file
 from ttsim import formats
 
@@ -69,14 +71,21 @@ class Build:
         return low
 
 
+def _whole(v):
+    """An integer (a numpy one will do), not a bool or a float."""
+    return v.__class__ is not bool and isinstance(v, (int, np.integer))
+
+
 def make_dataflow_buffer_like(like, shape=(1, 1), buffer_factor=2, dtype=None):
     """A buffer of `buffer_factor` blocks of `shape` tiles, in the format of `like`."""
     b = _current_build()
     line = b.user_line()
     fmt = formats.parse_format(dtype or (like.dtype if like is not None else "bf16"))
-    shape = tuple(shape)
-    if len(shape) != 2 or min(shape) < 1:
-        raise CompileError(f"buffer shape {shape} must be two positive tile counts", line)
+    shape = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
+    if len(shape) != 2 or not all(_whole(v) and v >= 1 for v in shape):
+        raise CompileError(f"buffer shape {shape} must be two positive tile counts (whole "
+                           "numbers)", line)
+    shape = tuple(int(v) for v in shape)
     if isinstance(buffer_factor, bool) or not isinstance(buffer_factor, int) or buffer_factor < 1:
         raise CompileError(f"buffer_factor must be a whole number >= 1 (blocks in the buffer), "
                            f"got {buffer_factor!r}", line)
@@ -137,9 +146,13 @@ class Kernel:
         g = self.grid_spec
         if g is None or g == "auto":
             return dev.sd.worker_grid()
-        g = tuple(g)
         full = dev.sd.worker_grid()
-        if len(g) != 2 or not (1 <= g[0] <= full[0] and 1 <= g[1] <= full[1]):
+        if isinstance(g, str) or not isinstance(g, (tuple, list)) or len(g) != 2 \
+                or not all(_whole(v) for v in g):
+            raise CompileError(f"grid={g!r}: a grid is two whole numbers of cores (x, y), or "
+                               f"\"auto\" for the {full[0]}x{full[1]} worker grid of {dev.sd.name}")
+        g = tuple(int(v) for v in g)
+        if not (1 <= g[0] <= full[0] and 1 <= g[1] <= full[1]):
             raise CompileError(f"grid {g} does not fit the {full[0]}x{full[1]} worker grid of "
                                f"{dev.sd.name}")
         return g
@@ -174,7 +187,16 @@ class Kernel:
         if cp:   # dry run on every core: compiles every statement and sizes the spill buffers
             for c in cores:
                 with ThreadEnv(b, "compute", c):
-                    self._call(cp[0][1], b)
+                    try:
+                        self._call(cp[0][1], b)
+                    except (CompileError, TTSimError):
+                        raise
+                    except Exception as e:   # a bug in the compute thread's own code
+                        fn = cp[0][1]
+                        raise KernelError(f"{type(e).__name__} in kernel "
+                                          f"{getattr(fn, '__name__', '?')}: {e}", core=c,
+                                          thread="compute",
+                                          line=_innermost_user_line(e.__traceback__, b)) from e
         b.dm, b.cp, b.cores = dm, cp, cores
         self._check_l1(b)
         for hook in build_hooks:

@@ -135,3 +135,110 @@ def test_buffer_factor_must_be_a_whole_number_of_blocks(factor):
     k, args = _kernel(_add, factor=factor)
     with pytest.raises(ttl.CompileError, match="buffer_factor must be a whole number"):
         k(*args)
+
+
+@pytest.mark.parametrize("shape", [(1.5, 1), (1, True), (0, 1), (1, 1, 1), 2])
+def test_buffer_shape_must_be_two_whole_tile_counts(shape):
+    """(1.5, 1) used to be accepted, and failed later as a '1.5x1-tile expression'."""
+    k, args = _kernel(_add, shapes=(shape, (1, 1), (1, 1)))
+    with pytest.raises(ttl.CompileError, match=r"buffer shape .* must be two positive tile "
+                                               r"counts \(whole numbers\)") as e:
+        k(*args)
+    assert "make_dataflow_buffer_like" in str(e.value)
+
+
+def test_a_buffer_shape_of_numpy_ints_is_fine():
+    k, args = _kernel(_add, shapes=((np.int64(1), np.int32(1)), (1, 1), (1, 1)))
+    k(*args)
+    np.testing.assert_array_equal(args[2].to_numpy()[:32, :32], 2.0)
+
+
+@pytest.mark.parametrize("grid", [(1.5, 1), "huge", (1, 1, 1), 4, (True, 1)])
+def test_a_grid_that_is_not_two_whole_numbers_is_a_compile_error(grid):
+    """(1.5, 1) used to be a TypeError from range(), "huge" a grid ('h', 'u', 'g', 'e')."""
+    a, o = ttl.from_numpy(np.ones((32, 32), np.float32)), ttl.empty((32, 32))
+
+    @ttl.kernel(grid=grid)
+    def k(a, o):
+        @ttl.compute()
+        def c():
+            pass
+    with pytest.raises(ttl.CompileError, match=r"a grid is two whole numbers of cores \(x, y\), "
+                                               r"or \"auto\""):
+        k(a, o)
+
+
+def test_an_exception_in_the_compute_thread_names_core_thread_and_line():
+    """The compute thread's dry run (at build) let the user's exception out raw; the
+    data-movement threads' exceptions were KernelErrors already."""
+    import ttsim
+
+    def body(s):
+        with s["ab"].wait() as x, s["bb"].wait() as y, s["ob"].reserve() as z:
+            z.store(x + y)
+        raise ValueError("mine")                    # the kernel's own bug
+    k, args = _kernel(body)
+    with pytest.raises(ttsim.KernelError, match="ValueError in kernel compute: mine") as e:
+        k(*args)
+    assert e.value.core == (0, 0) and e.value.thread == "compute"
+    assert e.value.line[1] == _line(body, 'raise ValueError("mine")')
+
+
+def test_two_reserves_of_one_buffer_on_a_thread_are_a_compile_error():
+    """The second cb_reserve_back gave the same pages as the first: both blocks were one;
+    the error came later as 'a block ... pushed with nothing stored', at the wrong line."""
+    def body(s):
+        with s["ab"].wait() as x, s["bb"].wait() as y:
+            with s["ob"].reserve() as z1:
+                with s["ob"].reserve() as z2:       # same pages as z1
+                    z1.store(x)
+                    z2.store(y)
+    k, args = _kernel(body)
+    with pytest.raises(ttl.CompileError, match=r"ob.reserve\(\) while a block of ob reserved "
+                                               r"earlier on this thread is not yet pushed: the new "
+                                               r"block would be the same pages") as e:
+        k(*args)
+    assert f":{_line(body, 'same pages as z1')}:" in str(e.value)
+
+
+def test_two_waits_on_one_buffer_on_a_thread_are_a_compile_error():
+    """The second cb_wait_front gave the same pages as the first (x + x2 read one block
+    twice); the error came later as 'pop of 1 pages but only 0 waited for'."""
+    def read(s):
+        for _ in range(2):
+            with s["ab"].reserve() as x:
+                ttl.copy(s["a"][0:1, 0:1], x).wait()
+        with s["bb"].reserve() as y:
+            ttl.copy(s["b"][0:1, 0:1], y).wait()
+
+    def body(s):
+        with s["ab"].wait() as x, s["ab"].wait() as x2, s["ob"].reserve() as z:
+            z.store(x + x2)
+    k, args = _kernel(body, read_body=read)
+    with pytest.raises(ttl.CompileError, match=r"ab.wait\(\) while a block of ab waited for "
+                                               r"earlier on this thread is not yet popped"):
+        k(*args)
+
+
+def test_a_reserve_after_the_previous_block_is_pushed_is_fine():
+    def read(s):
+        for j in range(2):
+            with s["ab"].reserve() as x:
+                ttl.copy(s["a"][0:1, j:j + 1], x).wait()
+            with s["bb"].reserve() as y:
+                ttl.copy(s["b"][0:1, j:j + 1], y).wait()
+
+    def body(s):
+        for _ in range(2):
+            with s["ab"].wait() as x, s["bb"].wait() as y:
+                z = s["ob"].reserve()
+                z.store(x + y)
+                z.push()
+
+    def write(s):
+        for j in range(2):
+            with s["ob"].wait() as z:
+                ttl.copy(z, s["o"][0:1, j:j + 1]).wait()
+    k, (a, b, o) = _kernel(body, read_body=read, write_body=write)
+    k(a, b, o)
+    np.testing.assert_array_equal(o.to_numpy()[:32, :64], 2.0)
