@@ -31,6 +31,12 @@ class ComputeConfig:
     def __init__(self, math_fidelity="HiFi4", fp32_dest_acc_en=False, dst_full_sync_en=False,
                  unpack_to_dest_fp32=None, fused=True, math_approx_mode=False):
         self.fidelity = numerics.parse_fidelity(math_fidelity)
+        for name, v in (("math_approx_mode", math_approx_mode), ("fp32_dest_acc_en", fp32_dest_acc_en),
+                        ("dst_full_sync_en", dst_full_sync_en), ("fused", fused),
+                        ("unpack_to_dest_fp32", unpack_to_dest_fp32)):
+            if not (v is None and name == "unpack_to_dest_fp32") and \
+                    not isinstance(v, (bool, np.bool_)) and v not in (0, 1):
+                raise TTSimError(f"{name}={v!r}: a compute setting is True or False")
         # tt-metal's math_approx_mode: the APPROX template of every SFPU op; exp then runs
         # its fast Schraudolph form (exp_tile's fast_and_approx defaults to true)
         self.approx = bool(math_approx_mode)

@@ -545,3 +545,75 @@ def test_write_l1_of_something_that_is_not_numbers_is_refused(dev):
     with pytest.raises(ArgumentError, match="write_l1: data must be a numpy array .* got str") as e:
         _run(dev, lambda k: k.write_l1(0x20000, "abcd"))
     _located(e)
+
+
+# --- programs built wrong ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("cores", ["0,0", (0.5, 0), None, (0, 0, 0), [(0, 0, 1)], 7])
+def test_cores_that_are_not_cores_are_refused_when_the_program_is_built(dev, cores):
+    """Before: TypeError from program.py (str compared with int, float not iterable)."""
+    with pytest.raises(TTSimError, match=r"cores .*: give a core \(x, y\) of whole numbers, a list "
+                                         r"of them, a CoreRange or \"all\""):
+        ttsim.Program(dev).reader(cores, lambda k: None)
+
+
+def test_numpy_core_coordinates_are_taken_as_their_value(dev):
+    prog = ttsim.Program(dev)
+    prog.reader((np.int64(1), np.int32(0)), lambda k: None)
+    assert prog.kernels[0].cores == [(1, 0)]
+
+
+def test_a_generator_kernel_is_refused_rather_than_run_as_nothing(dev):
+    """A kernel with a `yield` (as in a simpy-style or ported async kernel) returned a
+    generator at once: the run 'succeeded' with nothing done."""
+    def reader(k):
+        k.cb_reserve_back(0, 1)
+        yield
+
+    async def writer(k):
+        k.cb_wait_front(0, 1)
+
+    with pytest.raises(TTSimError, match="reader kernel reader is a generator function: calling it "
+                                         "would not run its body"):
+        ttsim.Program(dev).reader((0, 0), reader)
+    with pytest.raises(TTSimError, match="writer kernel writer is an async function"):
+        ttsim.Program(dev).writer((0, 0), writer)
+
+
+def test_a_kernel_that_cannot_take_the_context_is_refused_when_built(dev):
+    """Before: a KernelError located in ttsim/thread.py."""
+    with pytest.raises(TTSimError, match=r"reader kernel r\(k, n\) cannot be called with the "
+                                         r"kernel context alone"):
+        def r(k, n):
+            pass
+        ttsim.Program(dev).reader((0, 0), r)
+    with pytest.raises(TTSimError, match=r"cannot be called with the kernel context alone"):
+        ttsim.Program(dev).writer((0, 0), lambda: None)
+    ttsim.Program(dev).writer((0, 0), lambda k, n=1, *rest: None)   # these are fine
+
+
+@pytest.mark.parametrize("args", [5, "ab", {"a": 1}])
+def test_kernel_args_must_be_a_list(dev, args):
+    """5 was a TypeError at run; "ab" and a dict became ['a', 'b'] and ['a'] silently."""
+    with pytest.raises(TTSimError, match=r"reader kernel <lambda>: args must be a list of values"):
+        ttsim.Program(dev).reader((0, 0), lambda k: None, args=args)
+    prog = ttsim.Program(dev)
+    spec = prog.reader((0, 0), lambda k: None)
+    with pytest.raises(TTSimError, match="args must be a list"):
+        prog.set_runtime_args(spec, (0, 0), args)
+
+
+def test_set_runtime_args_and_run_check_what_they_are_given(dev):
+    prog = ttsim.Program(dev)
+    with pytest.raises(TTSimError, match="set_runtime_args takes the kernel Program.reader/writer/"
+                                         "compute returned, got 'reader'"):
+        prog.set_runtime_args("reader", (0, 0), [1])
+    with pytest.raises(TTSimError, match="Device.run takes a ttsim.Program, got str"):
+        dev.run("prog")
+
+
+@pytest.mark.parametrize("flag", ["fp32_dest_acc_en", "dst_full_sync_en", "math_approx_mode"])
+def test_compute_settings_are_true_or_false(dev, flag):
+    """fp32_dest_acc_en="no" used to turn fp32 accumulation on (a non-empty string is true)."""
+    with pytest.raises(TTSimError, match=f"{flag}='no': a compute setting is True or False"):
+        ttsim.Program(dev).compute((0, 0), lambda k: None, **{flag: "no"})
