@@ -617,3 +617,76 @@ def test_compute_settings_are_true_or_false(dev, flag):
     """fp32_dest_acc_en="no" used to turn fp32 accumulation on (a non-empty string is true)."""
     with pytest.raises(TTSimError, match=f"{flag}='no': a compute setting is True or False"):
         ttsim.Program(dev).compute((0, 0), lambda k: None, **{flag: "no"})
+
+
+# --- compute calls with wrong arguments --------------------------------------------------------
+
+def _compute_with(dev, math):
+    """One tile in, `math(k)` between acquire and commit (a copy_tile into DST 0 first),
+    DST 0 packed out."""
+    x = dev.tensor(np.ones((32, 32), np.float32))
+
+    def reader(k):
+        k.cb_reserve_back(0, 1)
+        k.noc_async_read_tile(0, k.interleaved_addr_gen(x), k.get_write_ptr(0))
+        k.noc_async_read_barrier()
+        k.cb_push_back(0, 1)
+
+    def compute(k):
+        k.cb_wait_front(0, 1)
+        k.tile_regs_acquire()
+        k.copy_tile(0, 0, 0)
+        math(k)
+        k.tile_regs_commit()
+        k.tile_regs_wait()
+        k.cb_reserve_back(16, 1)
+        k.pack_tile(0, 16)
+        k.tile_regs_release()
+
+    prog = ttsim.Program(dev)
+    prog.circular_buffer((0, 0), 0, "bf16", num_pages=2)
+    prog.circular_buffer((0, 0), 16, "bf16", num_pages=2)
+    prog.reader((0, 0), reader)
+    prog.compute((0, 0), compute)
+    return dev.run(prog)
+
+
+def test_a_second_acquire_before_commit_is_refused(dev):
+    """It used to start DST afresh: the copy_tile's tile was silently lost (zeros packed)."""
+    with pytest.raises(TTSimError, match="tile_regs_acquire while MATH already holds DST") as e:
+        _compute_with(dev, lambda k: k.tile_regs_acquire())
+    assert e.value.thread == "math" and HERE in e.value.line[0]
+
+
+@pytest.mark.parametrize("kw, what", [
+    (dict(rt_dim=0), "rt_dim must be a whole number >= 1, got 0"),
+    (dict(ct_dim=-1), "ct_dim must be a whole number >= 1, got -1"),
+    (dict(kt_dim=0), "kt_dim must be a whole number >= 1, got 0"),
+    (dict(ct_dim=1.5), r"ct_dim must be a whole number >= 1, got 1.5 \(not an integer\)"),
+    (dict(in1_stride=-1), "in1_stride must be a whole number >= 1, got -1"),
+])
+def test_matmul_block_dimensions_are_whole_numbers(dev, kw, what):
+    """rt_dim=0 was 'DST index -1 out of range'; kt_dim=0 and in1_stride=-1 ran."""
+    with pytest.raises(ArgumentError, match=f"matmul_block: {what}"):
+        _compute_with(dev, lambda k: k.matmul_block(0, 0, 0, 0, 0, **kw))
+
+
+@pytest.mark.parametrize("call, what", [
+    (lambda k: k.fill_tile(0, None), "fill_tile: value None is not a real number"),
+    (lambda k: k.fill_tile(0, "1"), "fill_tile: value '1' is not a real number"),
+    (lambda k: k.mul_unary_tile(0, None), r"SFPU scale: parameter None is not a real number"),
+    (lambda k: k.sfpu_unary("exp", 0, 1, 2), r"SFPU exp takes 0 scalar parameter\(s\), got 2"),
+    (lambda k: k.sfpu_unary("scale", 0), r"SFPU scale takes 1 scalar parameter\(s\), got 0"),
+])
+def test_sfpu_values_and_parameters_are_checked(dev, call, what):
+    """None filled DST with NaN (np.float32(None)) silently; a str or a wrong parameter
+    count was a ValueError or TypeError from inside the SFPU model."""
+    with pytest.raises(ArgumentError, match=what):
+        _compute_with(dev, call)
+
+
+def test_dest_reuse_names_its_operand_a_or_b(dev):
+    """'c' used to be taken as 'b'."""
+    with pytest.raises(TTSimError, match=r"dst_as \(the operand DST stands for\) must be one of "
+                                         r"a, b; got 'c'"):
+        _compute_with(dev, lambda k: k.binary_dest_reuse_tiles("add", 0, 0, 0, "c"))
