@@ -448,6 +448,12 @@ class DataMovementContext(KernelContext):
         """Address generator for an interleaved buffer; `base` may be a host Tensor."""
         tensor = None
         if hasattr(base, "address"):
+            if getattr(base, "device", self._e.device) is not self._e.device:
+                raise self._fail(AccessError, f"interleaved_addr_gen: {tensor_name(base)} was made "
+                                 f"on another ttsim.Device (a {base.device.sd.name}) than the one "
+                                 f"this program runs on (a {self._e.sd.name}): its address would "
+                                 "read or write whatever this device holds there. Make the "
+                                 "tensor with this program's Device", self._th.pinned or caller_line())
             tensor = base if page_size in (None, base.page_size) else None
             page_size = page_size or base.page_size
             dram = base.memory == "dram"

@@ -690,3 +690,14 @@ def test_dest_reuse_names_its_operand_a_or_b(dev):
     with pytest.raises(TTSimError, match=r"dst_as \(the operand DST stands for\) must be one of "
                                          r"a, b; got 'c'"):
         _compute_with(dev, lambda k: k.binary_dest_reuse_tiles("add", 0, 0, 0, "c"))
+
+
+def test_a_tensor_of_another_device_is_refused_not_read_at_its_address(dev):
+    """Its address on this device held another tensor: the kernel read 7.0 for 3.0."""
+    other = ttsim.Device("wormhole_b0")
+    t = other.tensor(np.full((32, 32), 3.0, np.float32))
+    dev.tensor(np.full((32, 32), 7.0, np.float32))
+    with pytest.raises(AccessError, match=r"interleaved_addr_gen: tensor \(32, 32\) bf16 .* was "
+                                          r"made on another ttsim.Device") as e:
+        _run(dev, lambda k: k.interleaved_addr_gen(t))
+    _located(e)
