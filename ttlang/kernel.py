@@ -159,6 +159,14 @@ class Kernel:
 
     def build(self, *args, **kwargs):
         dev = host.device()
+        for i, a in enumerate(list(args) + list(kwargs.values())):
+            if isinstance(a, host.Tensor) and a._t.device is not dev:
+                what = f"argument {i}" if i < len(args) else f"argument {list(kwargs)[i - len(args)]}"
+                raise CompileError(f"kernel {self.__name__}: {what} ({a!r}) lives on another device "
+                                   f"than the one kernels run on now ({dev.sd.name}): ttl.set_device "
+                                   "(or ttnn.open_device) made a new device since the tensor was "
+                                   "made, and its address there holds other data. Make the "
+                                   "tensor after choosing the device")
         b = Build(self, self._grid(dev), dev)
         _building.append(b)
         try:

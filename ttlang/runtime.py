@@ -174,6 +174,10 @@ class Block(Leaf):
         if self.mode != "reserved":
             raise CompileError(f"store into {self.name}, a block that was waited for: store into "
                                "a block from .reserve()")
+        if not isinstance(expr, Node):
+            raise CompileError(f"store of {type(expr).__name__} {expr!r:.40} into {self.name}: "
+                               "store a block expression (a number fills the block with "
+                               "blk.store(ttl.math.fill(blk, value)))")
         _check_live(expr)
         e = env()
         if e.kind != "compute":

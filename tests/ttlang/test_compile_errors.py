@@ -242,3 +242,65 @@ def test_a_reserve_after_the_previous_block_is_pushed_is_fine():
     k, (a, b, o) = _kernel(body, read_body=read, write_body=write)
     k(a, b, o)
     np.testing.assert_array_equal(o.to_numpy()[:32, :64], 2.0)
+
+
+@pytest.mark.parametrize("value", [2.0, None, True])
+def test_a_store_of_something_that_is_not_a_block_expression(value):
+    """Before: AttributeError: 'float' object has no attribute 'shape' (x == x, which is
+    True, too)."""
+    def body(s):
+        with s["ab"].wait() as x, s["bb"].wait() as y, s["ob"].reserve() as z:
+            z.store(value)
+    k, args = _kernel(body)
+    with pytest.raises(ttl.CompileError, match=f"store of {type(value).__name__} {value!r} into ob: "
+                                               "store a block expression") as e:
+        k(*args)
+    assert f":{_line(body, 'z.store(value)')}:" in str(e.value)
+
+
+@pytest.mark.parametrize("make, what", [
+    (lambda x: ttl.math.fill(x, None), "ttl.math.fill value None: a fill value is a real number"),
+    (lambda x: ttl.math.fill(x, "1"), "ttl.math.fill value '1'"),
+    (lambda x: ttl.math.reduce_sum(x, dims=None), r"reduce_sum dims must be \[0\], \[1\] or "
+                                                  r"\[0, 1\]; got None"),
+    (lambda x: ttl.math.reduce_max(x, dims="1"), r"reduce_max dims must be .*; got '1'"),
+])
+def test_op_arguments_of_the_wrong_kind_are_compile_errors(make, what):
+    """Before: ValueError / TypeError from float() or tuple() inside ttlang."""
+    def body(s):
+        with s["ab"].wait() as x, s["bb"].wait() as y, s["ob"].reserve() as z:
+            z.store(make(x) + y)
+    k, args = _kernel(body)
+    with pytest.raises(ttl.CompileError, match=what):
+        k(*args)
+
+
+def test_numpy_scalars_are_numbers_in_block_expressions():
+    """np.float32(0.5) was refused ('cannot use float32 in a block expression')."""
+    def body(s):
+        with s["ab"].wait() as x, s["bb"].wait() as y, s["ob"].reserve() as z:
+            z.store(x * np.float32(0.5) + y * np.int64(2))
+    k, (a, b, o) = _kernel(body)
+    k(a, b, o)
+    np.testing.assert_array_equal(o.to_numpy()[:32, :32], 2.5)
+
+
+def test_dividing_by_the_constant_zero_gives_inf_as_the_chip_would():
+    """It was a ZeroDivisionError from the compiler (1.0 / 0 for the SFPU scale)."""
+    def body(s):
+        with s["ab"].wait() as x, s["bb"].wait() as y, s["ob"].reserve() as z:
+            z.store(x / 0 - y)
+    k, (a, b, o) = _kernel(body)
+    k(a, b, o)
+    assert np.isposinf(o.to_numpy()[:32, :32]).all()
+
+
+def test_a_tensor_of_a_replaced_device_is_refused_at_the_call():
+    """ttl.set_device makes a new device; a tensor made before it used to be read at its
+    address on the new device: whatever another tensor held there (silently)."""
+    k, (a, b, o) = _kernel(_add)
+    ttl.set_device("wormhole_b0")
+    ttl.from_numpy(np.full((64, 64), 7.0, np.float32))       # what a's address holds now
+    with pytest.raises(ttl.CompileError, match="kernel k: argument 0 .* lives on another device "
+                                               "than the one kernels run on now"):
+        k(a, b, o)
