@@ -199,7 +199,7 @@ class Kernel:
                         self._call(cp[0][1], b)
                     except (CompileError, TTSimError):
                         raise
-                    except Exception as e:   # a bug in the compute thread's own code
+                    except (Exception, SystemExit, GeneratorExit) as e:   # the thread's own bug
                         fn = cp[0][1]
                         raise KernelError(f"{type(e).__name__} in kernel "
                                           f"{getattr(fn, '__name__', '?')}: {e}", core=c,
