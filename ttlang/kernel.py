@@ -1,6 +1,7 @@
 """`@ttl.kernel`: build a program from a ttlang kernel, compile its statements, run it."""
 from __future__ import annotations
 
+import inspect
 import os
 import traceback
 
@@ -99,8 +100,32 @@ def make_dataflow_buffer_like(like, shape=(1, 1), buffer_factor=2, dtype=None):
 make_circular_buffer_like = make_dataflow_buffer_like
 
 
+def _check_thread_fn(kind, fn):
+    """A thread is a plain function of no arguments: a generator or coroutine function
+    would return at once without running its body (an empty thread, silently), and one
+    with parameters fails when the core calls it."""
+    code = getattr(fn, "__code__", None)
+    line = (code.co_filename, code.co_firstlineno) if code is not None else None
+    name = getattr(fn, "__name__", repr(fn))
+    if inspect.isgeneratorfunction(fn) or inspect.iscoroutinefunction(fn) \
+            or inspect.isasyncgenfunction(fn):
+        what = "a generator" if inspect.isgeneratorfunction(fn) else "an async"
+        raise CompileError(f"@ttl.{kind}() thread {name} is {what} function: calling it would "
+                           "not run its body. A thread is a plain def that runs straight through "
+                           "(reserve, wait and copy(...).wait() block by themselves)", line)
+    try:
+        inspect.signature(fn).bind()
+    except TypeError:
+        raise CompileError(f"@ttl.{kind}() thread {name}{inspect.signature(fn)} takes arguments: "
+                           "a thread is called with none (it sees the kernel's tensors and "
+                           "buffers through its closure)", line) from None
+    except ValueError:
+        pass
+
+
 def _thread_decorator(kind, **opts):
     def deco(fn):
+        _check_thread_fn(kind, fn)
         b = _current_build()
         b.threads.append((kind, fn, opts))
         return fn
@@ -138,6 +163,10 @@ class Kernel:
                            dst_full_sync_en=dst_full_sync_en, math_approx_mode=math_approx_mode)
         self.exp_approx = exp_approx
         sfpu_modes(math_approx_mode, exp_approx)      # refuse a bad value at decoration
+        try:
+            ttsim.numerics.parse_fidelity(math_fidelity)
+        except ttsim.TTSimError as e:
+            raise CompileError(f"kernel {getattr(fn, '__name__', '?')}: {e.message}") from None
         self.last_build = None
         self.last_report = None
         self.__name__ = getattr(fn, "__name__", "kernel")
@@ -366,6 +395,9 @@ class Program:
 
 def kernel(grid=None, **config):
     """Decorator: `@ttl.kernel(grid=(8, 8))` (or grid="auto" for the whole worker grid)."""
+    if callable(grid) and not config:      # @ttl.kernel without parentheses: the auto grid
+        return Kernel(grid, None)
+
     def deco(fn):
         return Kernel(fn, grid, **config)
     return deco

@@ -304,3 +304,52 @@ def test_a_tensor_of_a_replaced_device_is_refused_at_the_call():
     with pytest.raises(ttl.CompileError, match="kernel k: argument 0 .* lives on another device "
                                                "than the one kernels run on now"):
         k(a, b, o)
+
+
+def _one_thread_kernel(deco, fn):
+    ttl.set_device("wormhole_b0")
+    a = ttl.from_numpy(np.ones((32, 32), np.float32))
+
+    @ttl.kernel(grid=(1, 1))
+    def k(a):
+        deco(fn)
+    return lambda: k(a)
+
+
+def _gen_thread():
+    yield
+
+
+async def _async_thread():
+    pass
+
+
+def _thread_with_a_parameter(x):
+    pass
+
+
+@pytest.mark.parametrize("deco", [ttl.compute(), ttl.datamovement()])
+@pytest.mark.parametrize("fn, what", [
+    (_gen_thread, "thread _gen_thread is a generator function: calling it would not run its body"),
+    (_async_thread, "thread _async_thread is an async function"),
+    (_thread_with_a_parameter, r"thread _thread_with_a_parameter\(x\) takes arguments"),
+])
+def test_a_thread_must_be_a_plain_function_of_no_arguments(deco, fn, what):
+    """A generator or async thread returned at once: the kernel ran with the thread empty,
+    silently. A thread with a parameter failed with a TypeError located in ttlang."""
+    with pytest.raises(ttl.CompileError, match=what) as e:
+        _one_thread_kernel(deco, fn)()
+    assert f":{fn.__code__.co_firstlineno}:" in str(e.value)
+
+
+def test_kernel_without_parentheses_is_the_auto_grid_and_a_bad_fidelity_is_refused_at_once():
+    """@ttl.kernel without () made the kernel function the decorator, so the call built a
+    Kernel of the first tensor; math_fidelity='HiFi9' passed unnoticed without a compute thread."""
+    ttl.set_device("wormhole_b0")
+
+    @ttl.kernel
+    def k(a):
+        assert ttl.grid_size() == (8, 8)
+    k(ttl.from_numpy(np.ones((32, 32), np.float32)))
+    with pytest.raises(ttl.CompileError, match="unknown math fidelity 'HiFi9'"):
+        ttl.kernel(grid=(1, 1), math_fidelity="HiFi9")(lambda a: None)
