@@ -35,7 +35,14 @@ def load(name_or_path=None, chip=None) -> SysDesc:
         if chip is not None:
             raise SysdescError(f"{name_or_path.path}: chip={chip!r} applies when loading a .ttsys file")
         return name_or_path
-    path = name_or_path = os.fspath(name_or_path)
+    try:
+        path = name_or_path = os.fspath(name_or_path)
+    except TypeError:
+        raise SysdescError(f"sysdesc {name_or_path!r:.60}: give a built-in name "
+                           f"({', '.join(builtin_names())}), a path to a .toml or .ttsys file, "
+                           f"or a loaded SysDesc") from None
+    if isinstance(path, bytes):
+        path = name_or_path = os.fsdecode(path)
     if not os.path.exists(path):
         if os.sep in path or path.endswith((".toml", ".ttsys")):
             raise SysdescError(f"{path}: no such file")

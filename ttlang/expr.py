@@ -7,6 +7,8 @@ broadcasts down; a single tile carries [0, 0] and broadcasts everywhere.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from .errors import CompileError
 
 UNARY_OPS = ("exp", "exp2", "log", "sqrt", "rsqrt", "recip", "tanh", "sigmoid", "relu", "gelu",
@@ -55,7 +57,7 @@ def as_node(x, like=None):
             raise CompileError(f"reads {x.name}, a block that was reserved, not waited for: its "
                                "data is not there yet (use a block from .wait())")
         return x
-    if isinstance(x, (int, float)):
+    if isinstance(x, (int, float, np.integer, np.floating)):     # numpy scalars too
         return Const(float(x))
     raise CompileError(f"cannot use {type(x).__name__} in a block expression "
                        "(use blocks from buffers, Python numbers, or ttl.math ops)")
@@ -83,6 +85,8 @@ class Const(Node):
 
 class Fill(Node):
     def __init__(self, shape, value):
+        if value.__class__ is bool or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise CompileError(f"ttl.math.fill value {value!r}: a fill value is a real number")
         self.shape, self.value = tuple(shape), float(value)
 
     def key(self):
@@ -264,8 +268,11 @@ class Reduce(Node):
     @classmethod
     def make(cls, op, x, dims, scaler=None):
         x = as_node(x)
+        if isinstance(dims, (str, bytes)) or not (hasattr(dims, "__iter__") or
+                                                  isinstance(dims, int) and not isinstance(dims, bool)):
+            raise CompileError(f"reduce_{op} dims must be [0], [1] or [0, 1]; got {dims!r}")
         dims = norm_dims(dims)
-        if not dims or any(d not in (0, 1) for d in dims):
+        if not dims or any(d not in (0, 1) or d.__class__ is bool for d in dims):
             raise CompileError(f"reduce_{op} dims must be [0], [1] or [0, 1]; got {list(dims)}")
         need_shape(x, f"reduce_{op}")
         if scaler is None:

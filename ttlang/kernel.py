@@ -1,11 +1,14 @@
 """`@ttl.kernel`: build a program from a ttlang kernel, compile its statements, run it."""
 from __future__ import annotations
 
+import inspect
 import os
 import traceback
 
+import numpy as np
+
 import ttsim
-from ttsim.errors import KernelError
+from ttsim.errors import KernelError, TTSimError
 from ttsim.thread import register_api_file
 from ttsim import formats
 
@@ -69,14 +72,21 @@ class Build:
         return low
 
 
+def _whole(v):
+    """An integer (a numpy one will do), not a bool or a float."""
+    return v.__class__ is not bool and isinstance(v, (int, np.integer))
+
+
 def make_dataflow_buffer_like(like, shape=(1, 1), buffer_factor=2, dtype=None):
     """A buffer of `buffer_factor` blocks of `shape` tiles, in the format of `like`."""
     b = _current_build()
     line = b.user_line()
     fmt = formats.parse_format(dtype or (like.dtype if like is not None else "bf16"))
-    shape = tuple(shape)
-    if len(shape) != 2 or min(shape) < 1:
-        raise CompileError(f"buffer shape {shape} must be two positive tile counts", line)
+    shape = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
+    if len(shape) != 2 or not all(_whole(v) and v >= 1 for v in shape):
+        raise CompileError(f"buffer shape {shape} must be two positive tile counts (whole "
+                           "numbers)", line)
+    shape = tuple(int(v) for v in shape)
     if isinstance(buffer_factor, bool) or not isinstance(buffer_factor, int) or buffer_factor < 1:
         raise CompileError(f"buffer_factor must be a whole number >= 1 (blocks in the buffer), "
                            f"got {buffer_factor!r}", line)
@@ -90,8 +100,32 @@ def make_dataflow_buffer_like(like, shape=(1, 1), buffer_factor=2, dtype=None):
 make_circular_buffer_like = make_dataflow_buffer_like
 
 
+def _check_thread_fn(kind, fn):
+    """A thread is a plain function of no arguments: a generator or coroutine function
+    would return at once without running its body (an empty thread, silently), and one
+    with parameters fails when the core calls it."""
+    code = getattr(fn, "__code__", None)
+    line = (code.co_filename, code.co_firstlineno) if code is not None else None
+    name = getattr(fn, "__name__", repr(fn))
+    if inspect.isgeneratorfunction(fn) or inspect.iscoroutinefunction(fn) \
+            or inspect.isasyncgenfunction(fn):
+        what = "a generator" if inspect.isgeneratorfunction(fn) else "an async"
+        raise CompileError(f"@ttl.{kind}() thread {name} is {what} function: calling it would "
+                           "not run its body. A thread is a plain def that runs straight through "
+                           "(reserve, wait and copy(...).wait() block by themselves)", line)
+    try:
+        inspect.signature(fn).bind()
+    except TypeError:
+        raise CompileError(f"@ttl.{kind}() thread {name}{inspect.signature(fn)} takes arguments: "
+                           "a thread is called with none (it sees the kernel's tensors and "
+                           "buffers through its closure)", line) from None
+    except ValueError:
+        pass
+
+
 def _thread_decorator(kind, **opts):
     def deco(fn):
+        _check_thread_fn(kind, fn)
         b = _current_build()
         b.threads.append((kind, fn, opts))
         return fn
@@ -129,6 +163,10 @@ class Kernel:
                            dst_full_sync_en=dst_full_sync_en, math_approx_mode=math_approx_mode)
         self.exp_approx = exp_approx
         sfpu_modes(math_approx_mode, exp_approx)      # refuse a bad value at decoration
+        try:
+            ttsim.numerics.parse_fidelity(math_fidelity)
+        except ttsim.TTSimError as e:
+            raise CompileError(f"kernel {getattr(fn, '__name__', '?')}: {e.message}") from None
         self.last_build = None
         self.last_report = None
         self.__name__ = getattr(fn, "__name__", "kernel")
@@ -137,15 +175,27 @@ class Kernel:
         g = self.grid_spec
         if g is None or g == "auto":
             return dev.sd.worker_grid()
-        g = tuple(g)
         full = dev.sd.worker_grid()
-        if len(g) != 2 or not (1 <= g[0] <= full[0] and 1 <= g[1] <= full[1]):
+        if isinstance(g, str) or not isinstance(g, (tuple, list)) or len(g) != 2 \
+                or not all(_whole(v) for v in g):
+            raise CompileError(f"grid={g!r}: a grid is two whole numbers of cores (x, y), or "
+                               f"\"auto\" for the {full[0]}x{full[1]} worker grid of {dev.sd.name}")
+        g = tuple(int(v) for v in g)
+        if not (1 <= g[0] <= full[0] and 1 <= g[1] <= full[1]):
             raise CompileError(f"grid {g} does not fit the {full[0]}x{full[1]} worker grid of "
                                f"{dev.sd.name}")
         return g
 
     def build(self, *args, **kwargs):
         dev = host.device()
+        for i, a in enumerate(list(args) + list(kwargs.values())):
+            if isinstance(a, host.Tensor) and a._t.device is not dev:
+                what = f"argument {i}" if i < len(args) else f"argument {list(kwargs)[i - len(args)]}"
+                raise CompileError(f"kernel {self.__name__}: {what} ({a!r}) lives on another device "
+                                   f"than the one kernels run on now ({dev.sd.name}): ttl.set_device "
+                                   "(or ttnn.open_device) made a new device since the tensor was "
+                                   "made, and its address there holds other data. Make the "
+                                   "tensor after choosing the device")
         b = Build(self, self._grid(dev), dev)
         _building.append(b)
         try:
@@ -174,7 +224,16 @@ class Kernel:
         if cp:   # dry run on every core: compiles every statement and sizes the spill buffers
             for c in cores:
                 with ThreadEnv(b, "compute", c):
-                    self._call(cp[0][1], b)
+                    try:
+                        self._call(cp[0][1], b)
+                    except (CompileError, TTSimError):
+                        raise
+                    except (Exception, SystemExit, GeneratorExit) as e:   # the thread's own bug
+                        fn = cp[0][1]
+                        raise KernelError(f"{type(e).__name__} in kernel "
+                                          f"{getattr(fn, '__name__', '?')}: {e}", core=c,
+                                          thread="compute",
+                                          line=_innermost_user_line(e.__traceback__, b)) from e
         b.dm, b.cp, b.cores = dm, cp, cores
         self._check_l1(b)
         for hook in build_hooks:
@@ -336,6 +395,9 @@ class Program:
 
 def kernel(grid=None, **config):
     """Decorator: `@ttl.kernel(grid=(8, 8))` (or grid="auto" for the whole worker grid)."""
+    if callable(grid) and not config:      # @ttl.kernel without parentheses: the auto grid
+        return Kernel(grid, None)
+
     def deco(fn):
         return Kernel(fn, grid, **config)
     return deco

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from .errors import CompileError
 from .expr import (Bcast, Binary, Const, Fill, Leaf, Matmul, Node, Reduce, Transpose, Unary, _bshape,
                    children)
@@ -203,7 +205,12 @@ class Compiler:
             return base + 1
         if isinstance(y, Const) and op in ("mul", "div"):
             nxt = self._gen(x, out, base, lines, ind)
-            s = y.value if op == "mul" else 1.0 / y.value
+            # x / 0 is x * inf on the SFPU too (+-inf, NaN for 0), not a Python error
+            if op == "mul":
+                s = y.value
+            else:
+                with np.errstate(divide="ignore"):
+                    s = float(np.float64(1.0) / np.float64(y.value))
             lines.append(f"{p}k.sfpu_unary('scale', {self._reg(base)}, {_num(s)})")
             return nxt
         if op in FPU_BINARY and _is_leaf(y):

@@ -30,6 +30,10 @@ class ThreadEnv:
         self.pending: list = []           # copies not yet waited on
         self.addrgens: dict = {}
         self.written: set = set()         # buffers whose current reservation holds data
+        # buffers with a block reserved (waited for) on this thread and not yet pushed
+        # (popped): a second reserve (wait) before that would be the same pages
+        self.reserving: set = set()
+        self.waiting: set = set()
 
     def __enter__(self):
         _envs[greenlet.getcurrent()] = self
@@ -58,15 +62,31 @@ class DataflowBuffer:
 
     def reserve(self):
         e = env()
+        if self.cb in e.reserving:
+            self._held_twice(e, "reserve", "reserved", "pushed", "write", "push")
+        e.reserving.add(self.cb)
         if not e.dry:
             e.k.cb_reserve_back(self.cb, self.tiles)
         return Block(self, "reserved", e)
 
     def wait(self):
         e = env()
+        if self.cb in e.waiting:
+            self._held_twice(e, "wait", "waited for", "popped", "read", "pop")
+        e.waiting.add(self.cb)
         if not e.dry:
             e.k.cb_wait_front(self.cb, self.tiles)
         return Block(self, "waited", e)
+
+    def _held_twice(self, e, call, held, released, ptr, moves):
+        """A second reserve (wait) while this thread holds a block of the buffer: the CB
+        call would hand back the same pages (cb_reserve_back and cb_wait_front count from
+        the write and read pointers, which only a push and a pop move)."""
+        raise CompileError(f"{self.name}.{call}() while a block of {self.name} {held} earlier on "
+                           f"this thread is not yet {released}: the new block would be the same "
+                           f"pages (the {ptr} pointer moves only on a {moves}). End the first "
+                           f"block's `with` (or {moves}() it) before the next {call}(), or make "
+                           f"the buffer's blocks larger", e.build.user_line())
 
     def push(self, e=None):
         e = e or env()
@@ -76,6 +96,7 @@ class DataflowBuffer:
                                "earlier block left there. Store into the block (blk.store(...)) "
                                "or copy into it before it is pushed", e.build.user_line())
         e.written.discard(self.cb)
+        e.reserving.discard(self.cb)
         for h in e.pending:
             if h.block is not None and h.block.buf is self:
                 push = e.build.user_line()
@@ -87,6 +108,7 @@ class DataflowBuffer:
 
     def pop(self, e=None):
         e = e or env()
+        e.waiting.discard(self.cb)
         if not e.dry:
             e.k.cb_pop_front(self.cb, self.tiles)
 
@@ -153,7 +175,14 @@ class Block(Leaf):
             raise CompileError(f"store into {self.name}, a block that was waited for: store into "
                                "a block from .reserve()")
         if not isinstance(expr, Node):
-            expr = as_node(expr)       # a number (refused below, with the fix) or a wrong type
+            if isinstance(expr, str):
+                expr = as_node(expr)          # its own error: cannot use str in a block expression
+            number = isinstance(expr, (int, float)) and not isinstance(expr, bool) or \
+                type(expr).__module__ == "numpy" and getattr(expr, "ndim", 1) == 0
+            raise CompileError(f"store of {type(expr).__name__} {expr!r:.40} into {self.name}: "
+                               "store a block expression"
+                               + (" (store of a plain number: use ttl.math.fill(blk, value))"
+                                  if number else ""))
         _check_live(expr)
         e = env()
         if e.kind != "compute":

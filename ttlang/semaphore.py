@@ -19,7 +19,7 @@ rectangle of cores (`set`). They lower to ttsim's noc_semaphore_* calls, with th
 from __future__ import annotations
 
 from .errors import CompileError
-from .pipe import _span
+from .pipe import _int, _pair, _span
 
 
 def _dm_env(what):
@@ -65,17 +65,22 @@ class Semaphore:
 
     def get_remote(self, core):
         gx, gy = self.build.grid
-        x, y = core
-        if not (0 <= x < gx and 0 <= y < gy):
+        x, y = _pair(core, "remote semaphore on core")
+        xi, yi = _int(x), _int(y)
+        if xi is None or yi is None:
+            raise CompileError(f"remote semaphore on core {core!r}: a core is (x, y), two integers")
+        if not (0 <= xi < gx and 0 <= yi < gy):
             raise CompileError(f"remote semaphore on core {core}, outside the {gx}x{gy} grid")
-        return _Remote(self, [(x, y)])
+        return _Remote(self, [(xi, yi)])
 
     def get_remote_multicast(self, cores=None):
         """Every core of a rectangle ((x or slice, y or slice); default: the whole grid but
         the caller)."""
         gx, gy = self.build.grid
-        cores = cores or (slice(0, gx), slice(0, gy))
-        xs, ys = _span(cores[0], gx, "multicast x"), _span(cores[1], gy, "multicast y")
+        cores = _pair(cores, "semaphore multicast to") if cores is not None else \
+            (slice(0, gx), slice(0, gy))
+        xs, ys = (_span(cores[0], gx, "semaphore multicast x"),
+                  _span(cores[1], gy, "semaphore multicast y"))
         return _Remote(self, [(x, y) for y in ys for x in xs], rect=(xs.start, ys.start,
                                                                      xs.stop - 1, ys.stop - 1))
 

@@ -5,6 +5,8 @@ current device (the sysdesc `ttsim run` chose, or wormhole_b0); `t.to_numpy()` r
 """
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 
 import ttsim
@@ -111,7 +113,9 @@ class TensorSlice:
         flat = 0
         for k, (i, n) in enumerate(zip(lead, tshape[:-2])):
             if not isinstance(i, int):
-                raise IndexError("leading (non-tile) dims take integer indices")
+                i = _index(i)
+                if i is None:
+                    raise IndexError("leading (non-tile) dims take integer indices")
             if not -n <= i < n:
                 raise IndexError(f"index {i} out of range for dim {k} of size {n}")
             flat = flat * n + (i % n)
@@ -126,11 +130,31 @@ class TensorSlice:
         return [base + r * wt + c for r in self.rows for c in self.cols]
 
 
+def _index(i):
+    """An integer index as an int (numpy integers too), or None (a slice, a float, ...)."""
+    if i.__class__ is bool or isinstance(i, slice):
+        return None
+    try:
+        return operator.index(i)
+    except TypeError:
+        return None
+
+
 def _tile_range(s, n, what):
+    if not isinstance(s, (int, slice)):
+        i = _index(s)
+        if i is None:
+            raise IndexError(f"tile {what} index {s!r}: a tile index is an integer or a slice "
+                             "of integers")
+        s = i
     if isinstance(s, int):
         if not -n <= s < n:
             raise IndexError(f"tile {what} index {s} out of range (0..{n - 1})")
         return range(s % n, s % n + 1)
+    for v in (s.start, s.stop, s.step):
+        if v is not None and _index(v) is None:
+            raise IndexError(f"tile {what} slice {s.start}:{s.stop}: slice bounds are integers "
+                             f"(tiles), not {v!r}")
     start, stop, step = s.indices(n)
     if step != 1:
         raise IndexError("tile slices must have step 1")

@@ -253,6 +253,9 @@ def _up(n):
 def _check_shape(shape):
     if isinstance(shape, (int, np.integer)):
         shape = (shape,)
+    shape = tuple(shape)
+    if not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in shape):
+        raise ValueError(f"tensor shape {shape}: dims are whole numbers")   # 32.5 was cut to 32
     shape = tuple(int(s) for s in shape)
     if any(s <= 0 for s in shape):
         raise ValueError(f"tensor shape {shape}: every dim must be positive")
@@ -635,7 +638,10 @@ def _values(x):
         return np.float64(x)
     if _is_torch(x):
         return _host_array(x)[0].astype(np.float64)
-    return np.asarray(x, np.float64)
+    a = np.asarray(x)
+    if a.dtype.kind not in "biuf":        # None became NaN, silently
+        raise TypeError(f"a ttnn op takes tensors, numbers or arrays of numbers, not {x!r:.40}")
+    return a.astype(np.float64)
 
 
 def _template(*xs):

@@ -1,6 +1,8 @@
 """Circular buffers: a Fifo whose pages live in a core's L1 at real addresses."""
 from __future__ import annotations
 
+import numpy as np
+
 from .errors import CBError
 from .fifo import Fifo
 
@@ -57,7 +59,10 @@ class CircularBuffer(Fifo):
 
     def push(self, th, n, line, payload=None):
         cap, t = self.capacity, th.t
-        for q in range(self.pushed, self.pushed + n if n.__class__ is int else self.pushed):
+        # only pages that are reserved (Fifo.push refuses a count past them, and the count
+        # may be anything a kernel passes: a loop to it would never end)
+        for q in range(self.pushed, min(self.pushed + n, self.reserved_upto)
+                       if n.__class__ is int else self.pushed):
             if self.land_t[q % cap] > t:
                 raise CBError(f"cb_push_back pushes page {q % cap} of {self.name} at cycle {t:,.0f}, "
                               f"before the NoC data written into it lands (cycle "
@@ -150,8 +155,18 @@ class CircularBuffer(Fifo):
                               core=th.core, thread=th.kind, line=line, cb=self.index)
             self.check_fresh(s, q, th, line, what, core)
 
+    def _page_index(self, i, th, line, what):
+        """A tile index into the waited-for or reserved pages: a whole number (a numpy
+        integer will do; not a float or a bool)."""
+        if i.__class__ is not bool and isinstance(i, (int, np.integer)):
+            return int(i)
+        raise CBError(f"{what} {i!r} into {self.name} is not an integer", core=th.core,
+                      thread=th.kind, line=line, cb=self.index)
+
     def front_seq(self, i, th, line):
         """Sequence number of the i-th waited-for page (its slot is seq % num_pages)."""
+        if i.__class__ is not int:
+            i = self._page_index(i, th, line, "tile index")
         if self.popped + i >= self.waited_upto or i < 0:
             raise CBError(f"reads page {i} of {self.name} but only {self.waited_upto - self.popped} "
                           f"pages were waited for (cb_wait_front)", core=th.core, thread=th.kind,
@@ -160,6 +175,8 @@ class CircularBuffer(Fifo):
 
     def back_addr(self, i, th, line):
         """L1 address of the i-th reserved page, for the packer."""
+        if i.__class__ is not int:
+            i = self._page_index(i, th, line, "pack_tile output index")
         if self.pushed + i >= self.reserved_upto or i < 0:
             raise CBError(f"packs into page {i} of {self.name} but only "
                           f"{self.reserved_upto - self.pushed} pages were reserved (cb_reserve_back)",

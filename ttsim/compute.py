@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import formats, numerics, sfpu
-from .errors import DstOverflowError, TTSimError
-from .dataflow import KernelContext
+from .errors import ArgumentError, DstOverflowError, TTSimError
+from .dataflow import KernelContext, as_int
 from .thread import caller_line
 
 _FP32, _BF16 = formats.DataFormat.FP32, formats.DataFormat.BF16
@@ -31,6 +31,12 @@ class ComputeConfig:
     def __init__(self, math_fidelity="HiFi4", fp32_dest_acc_en=False, dst_full_sync_en=False,
                  unpack_to_dest_fp32=None, fused=True, math_approx_mode=False):
         self.fidelity = numerics.parse_fidelity(math_fidelity)
+        for name, v in (("math_approx_mode", math_approx_mode), ("fp32_dest_acc_en", fp32_dest_acc_en),
+                        ("dst_full_sync_en", dst_full_sync_en), ("fused", fused),
+                        ("unpack_to_dest_fp32", unpack_to_dest_fp32)):
+            if not (v is None and name == "unpack_to_dest_fp32") and \
+                    not isinstance(v, (bool, np.bool_)) and v not in (0, 1):
+                raise TTSimError(f"{name}={v!r}: a compute setting is True or False")
         # tt-metal's math_approx_mode: the APPROX template of every SFPU op; exp then runs
         # its fast Schraudolph form (exp_tile's fast_and_approx defaults to true)
         self.approx = bool(math_approx_mode)
@@ -136,6 +142,10 @@ class ComputeContext(KernelContext):
         self._c_tile_regs = c["cost.api.tile_regs"]
 
     def _dst_index(self, d, ln):
+        if d.__class__ is not int and as_int(d) is None:
+            raise ArgumentError(f"DST index {d!r} is not an integer (a DST register is named by "
+                                f"its index, 0..{self._s.dst_tiles - 1})", core=self.core,
+                                thread=self._th.kind, line=ln)
         if not 0 <= d < self._s.dst_tiles:
             mode = ("fp32" if self.cfg.fp32_acc else "16-bit") + \
                    (" full-sync" if self.cfg.full_sync else " half-sync")
@@ -157,7 +167,16 @@ class ComputeContext(KernelContext):
     def matmul_tiles(self, cb_a, cb_b, ia, ib, d, transpose=False): self._dst_index(d, None)
     def matmul_block(self, cb_a, cb_b, ia, ib, d, transpose=False, ct_dim=1, rt_dim=1, kt_dim=1,
                      in1_stride=1):
+        self._block_dims(ct_dim, rt_dim, kt_dim, in1_stride, None)
         self._dst_index(d + rt_dim * ct_dim - 1, None)
+
+    def _block_dims(self, ct_dim, rt_dim, kt_dim, in1_stride, ln):
+        """matmul_block's block: rt_dim x ct_dim output tiles, in0 rows kt_dim tiles apart,
+        in1 columns in1_stride apart, each a whole number >= 1."""
+        for name, v in (("ct_dim", ct_dim), ("rt_dim", rt_dim), ("kt_dim", kt_dim),
+                        ("in1_stride", in1_stride)):
+            if v.__class__ is not int or v < 1:
+                self._count(v, f"matmul_block: {name}", ln)
     def binary_tiles(self, op, cb_a, cb_b, ia, ib, d, bcast="none"): self._dst_index(d, None)
     def binary_dest_reuse_tiles(self, op, cb, i, d, dst_as="a"): self._dst_index(d, None)
     def reduce_tile(self, cb, cb_scaler, i, i_scaler, d, op="sum", dim="row"): self._dst_index(d, None)
@@ -226,6 +245,12 @@ class ComputeContext(KernelContext):
 
 def _approx_mode(approx):
     return None if approx is None else ("approx" if approx else "accurate")
+
+
+def _real(v):
+    """A real number a kernel may put into DST (not None, a string, a bool or an array)."""
+    return v.__class__ is float or v.__class__ is int or \
+        (isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool))
 
 
 def _check_choice(value, choices, what, ctx, ln):
@@ -363,6 +388,7 @@ class UnpackContext(ComputeContext):
         in0[r] @ in1[c]. The operand along the longer side is unpacked once per product,
         the other once per row or column."""
         ln = self._th.pinned or caller_line()
+        self._block_dims(ct_dim, rt_dim, kt_dim, in1_stride, ln)
         self._dst_index(d + rt_dim * ct_dim - 1, ln)
         rows, fa = self._stack(cb_a, ia, kt_dim, rt_dim, False, ln)
         cols, fb = self._stack(cb_b, ib, in1_stride, ct_dim, transpose, ln)
@@ -401,6 +427,7 @@ class UnpackContext(ComputeContext):
     def binary_dest_reuse_tiles(self, op, cb, i, d, dst_as="a"):
         ln = self._th.pinned or caller_line()
         _check_choice(op, tuple(_BINARY_MATH_COST), "binary op", self, ln)
+        _check_choice(dst_as, ("a", "b"), "dst_as (the operand DST stands for)", self, ln)
         self._dst_index(d, ln)
         v, f = self._read(cb, i, ln)
         self._hand_over((op + "_reuse", v), self._c_unpack[f], f"unpack {op}_dest_reuse", ln,
@@ -459,6 +486,11 @@ class MathContext(ComputeContext):
     def tile_regs_acquire(self):
         ln = self._th.pinned or caller_line()
         th = self._th
+        if self._dst is not None:
+            raise TTSimError("tile_regs_acquire while MATH already holds DST: each acquire needs "
+                             "its tile_regs_commit before the next (a second acquire would start "
+                             "from an empty DST, losing what the first one computed)",
+                             core=self.core, thread=th.kind, line=ln)
         self._s.dst.reserve(th, 1, ln)
         th.charge(self._c_tile_regs, "tile_regs_acquire", ln)
         self._dst = np.zeros((self._s.dst_tiles, 32, 32), np.float32)
@@ -533,6 +565,7 @@ class MathContext(ComputeContext):
     def matmul_block(self, cb_a, cb_b, ia, ib, d, transpose=False, ct_dim=1, rt_dim=1, kt_dim=1,
                      in1_stride=1):
         ln = self._th.pinned or caller_line()
+        self._block_dims(ct_dim, rt_dim, kt_dim, in1_stride, ln)
         n = rt_dim * ct_dim
         self._dst_index(d + n - 1, ln)
         p = self._take("matmul_block", self._c_mm * n + self._c_mm_call, "matmul_block", ln, "matmul",
@@ -603,6 +636,8 @@ class MathContext(ComputeContext):
         if mode is None:
             mode = self.cfg.sfpu_mode(op)
         cost, name, fn = self._sfpu(op, mode, ln, "unary")
+        if params or op == "scale":
+            self._params(op, params, ln)
         faces = _VECTOR_MODES.get(vector_mode)
         if faces is None:
             raise TTSimError(f"vector_mode must be one of {', '.join(_VECTOR_MODES)}; got {vector_mode!r}",
@@ -614,6 +649,17 @@ class MathContext(ComputeContext):
             y = np.where(faces, y, x)
         self._dst[d] = y
         self._written[d] = True
+
+    def _params(self, op, params, ln):
+        """An SFPU op's scalar parameters: as many as it takes (scale: one), real numbers."""
+        want = 1 if op == "scale" else 0
+        if len(params) != want:
+            raise ArgumentError(f"SFPU {op} takes {want} scalar parameter(s), got {len(params)}: "
+                                f"{params!r}", core=self.core, thread=self._th.kind, line=ln)
+        for v in params:
+            if not _real(v):
+                raise ArgumentError(f"SFPU {op}: parameter {v!r} is not a real number",
+                                    core=self.core, thread=self._th.kind, line=ln)
 
     def sfpu_binary(self, op, d0, d1, d_out=None):
         ln = self._th.pinned or caller_line()
@@ -630,6 +676,9 @@ class MathContext(ComputeContext):
         ln = self._th.pinned or caller_line()
         self._dst_index(d, ln)
         self._need_dst(ln)
+        if not _real(value):
+            raise ArgumentError(f"fill_tile: value {value!r} is not a real number",
+                                core=self.core, thread=self._th.kind, line=ln)
         self._th.charge(self._c_fill, "fill_tile", ln)
         self._put(d, np.full((32, 32), value, np.float32))
 
@@ -691,6 +740,8 @@ class PackContext(ComputeContext):
                              core=self.core, thread=self._th.kind, line=ln)
         c = self._cb(cb, ln)
         k = c.pack_offset if out_index is None else out_index
+        if k.__class__ is not int:
+            k = c._page_index(k, self._th, ln, "pack_tile output index")
         addr = c.back_addr(k, self._th, ln)
         # the output format and L1 accumulation are packer configuration (pack_reconfig_*)
         self._setup.change(self._th, None, (c.fmt, accumulate), ln)

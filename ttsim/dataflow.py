@@ -162,6 +162,10 @@ class AddrGen:
         return o
 
 
+def _indices(args):
+    return f"{len(args)} (indices 0..{len(args) - 1})" if args else "none"
+
+
 class KernelContext:
     """What every kernel sees: who it is, its arguments, and the CBs of its core."""
 
@@ -181,15 +185,18 @@ class KernelContext:
         return self._th.kind
 
     def get_arg_val(self, i):
-        if not 0 <= i < len(self._args):
-            raise IndexError(f"runtime arg {i} asked for, but this kernel on core {self.core} "
-                             f"has {len(self._args)}")
-        return self._args[i]
+        n = i if i.__class__ is int else as_int(i)
+        if n is None or not 0 <= n < len(self._args):
+            raise self._fail(ArgumentError, f"runtime arg {i!r} asked for, but this kernel on "
+                             f"core ({self.core[0]},{self.core[1]}) has {_indices(self._args)}", caller_line())
+        return self._args[n]
 
     def get_compile_time_arg_val(self, i):
-        if not 0 <= i < len(self._ct_args):
-            raise IndexError(f"compile-time arg {i} asked for, but the kernel has {len(self._ct_args)}")
-        return self._ct_args[i]
+        n = i if i.__class__ is int else as_int(i)
+        if n is None or not 0 <= n < len(self._ct_args):
+            raise self._fail(ArgumentError, f"compile-time arg {i!r} asked for, but the kernel "
+                             f"has {_indices(self._ct_args)}", caller_line())
+        return self._ct_args[n]
 
     @property
     def args(self):
@@ -245,7 +252,11 @@ class KernelContext:
         time, as read_l1 reads)."""
         th = self._th
         ln = th.pinned or caller_line()
-        data = np.asarray(data).view(np.uint8).reshape(-1)
+        arr = np.asarray(data)
+        if arr.dtype.kind not in "biuf":
+            raise self._fail(ArgumentError, f"write_l1: data must be a numpy array (or list) of "
+                             f"numbers, got {type(data).__name__} of dtype {arr.dtype}", ln)
+        data = np.ascontiguousarray(arr).view(np.uint8).reshape(-1)
         th.sync(ln)
         a, n = self._l1_range(self.core, addr, data.size, ln, "write_l1")
         self._l1_check(self.core, addr, a, n, ln, "write_l1", True)
@@ -322,12 +333,14 @@ class KernelContext:
         return cb
 
     def _cb(self, cb, line):
-        try:
-            return self._cbs[cb]
-        except (KeyError, TypeError):
-            raise CBError(f"cb {cb!r} is not allocated on this core (allocated: "
-                          f"{sorted(self._cbs) or 'none'})", core=self.core,
-                          thread=self._th.kind, line=line, cb=cb) from None
+        i = cb if cb.__class__ is int else as_int(cb)    # not 1.0 or True for cb 1
+        c = self._cbs.get(i) if i is not None else None
+        if c is not None:
+            return c
+        what = (f"cb {cb!r} is not allocated on this core" if i is not None else
+                f"cb index {cb!r} is not an integer (a CB is named by its integer index)")
+        raise CBError(f"{what} (allocated: {sorted(self._cbs) or 'none'})", core=self.core,
+                      thread=self._th.kind, line=line, cb=i)
 
     def _tile_fmt(self, cb):
         return self._cbs[cb].fmt
@@ -435,6 +448,12 @@ class DataMovementContext(KernelContext):
         """Address generator for an interleaved buffer; `base` may be a host Tensor."""
         tensor = None
         if hasattr(base, "address"):
+            if getattr(base, "device", self._e.device) is not self._e.device:
+                raise self._fail(AccessError, f"interleaved_addr_gen: {tensor_name(base)} was made "
+                                 f"on another ttsim.Device (a {base.device.sd.name}) than the one "
+                                 f"this program runs on (a {self._e.sd.name}): its address would "
+                                 "read or write whatever this device holds there. Make the "
+                                 "tensor with this program's Device", self._th.pinned or caller_line())
             tensor = base if page_size in (None, base.page_size) else None
             page_size = page_size or base.page_size
             dram = base.memory == "dram"
@@ -448,6 +467,13 @@ class DataMovementContext(KernelContext):
         return AddrGen(base, page_size, self._e.bank_xys(dram), tensor, self)
 
     def logical_to_noc(self, x, y):
+        gx, gy = self._e.sd.worker_grid()
+        if x.__class__ is not int or y.__class__ is not int or not (0 <= x < gx and 0 <= y < gy):
+            cx, cy = as_int(x), as_int(y)
+            if cx is None or cy is None or not (0 <= cx < gx and 0 <= cy < gy):
+                raise self._fail(NocError, f"logical core ({x!r},{y!r}) is not on the {gx}x{gy} "
+                                 f"worker grid of {self._e.sd.name}", caller_line())
+            x, y = cx, cy
         return self._e.sd.worker_noc_xy(x, y)
 
     # --- NoC transfers ------------------------------------------------------------------
@@ -471,6 +497,22 @@ class DataMovementContext(KernelContext):
             raise self._fail(NocError, f"NoC index {noc!r} does not exist: {self._e.sd.name} "
                              f"has NoC 0..{self._nocs - 1}", ln)
         return n
+
+    def _not_addr(self, a, ln, what, mcast=False):
+        """The error for an endpoint argument that is not a NoC address of the kind the call
+        takes (a plain int, a tuple, a multicast address to a unicast call, ...)."""
+        if mcast:
+            hint = ("a unicast address (get_noc_addr): a multicast takes one from "
+                    "get_noc_multicast_addr(x0, y0, x1, y1, addr)" if isinstance(a, NocAddr) else
+                    "not a multicast address: make one with get_noc_multicast_addr(x0, y0, x1, "
+                    "y1, addr)")
+        elif isinstance(a, McastAddr):
+            hint = ("a multicast address (get_noc_multicast_addr), which only "
+                    "noc_async_write_multicast and noc_semaphore_set_multicast take")
+        else:
+            hint = ("not a NoC address: make one with get_noc_addr(x, y, addr) or an address "
+                    "generator's get_noc_addr(page)")
+        return self._fail(ArgumentError, f"{what}: {a!r} is {hint}", ln)
 
     def _at(self, xy, addr, size, ln, what):
         """The address of an access of `size` bytes at NoC endpoint `xy` (a worker's L1 or a
@@ -544,7 +586,10 @@ class DataMovementContext(KernelContext):
     def _read(self, src, dst_l1, size, noc, ln, name, cycles):
         t = self._issue(ln, name, cycles)
         noc = self._noc_id(noc, ln)
-        sxy = (src.x, src.y)
+        try:
+            sxy = (src.x, src.y)
+        except AttributeError:
+            raise self._not_addr(src, ln, f"{name} source") from None
         src_mem = self._mem(sxy, ln)
         me = self._e.l1[self.core].mem
         size = size if size.__class__ is int and size > 0 else \
@@ -575,14 +620,26 @@ class DataMovementContext(KernelContext):
         """Read page `page` of an interleaved buffer; finding its bank and offset costs
         `noc.addrgen_cycles` on top of the issue."""
         ln = self._th.pinned or caller_line()
+        if addrgen.__class__ is not AddrGen:
+            self._addrgen(addrgen, ln, "noc_async_read_tile")
         self._read(addrgen.get_noc_addr(page), dst_l1, addrgen.page_size, noc, ln,
                    "noc_async_read_tile", self._c_read + self._c_addrgen)
+
+    def _addrgen(self, g, ln, name):
+        """The page calls take an address generator (interleaved_addr_gen); anything else
+        with get_noc_addr(page) and page_size will do."""
+        if not (hasattr(g, "get_noc_addr") and hasattr(g, "page_size")):
+            raise self._fail(ArgumentError, f"{name}: {g!r} is not an address generator: make "
+                             "one with interleaved_addr_gen(tensor) (or interleaved_addr_gen("
+                             "base, page_size=...))", ln)
 
     def noc_async_read_set_state(self, src, noc=None):
         """Stateful issue: program the NIU's read command buffer with the source core or bank
         (src.x, src.y) once; later `noc_async_read_with_state` calls only set addresses and
         size, which costs less per issue (tt-metal's noc_async_read_set_state)."""
         ln = self._th.pinned or caller_line()
+        if not hasattr(src, "x") or isinstance(src, McastAddr):
+            raise self._not_addr(src, ln, "noc_async_read_set_state source")
         self._mem((src.x, src.y), ln)
         noc = self._noc_id(noc, ln)
         self._th.charge(self._c_set_state, "noc_async_read_set_state", ln)
@@ -606,6 +663,8 @@ class DataMovementContext(KernelContext):
     def noc_async_write_tile(self, page, addrgen, src_l1, noc=None):
         """Write page `page` of an interleaved buffer (address generation as for reads)."""
         ln = self._th.pinned or caller_line()
+        if addrgen.__class__ is not AddrGen:
+            self._addrgen(addrgen, ln, "noc_async_write_tile")
         self._write(src_l1, addrgen.get_noc_addr(page), addrgen.page_size, noc, ln,
                     "noc_async_write_tile", self._c_write + self._c_addrgen)
 
@@ -613,6 +672,8 @@ class DataMovementContext(KernelContext):
         """Stateful issue for writes: program the destination core or bank once (see
         noc_async_read_set_state)."""
         ln = self._th.pinned or caller_line()
+        if not hasattr(dst, "x") or isinstance(dst, McastAddr):
+            raise self._not_addr(dst, ln, "noc_async_write_set_state destination")
         self._mem((dst.x, dst.y), ln)
         noc = self._noc_id(noc, ln)
         self._th.charge(self._c_set_state, "noc_async_write_set_state", ln)
@@ -635,7 +696,10 @@ class DataMovementContext(KernelContext):
         noc = self._noc_id(noc, ln)
         if self._cmd_free:
             t = self._cmd_buf(t, (noc, "wr"), ln)
-        dxy = (dst.x, dst.y)
+        try:
+            dxy = (dst.x, dst.y)
+        except AttributeError:
+            raise self._not_addr(dst, ln, f"{name} destination") from None
         dst_mem = self._mem(dxy, ln)
         me = self._e.l1[self.core].mem
         size = size if size.__class__ is int and size > 0 else \
@@ -753,7 +817,10 @@ class DataMovementContext(KernelContext):
         return r
 
     def _mcast_cores(self, m, include_self, num_dests, ln):
-        key = (m.x0, m.y0, m.x1, m.y1, include_self)
+        try:
+            key = (m.x0, m.y0, m.x1, m.y1, include_self)
+        except AttributeError:
+            raise self._not_addr(m, ln, "multicast destination", mcast=True) from None
         try:
             cores = self._mcast_cache.get(key)
         except TypeError:
@@ -832,7 +899,10 @@ class DataMovementContext(KernelContext):
     def _sem_target(self, dst, ln, what):
         """The worker core a remote semaphore operation goes to (NoC atomics and semaphore
         words live in a worker's L1, never in DRAM)."""
-        xy = (dst.x, dst.y)
+        try:
+            xy = (dst.x, dst.y)
+        except AttributeError:
+            raise self._not_addr(dst, ln, what) from None
         self._mem(xy, ln)
         core = self._e.worker_at.get(xy)
         if core is None:

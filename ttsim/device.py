@@ -12,6 +12,16 @@ from .errors import TTSimError
 from .memory import L1, DramBank, align
 
 
+def _numeric(array):
+    """The data of a tensor as an array of real numbers: complex values would lose their
+    imaginary part silently, objects (None, strings) turn into NaN or fail inside numpy."""
+    a = np.asarray(array)
+    if a.dtype.kind not in "biuf" and a.dtype.name != "bfloat16":
+        raise TTSimError(f"tensor data of dtype {a.dtype}: a tensor holds real numbers (float, "
+                         "int or bool arrays)")
+    return a
+
+
 class Tensor:
     """A tilized tensor interleaved page by page (one tile a page) over DRAM banks or L1s."""
 
@@ -37,7 +47,7 @@ class Tensor:
                 yield b, n, mem[self.address:self.address + count * self.page_size]
 
     def write(self, array):
-        a = np.asarray(array)
+        a = _numeric(array)
         if a.shape != self.shape:
             raise TTSimError(f"writing an array of shape {a.shape} into a tensor of shape {self.shape}")
         pages = formats.encode_tiles(formats.tilize(a), self.dtype).reshape(self.num_pages, self.page_size)
@@ -96,7 +106,14 @@ class Device:
     # --- tensors ------------------------------------------------------------------------
     def empty(self, shape, dtype="bf16", memory="dram"):
         fmt = formats.parse_format(dtype)
-        shape = tuple(int(s) for s in shape)
+        try:
+            dims = tuple(shape)
+        except TypeError:
+            dims = None
+        if dims is None or not all(d.__class__ is not bool and isinstance(d, (int, np.integer))
+                                   for d in dims):
+            raise TTSimError(f"tensor shape {shape!r}: a shape is a tuple of whole numbers")
+        shape = tuple(int(s) for s in dims)
         if len(shape) < 2 or shape[-1] % 32 or shape[-2] % 32 or min(shape) <= 0:
             raise TTSimError(f"tensor shape {shape}: the last two dims must be positive multiples of 32 "
                              "(tile layout)")
@@ -126,7 +143,7 @@ class Device:
 
     def tensor(self, array, dtype="bf16", memory="dram"):
         """Allocate and fill a tensor; values are rounded to `dtype` as the hardware stores them."""
-        a = np.asarray(array)
+        a = _numeric(array)
         t = self.empty(a.shape, dtype, memory)
         t.write(a)
         return t

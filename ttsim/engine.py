@@ -26,6 +26,9 @@ spawn_hook = None
 class Engine:
     def __init__(self, device, program, trace=False, max_cycles=1e12, reverse_spawn=False,
                  spawn_order=None):
+        if getattr(program, "device", None) is None or not hasattr(program, "kernels"):
+            raise TTSimError(f"Device.run takes a ttsim.Program, got {type(program).__name__} "
+                             f"{program!r:.60}")
         if program.device is not device:
             raise TTSimError("the program was built for another device: run it on the Device "
                              "given to ttsim.Program(...)")

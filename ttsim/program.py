@@ -5,6 +5,8 @@ A Program collects circular buffers, semaphores and kernels on ranges of logical
 """
 from __future__ import annotations
 
+import inspect
+
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -49,18 +51,63 @@ class CoreRange:
 
 def as_cores(spec, grid) -> list[tuple[int, int]]:
     """Accept a core, a list of cores, a CoreRange, a (w, h) grid shape via `grid=`, or "all"."""
-    if spec == "all":
+    if isinstance(spec, str) and spec == "all":
         return CoreRange((0, 0), (grid[0] - 1, grid[1] - 1)).cores()
     if isinstance(spec, CoreRange):
         cores = spec.cores()
-    elif isinstance(spec, tuple) and len(spec) == 2 and all(isinstance(v, int) for v in spec):
-        cores = [spec]
+    elif isinstance(spec, tuple) and len(spec) == 2 and all(_whole(v) is not None for v in spec):
+        cores = [(int(spec[0]), int(spec[1]))]
     else:
-        cores = [tuple(c) for c in spec]
+        cores = None
+        if not isinstance(spec, (str, bytes, dict)):
+            try:
+                cores = [tuple(c) for c in spec]
+            except TypeError:
+                pass
+        if cores is None or any(len(c) != 2 or _whole(c[0]) is None or _whole(c[1]) is None
+                                for c in cores):
+            raise TTSimError(f"cores {spec!r}: give a core (x, y) of whole numbers, a list of "
+                             "them, a CoreRange or \"all\"")
+        cores = [(int(c[0]), int(c[1])) for c in cores]
     for c in cores:
         if not (0 <= c[0] < grid[0] and 0 <= c[1] < grid[1]):
             raise TTSimError(f"core ({c[0]},{c[1]}) is outside the {grid[0]}x{grid[1]} worker grid")
     return cores
+
+
+def _check_kernel_fn(kind, fn):
+    """A kernel is a plain function of one argument, the kernel context: a generator or
+    coroutine function would return at once without running its body (a silently empty
+    kernel), and a signature that cannot take one argument fails inside the simulator."""
+    name = getattr(fn, "__name__", repr(fn))
+    if inspect.isgeneratorfunction(fn) or inspect.iscoroutinefunction(fn) \
+            or inspect.isasyncgenfunction(fn):
+        what = "a generator" if inspect.isgeneratorfunction(fn) else "an async"
+        raise TTSimError(f"{kind} kernel {name} is {what} function: calling it would not run its "
+                         "body. A ttsim kernel is a plain function of the kernel context k "
+                         "(no yield, no async/await: blocking calls such as cb_wait_front block)")
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):      # builtins and the like: let them be
+        return
+    try:
+        sig.bind(object())
+    except TypeError:
+        raise TTSimError(f"{kind} kernel {name}{sig} cannot be called with the kernel context "
+                         "alone: a kernel takes one argument, k (its arguments come from "
+                         "k.get_arg_val(i))") from None
+
+
+def _check_args(kind, fn, args, what):
+    """Runtime (or compile-time) args: a list or tuple of values, or (runtime args) a
+    function of the core giving one."""
+    if args is None or callable(args) and what == "args":
+        return args
+    if isinstance(args, (str, bytes, dict)) or not hasattr(args, "__iter__"):
+        raise TTSimError(f"{kind} kernel {getattr(fn, '__name__', '?')}: {what} must be a list "
+                         f"of values" + (" (or a function of the core giving one)"
+                                         if what == "args" else "") + f", got {args!r:.60}")
+    return list(args)
 
 
 @dataclass
@@ -143,6 +190,10 @@ class Program:
     def _kernel(self, kind, cores, fn, args, compile_args, **kw):
         if not callable(fn):
             raise TTSimError(f"{kind} kernel must be a function taking the kernel context, got {fn!r}")
+        _check_kernel_fn(kind, fn)
+        args = _check_args(kind, fn, args, "args")
+        if compile_args is not None:
+            compile_args = _check_args(kind, fn, compile_args, "compile_args")
         cs = as_cores(cores, self.grid)
         if "noc" in kw:
             n, nocs = _whole(kw["noc"]), self.device.sd.num_nocs
@@ -184,7 +235,18 @@ class Program:
         return self._kernel("compute", cores, fn, args, compile_args, config=cfg)
 
     def set_runtime_args(self, kernel: KernelSpec, core, args):
-        core = tuple(core)
+        if not isinstance(kernel, KernelSpec):
+            raise TTSimError(f"set_runtime_args takes the kernel Program.reader/writer/compute "
+                             f"returned, got {kernel!r:.60}")
+        args = _check_args(kernel.kind, kernel.fn, args, "args")
+        if callable(args):
+            raise TTSimError(f"set_runtime_args of kernel {kernel.name}: args for one core are "
+                             "a list, not a function")
+        core = as_cores(core, self.grid)
+        if len(core) != 1:
+            raise TTSimError(f"set_runtime_args of kernel {kernel.name}: one core at a time, got "
+                             f"{len(core)}")
+        core = core[0]
         if core not in kernel.cores:
             raise TTSimError(f"kernel {kernel.name} does not run on core ({core[0]},{core[1]})")
         kernel.per_core_args[core] = list(args)

@@ -19,7 +19,7 @@ import greenlet
 import numpy as np
 from simpy.events import Event
 
-from .errors import KernelError, SimLimitError, TTSimError
+from .errors import KernelError, SimLimitError, TTSimError, where
 
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
 # Frames in these files are the kernel API itself; the first frame outside them is the
@@ -61,6 +61,22 @@ class _Turn(Event):
         self._value = None
         self._ok = True
         heappush(env._queue, (t, priority, next(env._eid), self))
+
+
+class _Ended:
+    """What a kernel context's thread becomes once its kernel has returned: any use of
+    that context (a `k` kept by another thread, or after the run) is an error naming it,
+    not an API call charged to a finished thread's clock."""
+    __slots__ = ("core", "kind")
+
+    def __init__(self, th):
+        self.core, self.kind = th.core, th.kind
+
+    def __getattr__(self, name):
+        raise TTSimError(f"the kernel context k of core ({self.core[0]},{self.core[1]}) {self.kind} "
+                         "is used after that kernel returned: a k belongs to its own kernel while "
+                         "it runs (do not keep it for another thread or for after the run)",
+                         line=caller_line())
 
 
 class Thread:
@@ -154,9 +170,11 @@ class Thread:
         except TTSimError as e:
             if e.core is None and not hasattr(e, "blocked"):
                 e.core, e.thread = self.core, self.kind
-                e.args = (f"{e.message}\n  at core ({self.core[0]},{self.core[1]}) {self.kind}",)
+                e.args = (f"{e.message}\n  at {where(self.core, self.kind, e.line, e.cb)}",)
             raise
-        except Exception as e:  # a bug in kernel code: report it where it ran
+        except (Exception, SystemExit, GeneratorExit) as e:  # a bug in kernel code: report it
+            # where it ran (sys.exit() in a kernel ends that kernel's run with an error, not
+            # the simulating process; KeyboardInterrupt still stops everything)
             tb = traceback.extract_tb(e.__traceback__)
             user = [fr for fr in tb if fr.filename not in _API_FILES and
                     not fr.filename.startswith(os.path.dirname(greenlet.__file__))]
@@ -177,3 +195,6 @@ class Thread:
         for th in self.group:
             th.done = True
             th.end = th.t
+            th.ctx._th = _Ended(th)
+        if not isinstance(self.ctx._th, _Ended):     # a fused compute kernel's own context
+            self.ctx._th = _Ended(self)

@@ -379,3 +379,47 @@ def test_a_kernel_call_inside_ttsim_tracing_streams_its_trace_with_user_lines(tm
     lines = {e["args"].get("line", "") for e in ev}
     assert any(l.startswith("kernels.py:") for l in lines)       # charged to the kernel's lines
     assert np.array_equal(out.to_numpy(), np.full((32, 64), 2.0, np.float32))
+
+
+@pytest.mark.parametrize("idx, what", [
+    ((0.0, 0), r"tile rows index 0.0: a tile index is an integer or a slice of integers"),
+    ((slice(0, 1.0), 0), r"tile rows slice 0:1.0: slice bounds are integers \(tiles\)"),
+    ((0, "0"), r"tile columns index '0'"),
+])
+def test_a_tile_index_that_is_not_an_integer_names_it(idx, what):
+    """(0.0, 0) used to be AttributeError: 'float' object has no attribute 'indices'."""
+    import ttsim
+    a, out = ttl.from_numpy(np.ones((32, 64), np.float32)), ttl.empty((32, 64))
+
+    @ttl.kernel(grid=(1, 1))
+    def k(a, out):
+        ab = ttl.make_dataflow_buffer_like(a, shape=(1, 1), buffer_factor=2)
+
+        @ttl.datamovement()
+        def read():
+            with ab.reserve() as blk:
+                ttl.copy(a[idx], blk).wait()
+    with pytest.raises(ttsim.KernelError, match=what) as e:
+        k(a, out)
+    assert e.value.thread == "reader"
+
+
+def test_numpy_integer_tile_indices_are_taken_as_their_value():
+    a, out = ttl.from_numpy(np.arange(32 * 64, dtype=np.float32).reshape(32, 64)), \
+        ttl.empty((32, 64))
+
+    @ttl.kernel(grid=(1, 1))
+    def k(a, out):
+        ab = ttl.make_dataflow_buffer_like(a, shape=(1, 1), buffer_factor=2)
+
+        @ttl.datamovement()
+        def read():
+            with ab.reserve() as blk:
+                ttl.copy(a[np.int64(0), np.int32(1)], blk).wait()
+
+        @ttl.datamovement()
+        def write():
+            with ab.wait() as blk:
+                ttl.copy(blk, out[0, np.int64(0):np.int64(1)]).wait()
+    k(a, out)
+    np.testing.assert_array_equal(out.to_numpy()[:, :32], a.to_numpy()[:, 32:])

@@ -74,3 +74,56 @@ def test_send_outside_if_src_is_an_error():
 
     with pytest.raises(ttl.CompileError, match="send inside net.if_src"):
         bad(src)
+
+
+def _net_kernel(make, grid=(4, 1)):
+    ttl.set_device("wormhole_b0")
+    src = ttl.from_numpy(np.ones((32, 32), np.float32))
+
+    @ttl.kernel(grid=grid)
+    def k(src):
+        make()
+
+        @ttl.datamovement()
+        def read():
+            pass
+    return lambda: k(src)
+
+
+@pytest.mark.parametrize("make, what", [
+    (lambda: ttl.PipeNet([ttl.Pipe(src=(0, 0), dst=(slice(1, 9), 0))]),
+     r"pipe destination x slice 1:9 runs past the grid \(0..3\)"),
+    (lambda: ttl.PipeNet([ttl.Pipe(src=(0, 0), dst=(1.0, 0))]),
+     r"pipe destination x 1.0: a core coordinate is an integer, or a slice of integers"),
+    (lambda: ttl.PipeNet([ttl.Pipe(src=(0.0, 0), dst=(1, 0))]), r"pipe source x 0.0: a core coordinate"),
+    (lambda: ttl.PipeNet([ttl.Pipe(src=(slice(0, 2), 0), dst=(3, 0))]), r"a pipe has one source core"),
+    (lambda: ttl.PipeNet([ttl.Pipe(src=(0, 0, 0), dst=(1, 0))]), r"pipe source \(0, 0, 0\): a core is \(x, y\)"),
+    (lambda: ttl.PipeNet([ttl.Pipe(src=(0, 0), dst="all")]), r"pipe destination 'all': a core is \(x, y\)"),
+    (lambda: ttl.PipeNet(["x"]), r"a PipeNet holds ttl.Pipe\(src=..., dst=...\)s, got 'x'"),
+    (lambda: ttl.Semaphore().get_remote_multicast((slice(0, 9), 0)),
+     r"semaphore multicast x slice 0:9 runs past the grid \(0..3\)"),
+    (lambda: ttl.Semaphore().get_remote_multicast((1.5, 0)), r"semaphore multicast x 1.5"),
+])
+def test_pipe_and_multicast_coordinates_are_checked(make, what):
+    """A slice past the grid used to be clipped to it (slice.indices): the cores past the
+    grid the kernel named silently got nothing. Floats, strs and 3-tuples were
+    AttributeError or ValueError from pipe.py."""
+    with pytest.raises(ttl.CompileError, match=what):
+        _net_kernel(make)()
+
+
+def test_a_remote_semaphore_core_must_be_two_integers():
+    ttl.set_device("wormhole_b0")
+    src = ttl.from_numpy(np.ones((32, 32), np.float32))
+    for core, what in (((1.0, 0), r"remote semaphore on core \(1.0, 0\): a core is \(x, y\), two "
+                                  r"integers"),
+                       ("x", r"remote semaphore on core 'x': a core is \(x, y\)")):
+        @ttl.kernel(grid=(2, 1))
+        def k(src):
+            sem = ttl.Semaphore()
+
+            @ttl.datamovement()
+            def read():
+                sem.get_remote(core).inc(1)
+        with pytest.raises(ttl.CompileError, match=what):
+            k(src)

@@ -353,3 +353,20 @@ def test_split_work_to_cores_on_a_core_range_set():
     assert ttnn.corerange_to_cores(g2) == [(1, 1), (4, 4), (4, 5)]
     assert ttnn.num_cores_to_corerangeset(10, ttnn.CoreCoord(4, 4)).ranges() == \
         [ttnn.CoreRange((0, 0), (1, 3)), ttnn.CoreRange((2, 0), (2, 1))]
+
+
+@pytest.mark.parametrize("other", [None, "x", object()])
+def test_host_ops_refuse_operands_that_are_not_numbers(other):
+    """a + None used to give a tensor of NaN, silently; 'x' a ValueError from float()."""
+    a = ttnn.from_numpy(np.ones((32, 32), np.float32), dtype=ttnn.bfloat16)
+    with pytest.raises(TypeError, match="a ttnn op takes tensors, numbers or arrays of numbers"):
+        ttnn.add(a, other)
+    with pytest.raises(TypeError, match="a ttnn op takes tensors"):
+        a * other
+
+
+@pytest.mark.parametrize("shape", [(32.5, 32), (32.0, 32), (True, 32)])
+def test_creation_shapes_are_whole_numbers(shape):
+    """(32.5, 32) used to be cut to (32, 32)."""
+    with pytest.raises(ValueError, match="dims are whole numbers"):
+        ttnn.zeros(shape, dtype=ttnn.bfloat16)

@@ -5,6 +5,7 @@ from hypothesis import given, strategies as st
 
 import ttsim
 from ttsim import formats
+from ttsim.errors import TTSimError
 
 
 @given(lead=st.lists(st.integers(1, 3), max_size=2), rows=st.integers(1, 3), cols=st.integers(1, 3),
@@ -97,3 +98,29 @@ def test_dram_fills_to_capacity_exactly_and_no_further():
     with pytest.raises(ttsim.TTSimError, match="DRAM full"):
         huge.empty((2 ** 40, 2 ** 40))
     assert all(b.mem.size == 0 for b in huge.dram)
+
+
+@pytest.mark.parametrize("data", [np.ones((32, 32), np.complex64),
+                                  np.array([[None] * 32] * 32), np.full((32, 32), "x")])
+def test_tensor_data_must_be_real_numbers(dev, data):
+    """Complex data lost its imaginary part with a warning; None became NaN silently."""
+    with pytest.raises(TTSimError, match=f"tensor data of dtype {data.dtype}: a tensor holds real "
+                                         "numbers"):
+        dev.tensor(data)
+    with pytest.raises(TTSimError, match="a tensor holds real numbers"):
+        dev.empty((32, 32)).write(data)
+
+
+@pytest.mark.parametrize("shape", [(32.0, 32), (32.7, 32), (True, 32, 32), 32])
+def test_a_tensor_shape_must_be_whole_numbers(dev, shape):
+    """(32.7, 32) used to be truncated to (32, 32)."""
+    with pytest.raises(TTSimError, match="a shape is a tuple of whole numbers"):
+        dev.empty(shape)
+
+
+@pytest.mark.parametrize("desc", [3, 1.5, ["wormhole_b0"]])
+def test_a_device_description_of_the_wrong_type_is_a_sysdesc_error(desc):
+    """Before: TypeError from os.fspath."""
+    import sysdesc
+    with pytest.raises(sysdesc.SysdescError, match="give a built-in name"):
+        ttsim.Device(desc)

@@ -202,3 +202,41 @@ def test_unknown_sfpu_op_names_the_op_and_line(dev):
     with pytest.raises(ttsim.TTSimError, match="unknown SFPU unary op 'cosh'") as e:
         dev.run(prog)
     assert f":{_line_of(compute, 'cosh')}" in str(e.value) and "core (0,0) math" in str(e.value)
+
+
+@pytest.mark.parametrize("exc", [SystemExit(3), GeneratorExit()])
+def test_sys_exit_in_a_kernel_is_a_kernel_error_not_the_end_of_the_process(dev, exc):
+    """SystemExit and GeneratorExit went straight through the engine."""
+    def reader(k):
+        raise exc
+    prog = ttsim.Program(dev)
+    prog.reader((0, 0), reader)
+    with pytest.raises(ttsim.KernelError, match=f"{type(exc).__name__} in kernel reader") as e:
+        dev.run(prog)
+    assert e.value.line[1] == _line_of(reader, "raise exc")
+
+
+def test_a_kernel_context_kept_past_its_kernel_is_refused(dev):
+    """A reader's k kept and used by the writer made the reader's CB calls (on the finished
+    reader's clock); kept past the run, it changed the CB state of a run that is over."""
+    kept = {}
+
+    def reader(k):
+        kept["k"] = k
+        k.cb_reserve_back(0, 1)
+
+    def writer(k):
+        for _ in range(5):
+            k.wall_clock()
+        kept["k"].cb_push_back(0, 1)
+
+    prog = ttsim.Program(dev)
+    prog.circular_buffer((0, 0), 0, num_pages=2)
+    prog.reader((0, 0), reader)
+    prog.writer((0, 0), writer)
+    with pytest.raises(ttsim.TTSimError, match=r"the kernel context k of core \(0,0\) reader is "
+                                               r"used after that kernel returned") as e:
+        dev.run(prog)
+    assert e.value.thread == "writer" and e.value.line[1] == _line_of(writer, 'kept["k"]')
+    with pytest.raises(ttsim.TTSimError, match="used after that kernel returned"):
+        kept["k"].cb_reserve_back(0, 1)

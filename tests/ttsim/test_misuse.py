@@ -404,3 +404,300 @@ def test_a_loop_waiting_on_the_wall_clock_ends(dev):
     assert 1000 <= seen["t"] <= 1002
     with pytest.raises(SimLimitError):
         _run(dev, lambda k: [k.wall_clock() for _ in iter(int, 1)], max_cycles=5000)
+
+
+# --- arguments of the wrong kind (issue: misuse hunt) ------------------------------------------
+
+def test_a_push_of_an_absurd_page_count_is_refused_at_once(dev):
+    """It used to check the NoC landing time of every page up to the count first: a count
+    of 2**70 never finished."""
+    with pytest.raises(CBError, match=r"push of 1180591620717411303424 pages but only 1 reserved"):
+        _run(dev, lambda k: (k.cb_reserve_back(0, 1), k.cb_push_back(0, 1 << 70)))
+
+
+@pytest.mark.parametrize("cb", [1.0, True, "0", None])
+def test_a_cb_index_that_is_not_an_integer_names_no_other_cb(dev, cb):
+    """1.0 and True used to find cb 1 (a dict lookup equates them)."""
+    with pytest.raises(CBError, match=f"cb index {cb!r} is not an integer") as e:
+        _run(dev, lambda k: k.cb_reserve_back(cb, 1))
+    _located(e)
+    with pytest.raises(CBError, match="is not an integer"):
+        _run(dev, lambda k: k.get_write_ptr(cb))
+
+
+def _one_tile_compute(dev, d=0, i=0, out_index=None):
+    x = dev.tensor(np.ones((32, 32), np.float32))
+
+    def reader(k):
+        k.cb_reserve_back(0, 1)
+        k.noc_async_read_tile(0, k.interleaved_addr_gen(x), k.get_write_ptr(0))
+        k.noc_async_read_barrier()
+        k.cb_push_back(0, 1)
+
+    def compute(k):
+        k.cb_wait_front(0, 1)
+        k.tile_regs_acquire()
+        k.copy_tile(0, i, d)
+        k.tile_regs_commit()
+        k.tile_regs_wait()
+        k.cb_reserve_back(16, 1)
+        k.pack_tile(0, 16, out_index)
+        k.tile_regs_release()
+
+    prog = ttsim.Program(dev)
+    prog.circular_buffer((0, 0), 0, "bf16", num_pages=2)
+    prog.circular_buffer((0, 0), 16, "bf16", num_pages=2)
+    prog.reader((0, 0), reader)
+    prog.compute((0, 0), compute)
+    return dev.run(prog)
+
+
+@pytest.mark.parametrize("d", [1.5, 1.0, None, "0", True])
+def test_a_dst_index_that_is_not_an_integer_is_refused(dev, d):
+    """Before: an IndexError or TypeError from numpy inside MATH, or (True) a ValueError
+    from the packer's broadcast of all eight DST tiles into one page."""
+    with pytest.raises(ArgumentError, match=f"DST index {d!r} is not an integer") as e:
+        _one_tile_compute(dev, d=d)
+    assert e.value.core == (0, 0) and HERE in e.value.line[0]
+
+
+@pytest.mark.parametrize("i", [0.0, 1.5, None, True])
+def test_a_tile_index_that_is_not_an_integer_is_refused(dev, i):
+    with pytest.raises(CBError, match=f"tile index {i!r} into cb 0 is not an integer") as e:
+        _one_tile_compute(dev, i=i)
+    assert e.value.thread == "unpack" and HERE in e.value.line[0]
+
+
+def test_a_numpy_tile_index_is_taken_as_its_value(dev):
+    """np.int8(0) used to make the page's address an int8 (OverflowError)."""
+    _one_tile_compute(dev, i=np.int8(0), out_index=np.int8(0))
+
+
+@pytest.mark.parametrize("out_index", [0.5, 0.0, "0", True])
+def test_a_pack_output_index_that_is_not_an_integer_is_refused(dev, out_index):
+    with pytest.raises(CBError, match=f"pack_tile output index {out_index!r} into cb 16 is not "
+                                      "an integer") as e:
+        _one_tile_compute(dev, out_index=out_index)
+    assert e.value.thread == "pack"
+
+
+@pytest.mark.parametrize("call, what", [
+    (lambda k: k.noc_async_read(0x20000, k.get_write_ptr(0), 32),
+     r"noc_async_read source: 131072 is not a NoC address: make one with get_noc_addr"),
+    (lambda k: k.noc_async_read((1, 1, 0x20000), k.get_write_ptr(0), 32),
+     r"noc_async_read source: \(1, 1, 131072\) is not a NoC address"),
+    (lambda k: k.noc_async_write(k.get_read_ptr(0), 0x20000, 32),
+     r"noc_async_write destination: 131072 is not a NoC address"),
+    (lambda k: k.noc_async_write(0x20000, k.get_noc_multicast_addr(1, 1, 2, 2, 0x30000), 32),
+     r"noc_async_write destination: McastAddr\(.*\) is a multicast address"),
+    (lambda k: k.noc_async_write_multicast(0x20000, k.get_noc_addr(1, 1, 0x30000), 32, 1),
+     r"multicast destination: NocAddr\(.*\) is a unicast address \(get_noc_addr\): a multicast "
+     r"takes one from get_noc_multicast_addr"),
+    (lambda k: k.noc_semaphore_set_multicast(k.get_semaphore(0), 0x30000, 1),
+     r"multicast destination: 196608 is not a multicast address"),
+    (lambda k: k.noc_semaphore_inc(k.get_semaphore(0), 1),
+     r"noc_semaphore_inc: \d+ is not a NoC address"),
+    (lambda k: k.noc_semaphore_set_remote(k.get_semaphore(0), k.get_semaphore(0)),
+     r"noc_semaphore_set_remote: \d+ is not a NoC address"),
+    (lambda k: k.noc_async_read_set_state(123),
+     r"noc_async_read_set_state source: 123 is not a NoC address"),
+    (lambda k: k.noc_async_write_set_state(None),
+     r"noc_async_write_set_state destination: None is not a NoC address"),
+    (lambda k: k.noc_async_read_tile(0, 0x20000, k.get_write_ptr(0)),
+     r"noc_async_read_tile: 131072 is not an address generator: make one with "
+     r"interleaved_addr_gen"),
+    (lambda k: k.noc_async_write_tile(0, None, k.get_read_ptr(0)),
+     r"noc_async_write_tile: None is not an address generator"),
+])
+def test_an_endpoint_that_is_not_a_noc_address_is_refused_naming_the_call(dev, call, what):
+    """Before: AttributeError ('int' object has no attribute 'x') out of ttsim's NoC code."""
+    with pytest.raises(ArgumentError, match=what) as e:
+        _run(dev, call, sems=(0,))
+    _located(e)
+
+
+def test_kernel_args_out_of_range_are_argument_errors_at_the_call(dev):
+    def reader(k):
+        k.get_arg_val(2)
+    prog = ttsim.Program(dev)
+    prog.reader((0, 0), reader, args=[1, 2])
+    with pytest.raises(ArgumentError, match=r"runtime arg 2 asked for, but this kernel on core "
+                                            r"\(0,0\) has 2 \(indices 0..1\)") as e:
+        dev.run(prog)
+    _located(e)
+    with pytest.raises(ArgumentError, match=r"runtime arg 1.0 asked for"):
+        _run(dev, lambda k: k.get_arg_val(1.0))
+    with pytest.raises(ArgumentError, match=r"compile-time arg 0 asked for, but the kernel has none"):
+        _run(dev, lambda k: k.get_compile_time_arg_val(0))
+
+
+def test_logical_to_noc_off_the_grid_names_the_kernel_line(dev):
+    """Before: a SysdescError whose line was in sysdesc/schema.py."""
+    with pytest.raises(NocError, match=r"logical core \(8,0\) is not on the 8x8 worker grid of "
+                                       r"wormhole_b0") as e:
+        _run(dev, lambda k: k.logical_to_noc(8, 0))
+    _located(e)
+    with pytest.raises(NocError, match=r"logical core \(0.5,0\)"):
+        _run(dev, lambda k: k.logical_to_noc(0.5, 0))
+
+
+def test_write_l1_of_something_that_is_not_numbers_is_refused(dev):
+    with pytest.raises(ArgumentError, match="write_l1: data must be a numpy array .* got str") as e:
+        _run(dev, lambda k: k.write_l1(0x20000, "abcd"))
+    _located(e)
+
+
+# --- programs built wrong ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("cores", ["0,0", (0.5, 0), None, (0, 0, 0), [(0, 0, 1)], 7])
+def test_cores_that_are_not_cores_are_refused_when_the_program_is_built(dev, cores):
+    """Before: TypeError from program.py (str compared with int, float not iterable)."""
+    with pytest.raises(TTSimError, match=r"cores .*: give a core \(x, y\) of whole numbers, a list "
+                                         r"of them, a CoreRange or \"all\""):
+        ttsim.Program(dev).reader(cores, lambda k: None)
+
+
+def test_numpy_core_coordinates_are_taken_as_their_value(dev):
+    prog = ttsim.Program(dev)
+    prog.reader((np.int64(1), np.int32(0)), lambda k: None)
+    assert prog.kernels[0].cores == [(1, 0)]
+
+
+def test_a_generator_kernel_is_refused_rather_than_run_as_nothing(dev):
+    """A kernel with a `yield` (as in a simpy-style or ported async kernel) returned a
+    generator at once: the run 'succeeded' with nothing done."""
+    def reader(k):
+        k.cb_reserve_back(0, 1)
+        yield
+
+    async def writer(k):
+        k.cb_wait_front(0, 1)
+
+    with pytest.raises(TTSimError, match="reader kernel reader is a generator function: calling it "
+                                         "would not run its body"):
+        ttsim.Program(dev).reader((0, 0), reader)
+    with pytest.raises(TTSimError, match="writer kernel writer is an async function"):
+        ttsim.Program(dev).writer((0, 0), writer)
+
+
+def test_a_kernel_that_cannot_take_the_context_is_refused_when_built(dev):
+    """Before: a KernelError located in ttsim/thread.py."""
+    with pytest.raises(TTSimError, match=r"reader kernel r\(k, n\) cannot be called with the "
+                                         r"kernel context alone"):
+        def r(k, n):
+            pass
+        ttsim.Program(dev).reader((0, 0), r)
+    with pytest.raises(TTSimError, match=r"cannot be called with the kernel context alone"):
+        ttsim.Program(dev).writer((0, 0), lambda: None)
+    ttsim.Program(dev).writer((0, 0), lambda k, n=1, *rest: None)   # these are fine
+
+
+@pytest.mark.parametrize("args", [5, "ab", {"a": 1}])
+def test_kernel_args_must_be_a_list(dev, args):
+    """5 was a TypeError at run; "ab" and a dict became ['a', 'b'] and ['a'] silently."""
+    with pytest.raises(TTSimError, match=r"reader kernel <lambda>: args must be a list of values"):
+        ttsim.Program(dev).reader((0, 0), lambda k: None, args=args)
+    prog = ttsim.Program(dev)
+    spec = prog.reader((0, 0), lambda k: None)
+    with pytest.raises(TTSimError, match="args must be a list"):
+        prog.set_runtime_args(spec, (0, 0), args)
+
+
+def test_set_runtime_args_and_run_check_what_they_are_given(dev):
+    prog = ttsim.Program(dev)
+    with pytest.raises(TTSimError, match="set_runtime_args takes the kernel Program.reader/writer/"
+                                         "compute returned, got 'reader'"):
+        prog.set_runtime_args("reader", (0, 0), [1])
+    with pytest.raises(TTSimError, match="Device.run takes a ttsim.Program, got str"):
+        dev.run("prog")
+
+
+@pytest.mark.parametrize("flag", ["fp32_dest_acc_en", "dst_full_sync_en", "math_approx_mode"])
+def test_compute_settings_are_true_or_false(dev, flag):
+    """fp32_dest_acc_en="no" used to turn fp32 accumulation on (a non-empty string is true)."""
+    with pytest.raises(TTSimError, match=f"{flag}='no': a compute setting is True or False"):
+        ttsim.Program(dev).compute((0, 0), lambda k: None, **{flag: "no"})
+
+
+# --- compute calls with wrong arguments --------------------------------------------------------
+
+def _compute_with(dev, math):
+    """One tile in, `math(k)` between acquire and commit (a copy_tile into DST 0 first),
+    DST 0 packed out."""
+    x = dev.tensor(np.ones((32, 32), np.float32))
+
+    def reader(k):
+        k.cb_reserve_back(0, 1)
+        k.noc_async_read_tile(0, k.interleaved_addr_gen(x), k.get_write_ptr(0))
+        k.noc_async_read_barrier()
+        k.cb_push_back(0, 1)
+
+    def compute(k):
+        k.cb_wait_front(0, 1)
+        k.tile_regs_acquire()
+        k.copy_tile(0, 0, 0)
+        math(k)
+        k.tile_regs_commit()
+        k.tile_regs_wait()
+        k.cb_reserve_back(16, 1)
+        k.pack_tile(0, 16)
+        k.tile_regs_release()
+
+    prog = ttsim.Program(dev)
+    prog.circular_buffer((0, 0), 0, "bf16", num_pages=2)
+    prog.circular_buffer((0, 0), 16, "bf16", num_pages=2)
+    prog.reader((0, 0), reader)
+    prog.compute((0, 0), compute)
+    return dev.run(prog)
+
+
+def test_a_second_acquire_before_commit_is_refused(dev):
+    """It used to start DST afresh: the copy_tile's tile was silently lost (zeros packed)."""
+    with pytest.raises(TTSimError, match="tile_regs_acquire while MATH already holds DST") as e:
+        _compute_with(dev, lambda k: k.tile_regs_acquire())
+    assert e.value.thread == "math" and HERE in e.value.line[0]
+
+
+@pytest.mark.parametrize("kw, what", [
+    (dict(rt_dim=0), "rt_dim must be a whole number >= 1, got 0"),
+    (dict(ct_dim=-1), "ct_dim must be a whole number >= 1, got -1"),
+    (dict(kt_dim=0), "kt_dim must be a whole number >= 1, got 0"),
+    (dict(ct_dim=1.5), r"ct_dim must be a whole number >= 1, got 1.5 \(not an integer\)"),
+    (dict(in1_stride=-1), "in1_stride must be a whole number >= 1, got -1"),
+])
+def test_matmul_block_dimensions_are_whole_numbers(dev, kw, what):
+    """rt_dim=0 was 'DST index -1 out of range'; kt_dim=0 and in1_stride=-1 ran."""
+    with pytest.raises(ArgumentError, match=f"matmul_block: {what}"):
+        _compute_with(dev, lambda k: k.matmul_block(0, 0, 0, 0, 0, **kw))
+
+
+@pytest.mark.parametrize("call, what", [
+    (lambda k: k.fill_tile(0, None), "fill_tile: value None is not a real number"),
+    (lambda k: k.fill_tile(0, "1"), "fill_tile: value '1' is not a real number"),
+    (lambda k: k.mul_unary_tile(0, None), r"SFPU scale: parameter None is not a real number"),
+    (lambda k: k.sfpu_unary("exp", 0, 1, 2), r"SFPU exp takes 0 scalar parameter\(s\), got 2"),
+    (lambda k: k.sfpu_unary("scale", 0), r"SFPU scale takes 1 scalar parameter\(s\), got 0"),
+])
+def test_sfpu_values_and_parameters_are_checked(dev, call, what):
+    """None filled DST with NaN (np.float32(None)) silently; a str or a wrong parameter
+    count was a ValueError or TypeError from inside the SFPU model."""
+    with pytest.raises(ArgumentError, match=what):
+        _compute_with(dev, call)
+
+
+def test_dest_reuse_names_its_operand_a_or_b(dev):
+    """'c' used to be taken as 'b'."""
+    with pytest.raises(TTSimError, match=r"dst_as \(the operand DST stands for\) must be one of "
+                                         r"a, b; got 'c'"):
+        _compute_with(dev, lambda k: k.binary_dest_reuse_tiles("add", 0, 0, 0, "c"))
+
+
+def test_a_tensor_of_another_device_is_refused_not_read_at_its_address(dev):
+    """Its address on this device held another tensor: the kernel read 7.0 for 3.0."""
+    other = ttsim.Device("wormhole_b0")
+    t = other.tensor(np.full((32, 32), 3.0, np.float32))
+    dev.tensor(np.full((32, 32), 7.0, np.float32))
+    with pytest.raises(AccessError, match=r"interleaved_addr_gen: tensor \(32, 32\) bf16 .* was "
+                                          r"made on another ttsim.Device") as e:
+        _run(dev, lambda k: k.interleaved_addr_gen(t))
+    _located(e)
