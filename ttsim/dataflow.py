@@ -333,6 +333,11 @@ class KernelContext:
         return cb
 
     def _cb(self, cb, line):
+        if cb.__class__ is int:
+            try:
+                return self._cbs[cb]
+            except KeyError:
+                pass
         i = cb if cb.__class__ is int else as_int(cb)    # not 1.0 or True for cb 1
         c = self._cbs.get(i) if i is not None else None
         if c is not None:
