@@ -28,7 +28,25 @@ class Node:
     def __truediv__(self, o): return Binary.make("div", self, o)
     def __rtruediv__(self, o): return Binary.make("div", o, self)
     def __neg__(self): return Unary("neg", self)
+    def __abs__(self): return Unary("abs", self)
     def __matmul__(self, o): return Matmul.make(self, o)
+
+    def __pow__(self, p):
+        if p.__class__ is int and p == 2:
+            return Unary("square", self)
+        if p.__class__ is int and p == 1:
+            return self
+        raise CompileError(f"x ** {p!r}: the SFPU has square (x ** 2); other powers are not "
+                           "ops of ttl.math (write x * x * x, or exp(p * log(x)) for x > 0)")
+
+    def _compare(self, o):
+        raise CompileError("comparing blocks (<, <=, >, >=, ==, !=) is not a ttl.math op: their "
+                           "values exist only on the device; use ttl.math.max / min, or relu of a "
+                           "difference, for a data-dependent choice")
+
+    __lt__ = __le__ = __gt__ = __ge__ = _compare
+    __eq__ = __ne__ = _compare
+    __hash__ = object.__hash__
 
     # the seed's method forms
     def transpose(self): return Transpose.make(self)

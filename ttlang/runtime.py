@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 
 import greenlet
+import numpy as np
 
 from .errors import CompileError
 from .expr import Leaf, Node, as_node
@@ -171,6 +172,8 @@ class Block(Leaf):
     def store(self, expr, acc=False):
         if self.dead:
             raise CompileError("store into " + self.dead[5:])
+        if acc is not False and acc is not True and not isinstance(acc, np.bool_):
+            raise CompileError(f"store(..., acc={acc!r}): acc is True (add onto the block) or False")
         if self.mode != "reserved":
             raise CompileError(f"store into {self.name}, a block that was waited for: store into "
                                "a block from .reserve()")

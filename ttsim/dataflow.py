@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .errors import AccessError, ArgumentError, CBError, NocError
+from .errors import AccessError, ArgumentError, CBError, NocError, TTSimError
 from .thread import caller_line
 
 U32 = 1 << 32
@@ -183,6 +183,21 @@ class KernelContext:
     @property
     def kind(self):
         return self._th.kind
+
+    def __getattr__(self, name):
+        """Reached only for a name this context lacks: a call that belongs to the other kind
+        of kernel (a compute call on a reader's k, a NoC call on the compute kernel's) says
+        so at the kernel's line, instead of an AttributeError."""
+        if not name.startswith("_"):
+            from .compute import _API as compute_api
+            dm = isinstance(self, DataMovementContext)
+            if dm and name in compute_api or not dm and hasattr(DataMovementContext, name):
+                mine, theirs = (("a data-movement kernel (reader or writer)", "the compute kernel")
+                                if dm else ("the compute kernel", "data-movement kernels (reader, writer)"))
+                raise TTSimError(f"k.{name} is an API call of {theirs}; this k belongs to {mine}: "
+                                 f"move the call to a kernel of that kind", line=caller_line())
+        raise AttributeError(f"{'compute' if not isinstance(self, DataMovementContext) else 'data-movement'} "
+                             f"kernel API has no {name!r}")
 
     def get_arg_val(self, i):
         n = i if i.__class__ is int else as_int(i)

@@ -369,3 +369,15 @@ def test_kernel_without_parentheses_is_the_auto_grid_and_a_bad_fidelity_is_refus
     k(ttl.from_numpy(np.ones((32, 32), np.float32)))
     with pytest.raises(ttl.CompileError, match="unknown math fidelity 'HiFi9'"):
         ttl.kernel(grid=(1, 1), math_fidelity="HiFi9")(lambda a: None)
+
+
+@pytest.mark.parametrize("acc", ["yes", 1.0, None])
+def test_store_acc_is_true_or_false(acc):
+    """Before: acc='yes' (any truthy value) was taken as True."""
+    def body(s):
+        with s["ab"].wait() as x, s["bb"].wait(), s["ob"].reserve() as z:
+            z.store(x, acc=acc)
+    k, args = _kernel(body)
+    with pytest.raises(ttl.CompileError, match=r"acc is True \(add onto the block\) or False") as e:
+        k(*args)
+    assert f":{_line(body, 'z.store(x, acc=acc)')}:" in str(e.value)

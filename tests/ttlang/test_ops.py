@@ -206,3 +206,16 @@ def test_negative_dims_count_from_the_last(dims, neg):
         outs.append(run_blocks(f, [x], block=(2, 2))[1])
     np.testing.assert_array_equal(outs[0], outs[1])
     assert not np.array_equal(outs[0], np.zeros_like(outs[0]))
+
+
+def test_python_operators_abs_and_square():
+    """abs(x) and x ** 2 are the SFPU's abs and square (x ** 1 is x); other powers and
+    comparisons are compile errors naming what to write instead."""
+    x = tt.array((64, 64), "bf16", 8, -3.0, 3.0)
+    (xq,), out, _, _ = run_blocks(lambda a: abs(a) + a ** 2 - a ** 1, [x], block=(1, 1))
+    # each rounding is relative to the partial sums, |x| + x^2 and then |x| more
+    tt.assert_close(out, np.abs(xq) + xq * xq - xq, "bf16", ops=3, scale=2 * np.abs(xq) + xq * xq)
+    with pytest.raises(ttl.CompileError, match=r"x \*\* 3: the SFPU has square"):
+        run_blocks(lambda a: a ** 3, [x], block=(1, 1))
+    with pytest.raises(ttl.CompileError, match="comparing blocks"):
+        run_blocks(lambda a: ttl.math.max(a, a < 0), [x], block=(1, 1))

@@ -701,3 +701,28 @@ def test_a_tensor_of_another_device_is_refused_not_read_at_its_address(dev):
                                           r"made on another ttsim.Device") as e:
         _run(dev, lambda k: k.interleaved_addr_gen(t))
     _located(e)
+
+
+def test_a_call_of_the_other_kernel_kind_says_which_kind_it_belongs_to(dev):
+    """Before: KernelError wrapping AttributeError ('DataMovementContext' has no
+    'tile_regs_acquire'; 'compute kernel API has no noc_async_read_barrier')."""
+    def reader(k):
+        k.tile_regs_acquire()
+    with pytest.raises(TTSimError, match="k.tile_regs_acquire is an API call of the compute kernel; "
+                                         "this k belongs to a data-movement kernel") as e:
+        _run(dev, reader)
+    _located(e)
+
+    def compute(k):
+        k.noc_async_read_barrier()
+    prog = ttsim.Program(dev)
+    prog.compute((0, 0), compute)
+    with pytest.raises(TTSimError, match="k.noc_async_read_barrier is an API call of data-movement "
+                                         "kernels.*belongs to the compute kernel") as e:
+        dev.run(prog)
+    _located(e, thread="compute")
+
+    def typo(k):
+        k.noc_async_read_barier()
+    with pytest.raises(ttsim.KernelError, match="data-movement kernel API has no 'noc_async_read_barier'"):
+        _run(dev, typo)
