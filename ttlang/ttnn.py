@@ -357,6 +357,10 @@ class Tensor(_host.Tensor):
     def padded_shape(self):
         return Shape(self._t.shape if self._t is not None else self._logical)
 
+    def volume(self):
+        """Elements of the logical shape."""
+        return int(np.prod(self._logical, dtype=np.int64))
+
     def logical_shape(self):
         return Shape(self._logical)
 
@@ -993,6 +997,45 @@ def split_work_to_cores(grid_size, units_to_divide, row_wise=False):
             per + 1, per)
 
 
+# --- compute kernel configs (for host ops' compute_kernel_config=, and for ttl.kernel) -------
+class MathFidelity(enum.StrEnum):
+    """TT-NN's math fidelity; the values are ttl's names, so `@ttl.kernel(math_fidelity=
+    ttnn.MathFidelity.HiFi2)` takes them."""
+    LoFi = "LoFi"
+    HiFi2 = "HiFi2"
+    HiFi3 = "HiFi3"
+    HiFi4 = "HiFi4"
+
+
+class WormholeComputeKernelConfig:
+    """TT-NN's compute kernel config, as a record: host ops accept it (their golden is exact,
+    so it changes nothing there); its fields name what @ttl.kernel takes as arguments."""
+
+    def __init__(self, math_fidelity=MathFidelity.HiFi4, math_approx_mode=False,
+                 fp32_dest_acc_en=False, packer_l1_acc=False, dst_full_sync_en=False, **options):
+        self.math_fidelity = MathFidelity(math_fidelity)
+        self.math_approx_mode, self.fp32_dest_acc_en = bool(math_approx_mode), bool(fp32_dest_acc_en)
+        self.packer_l1_acc, self.dst_full_sync_en = bool(packer_l1_acc), bool(dst_full_sync_en)
+        self.options = options
+
+    def __repr__(self):
+        return (f"{type(self).__name__}(math_fidelity={self.math_fidelity.value}, math_approx_mode="
+                f"{self.math_approx_mode}, fp32_dest_acc_en={self.fp32_dest_acc_en}, "
+                f"packer_l1_acc={self.packer_l1_acc})")
+
+
+class BlackholeComputeKernelConfig(WormholeComputeKernelConfig):
+    pass
+
+
+def init_device_compute_kernel_config(arch=None, config=None, math_fidelity=MathFidelity.LoFi,
+                                      math_approx_mode=True, fp32_dest_acc_en=False,
+                                      packer_l1_acc=False, **options):
+    """`config` if given, else one with these defaults (TT-NN's)."""
+    return config if config is not None else WormholeComputeKernelConfig(
+        math_fidelity, math_approx_mode, fp32_dest_acc_en, packer_l1_acc)
+
+
 # --- what is not here ---------------------------------------------------------------------
 _UNSUPPORTED_DTYPES = ("bfloat4_b", "float16", "int32", "uint32", "uint16", "uint8", "int8")
 
@@ -1008,5 +1051,5 @@ def __getattr__(name):
         "open_device/close_device, tensors (from_torch, to_torch, from_numpy, to_numpy, rand, "
         "randn, zeros, ones, full, empty and *_like, to_layout, to_device), host ops (add, "
         "subtract, multiply, divide, neg, matmul, repeat, squeeze, unsqueeze, reshape, transpose, "
-        "permute; + - * / @), CoreCoord, CoreRange, CoreRangeSet, split_work_to_cores. Compute "
+        "permute; + - * / @), CoreCoord, CoreRange, CoreRangeSet, split_work_to_cores, MathFidelity, WormholeComputeKernelConfig. Compute "
         "anything else on the host with numpy or torch, or write it as a ttl kernel")

@@ -370,3 +370,44 @@ def test_creation_shapes_are_whole_numbers(shape):
     """(32.5, 32) used to be cut to (32, 32)."""
     with pytest.raises(ValueError, match="dims are whole numbers"):
         ttnn.zeros(shape, dtype=ttnn.bfloat16)
+
+
+def test_volume_and_compute_kernel_configs():
+    t = ttnn.rand((2, 50, 33), dtype=ttnn.bfloat16, layout=ttnn.TILE_LAYOUT, seed=1)
+    assert t.volume() == 2 * 50 * 33                      # the logical shape, not the padded one
+    cfg = ttnn.WormholeComputeKernelConfig(math_fidelity=ttnn.MathFidelity.HiFi2,
+                                           math_approx_mode=True, fp32_dest_acc_en=False,
+                                           packer_l1_acc=True)
+    assert cfg.math_fidelity == "HiFi2" and cfg.packer_l1_acc
+    assert ttnn.init_device_compute_kernel_config(None, cfg) is cfg
+    assert ttnn.init_device_compute_kernel_config(None).math_fidelity == ttnn.MathFidelity.LoFi
+    a = ttnn.rand((64, 64), dtype=ttnn.bfloat16, seed=2)
+    b = ttnn.rand((64, 64), dtype=ttnn.bfloat16, seed=3)
+    assert np.array_equal(ttnn.to_numpy(ttnn.matmul(a, b, compute_kernel_config=cfg)),
+                          ttnn.to_numpy(ttnn.matmul(a, b)))
+
+    @ttl.kernel(grid=(1, 1), math_fidelity=ttnn.MathFidelity.LoFi)
+    def k(x: ttnn.Tensor, y: ttnn.Tensor):
+        xb = ttl.make_dataflow_buffer_like(x, shape=(1, 1), buffer_factor=2)
+        yb = ttl.make_dataflow_buffer_like(y, shape=(1, 1), buffer_factor=2)
+
+        @ttl.datamovement()
+        def rd():
+            with xb.reserve() as blk:
+                ttl.copy(x[0, 0], blk).wait()
+
+        @ttl.compute()
+        def cp():
+            with xb.wait() as u, yb.reserve() as v:
+                v.store(u @ u)
+
+        @ttl.datamovement()
+        def wr():
+            with yb.wait() as blk:
+                ttl.copy(blk, y[0, 0]).wait()
+
+    y = ttnn.empty((32, 32), dtype=ttnn.bfloat16)
+    k(a, y)
+    assert list(k.numerics()["fidelity"]) == ["LoFi"]          # the kernel ran at the given fidelity
+    with pytest.raises(ValueError):
+        ttnn.WormholeComputeKernelConfig(math_fidelity="HiFi9")
