@@ -485,8 +485,13 @@ def choose_split(batch, heads, n_q, n_kv, q_chunk, kv_chunk, d_t, cores, l1_fits
     return best[1]
 
 
+# the L1 a schedule's buffers may take (of the 1,396,736 bytes a Wormhole core has free): room
+# for the compiler's spills beyond what l1_bytes_needed counts
+L1_BYTES = 1_300_000
+
+
 def auto_schedule(batch, heads, kv_heads, sq_t, skv_t, d_t, grid, causal=False, buffers=2,
-                  kv_bytes=2048, l1_bytes=1_300_000):
+                  kv_bytes=2048, l1_bytes=L1_BYTES):
     """Default Q and K/V chunks (in tiles, at most 16 each) for a problem: of the pairs whose
     buffers fit `l1_bytes` of L1, the one `estimate` ranks fastest (the largest on a tie:
     fewer, longer statements, and fewer K/V reads). It weighs the work per core, so it
@@ -571,7 +576,7 @@ def run(batch=1, heads=8, seq=2048, dim=64, grid=(8, 8), q_chunk=None, kv_chunk=
     if kv_split == "auto":
         kv_split = 1 if causal else choose_split(
             batch, heads, n_q, n_kv, q_chunk, kv_chunk, d_t, cores,
-            lambda sp: l1_bytes_needed(q_chunk, kv_chunk, d_t, buffers, kv_bytes, 0, sp) <= 1_300_000)
+            lambda sp: l1_bytes_needed(q_chunk, kv_chunk, d_t, buffers, kv_bytes, 0, sp) <= L1_BYTES)
     if not isinstance(kv_split, int) or isinstance(kv_split, bool) or kv_split < 1:
         raise ValueError(f"kv_split {kv_split!r}: a whole number of cores per Q chunk (1: no split), or 'auto'")
     if kv_split > 1 and causal:
@@ -807,7 +812,7 @@ def _sweep_split(s, p):
     return choose_split(p["batch"], p["heads"], sq_t // qc, skv_t // kc, qc, kc, d_t,
                         s["grid"][0] * s["grid"][1],
                         lambda sp: l1_bytes_needed(qc, kc, d_t, s.get("buffers", 2), kv_bytes, 0, sp)
-                        <= 1_300_000)
+                        <= L1_BYTES)
 
 
 def sweep_l1_bytes(s, p):
