@@ -95,18 +95,35 @@ def gangs(n_cores, group):
     return out
 
 
-def causal_deal(batch, kv_heads, group, n_q, n_cores, blocks_of):
+# The running row max of a K/V part starts finite, not at -inf: a causal part can hold rows
+# whose every column is masked, where exp(S - m) would be exp(-inf - -inf) = NaN; from
+# -1e30 they get P = 0, l = 0, and the fold weighs them by exp(-1e30 - m) = 0.
+PART_M0 = -1e30
+
+
+def combine_steps(q_chunk, kv_chunk, d_t):
+    """A K/V split's combine step (folding one part's partial (m, l, O) in) in K/V steps, as
+    `estimate` counts them: per Q tile the partial O's transfer and rescale (about 3 tile
+    products a head-dim tile) and two accurate exps (about 25 each), against a K/V step's
+    two matmuls and softmax work; an estimate."""
+    return (q_chunk * (3 * d_t + 50) + 8) / (q_chunk * kv_chunk * (2 * d_t + 4) + 8)
+
+
+def causal_deal(batch, kv_heads, group, n_q, n_cores, blocks_of, split=1, combine=0.0):
     """Deal causal work longest first, each item to the gang that would finish it first
     (LPT list scheduling), so no core idles while others finish the long rows.
 
     An item is one Q chunk of one K/V group, (b, kv head, qi): its `group` query heads read
     the same K/V chunks, so a gang runs them side by side. Q chunk qi costs its K/V steps
-    plus CHUNK_STEPS; a gang of `size` cores takes group / size passes of it. Returns
-    (gangs, items per gang in order, each gang's load, the longest load)."""
-    gs = gangs(n_cores, group)
+    plus CHUNK_STEPS; a gang of `size` cores takes group / size passes of it. With a K/V
+    `split`, the gangs are of slots of `split` cores (n_cores // split slots), each core of
+    a slot taking a part of the item's K/V steps (kv_parts): an item costs its longest part
+    plus `combine` K/V steps (combine_steps) for each other part. Returns (gangs, items per gang in order, each
+    gang's load, the longest load)."""
+    gs = gangs(n_cores // split, group)
     load = [0.0] * len(gs)
     dealt = [[] for _ in gs]
-    cost = lambda item: blocks_of(item[2]) + CHUNK_STEPS
+    cost = lambda item: -(-blocks_of(item[2]) // split) + CHUNK_STEPS + (split - 1) * combine
     items = sorted(((b, kh, qi) for b in range(batch) for kh in range(kv_heads)
                     for qi in range(n_q)), key=lambda it: (-cost(it), it))
     heaps = {}                        # gangs by passes, each a heap of (load, gang)
@@ -224,25 +241,39 @@ def plan(units, grid, share, blocks_of, buffers, split=1):
     return sched, pipes.pipes
 
 
-def causal_plan(batch, heads, kv_heads, n_q, grid, share, blocks_of):
+def causal_plan(batch, heads, kv_heads, n_q, grid, share, blocks_of, split=1, combine=0.0):
     """The schedule of a causal run (as plan returns it) from causal_deal: each gang takes
     its items in turn, a pass at a time; in a pass its cores run query heads of the same
     K/V group on the same Q chunk, so with `share` the first reads each K/V chunk and
     multicasts it to the rest (a gang's cores consume the same blocks, so their K/V
-    buffers stay in step)."""
+    buffers stay in step). With a K/V `split`, slot m of the deal is the cores
+    p * (cores // split) + m, part p on each (laid out as plan lays them out): part p of
+    every item of a gang on the gang's cores of part p, which share its K/V as above; part
+    0 combines (a Q chunk with fewer K/V chunks than parts leaves the last parts empty:
+    they send m = -inf, l = 0, O = 0)."""
     gx, gy = grid
     cores = [(x, y) for y in range(gy) for x in range(gx)]
     group = heads // kv_heads
-    gs, dealt, _, _ = causal_deal(batch, kv_heads, group, n_q, len(cores), blocks_of)
+    n_v = len(cores) // split
+    gs, dealt, _, _ = causal_deal(batch, kv_heads, group, n_q, len(cores), blocks_of, split, combine)
     sched = {c: [] for c in cores}
     pipes = _Pipes(cores, gx)
     for gang, items in zip(gs, dealt):
-        roles = pipes.roles(gang[0], gang[-1]) if share else [None] * len(gang)
-        for b, kh, qi in items:
-            for h0 in range(kh * group, (kh + 1) * group, len(gang)):
-                for m, role in zip(gang, roles):
-                    sched[cores[m]].append((((b * heads + h0 + m - gang[0], b * kv_heads + kh, qi,
-                                              0, blocks_of(qi), None),), role))
+        for part in range(split):
+            real = [part * n_v + m for m in gang]
+            roles = pipes.roles(real[0], real[-1]) if share else [None] * len(gang)
+            for b, kh, qi in items:
+                j0, j1 = kv_parts(blocks_of(qi), split)[part]
+                for h0 in range(kh * group, (kh + 1) * group, len(gang)):
+                    for m, r, role in zip(gang, real, roles):
+                        if split == 1:
+                            x = None
+                        elif part:
+                            x = ("part", pipes.unicast(r, m))
+                        else:
+                            x = ("combine", [pipes.unicast(p * n_v + m, m) for p in range(1, split)])
+                        sched[cores[r]].append((((b * heads + h0 + m - gang[0], b * kv_heads + kh, qi,
+                                                  j0, j1, x),), role))
     return sched, pipes.pipes
 
 
@@ -318,7 +349,7 @@ def make_kernel(sched, pipes, d_t, q_chunk, kv_chunk, scale, causal, offsets, gr
                         qs.store(qb * scale)        # the softmax scale, folded into Q once per chunk
                     with qs_buf.wait() as qb:
                         with m_buf.reserve() as m0:
-                            m0.store(ttl.math.fill(m0, -math.inf))
+                            m0.store(ttl.math.fill(m0, -math.inf if x is None else PART_M0))
                         with l_buf.reserve() as l0:
                             l0.store(ttl.math.fill(l0, 0.0))
                         with o_buf.reserve() as o0:
@@ -445,11 +476,12 @@ def l1_bytes_needed(qc, kc, d_t, buffers, kv_bytes, n_masks, split=1):
     return bf16 + 2 * kc * d_t * buffers * kv_bytes
 
 
-def work_steps(batch, heads, kv_heads, n_q, cores, blocks_of, causal):
+def work_steps(batch, heads, kv_heads, n_q, cores, blocks_of, causal, split=1, combine=0.0):
     """The busiest core's K/V steps under the run's deal: rounds of equal units, or
-    causally causal_deal's longest load."""
+    causally causal_deal's longest load (with a K/V split, causal only)."""
     if causal:
-        return causal_deal(batch, kv_heads, heads // kv_heads, n_q, cores, blocks_of)[3]
+        return causal_deal(batch, kv_heads, heads // kv_heads, n_q, cores, blocks_of, split,
+                           combine)[3]
     return -(-batch * heads * n_q // cores) * blocks_of(0)
 
 
@@ -488,6 +520,21 @@ def choose_split(batch, heads, n_q, n_kv, q_chunk, kv_chunk, d_t, cores, l1_fits
 # the L1 a schedule's buffers may take (of the 1,396,736 bytes a Wormhole core has free): room
 # for the compiler's spills beyond what l1_bytes_needed counts
 L1_BYTES = 1_300_000
+
+
+def choose_causal_split(batch, heads, kv_heads, n_q, n_kv, cores, blocks_of, combine,
+                        l1_fits=lambda s: True):
+    """The K/V split whose causal deal (causal_deal, with the split's costs; `combine` from
+    combine_steps) has the shortest longest load; the smallest on a tie, so 1 where whole
+    Q chunks balance."""
+    best = None
+    for split in range(1, min(cores, n_kv) + 1):
+        if split > 1 and not l1_fits(split):
+            continue
+        t = causal_deal(batch, kv_heads, heads // kv_heads, n_q, cores, blocks_of, split, combine)[3]
+        if best is None or t < best[0]:
+            best = (t, split)
+    return best[1]
 
 
 def auto_schedule(batch, heads, kv_heads, sq_t, skv_t, d_t, grid, causal=False, buffers=2,
@@ -573,22 +620,24 @@ def run(batch=1, heads=8, seq=2048, dim=64, grid=(8, 8), q_chunk=None, kv_chunk=
                          f"kv_seq {kv_seq} ({skv_t} tiles) of kv_chunk={kv_chunk}")
     n_q, n_kv = sq_t // q_chunk, skv_t // kv_chunk
     cores = grid[0] * grid[1]
+    blocks_of = lambda qi: kv_blocks(qi, q_chunk, kv_chunk, n_kv, causal)
+    n_masks = len(mask_offsets(n_q, q_chunk, kv_chunk, n_kv)) if causal else 0
     if kv_split == "auto":
-        kv_split = 1 if causal else choose_split(
-            batch, heads, n_q, n_kv, q_chunk, kv_chunk, d_t, cores,
-            lambda sp: l1_bytes_needed(q_chunk, kv_chunk, d_t, buffers, kv_bytes, 0, sp) <= L1_BYTES)
+        fits_l1 = lambda sp: l1_bytes_needed(q_chunk, kv_chunk, d_t, buffers, kv_bytes, n_masks,
+                                             sp) <= L1_BYTES
+        kv_split = (choose_causal_split(batch, heads, kv_heads, n_q, n_kv, cores, blocks_of,
+                                        combine_steps(q_chunk, kv_chunk, d_t), fits_l1)
+                    if causal else
+                    choose_split(batch, heads, n_q, n_kv, q_chunk, kv_chunk, d_t, cores, fits_l1))
     if not isinstance(kv_split, int) or isinstance(kv_split, bool) or kv_split < 1:
         raise ValueError(f"kv_split {kv_split!r}: a whole number of cores per Q chunk (1: no split), or 'auto'")
-    if kv_split > 1 and causal:
-        raise ValueError("kv_split > 1 with causal=True: splitting a causal Q chunk's K/V range "
-                         "over cores is not built (causal runs balance whole Q chunks instead)")
     if kv_split > min(n_kv, cores):
         raise ValueError(f"kv_split {kv_split}: a Q chunk's {n_kv} K/V chunks split over at most "
                          f"{min(n_kv, cores)} cores (one K/V chunk each, and {cores} cores in the grid)")
-    blocks_of = lambda qi: kv_blocks(qi, q_chunk, kv_chunk, n_kv, causal)
     share = kv_share != "off"
     if causal:
-        sched, pipes = causal_plan(batch, heads, kv_heads, n_q, grid, share, blocks_of)
+        sched, pipes = causal_plan(batch, heads, kv_heads, n_q, grid, share, blocks_of, kv_split,
+                                   combine_steps(q_chunk, kv_chunk, d_t))
     else:
         sched, pipes = plan(work_units(batch, heads, kv_heads, n_q), grid, share, blocks_of, buffers,
                             kv_split)
@@ -733,9 +782,8 @@ def main(argv=None):
     p.add_argument("--kv-mcast", choices=["on", "off"], default=None,
                    help="the older form of --kv-share mcast / off")
     p.add_argument("--kv-split", type=split_arg, default="auto",
-                   help="cores per Q chunk, each taking part of its K/V range (flash-decoding; "
-                        "non-causal runs): a number, or auto (default) to split where the work "
-                        "would leave cores idle")
+                   help="cores per Q chunk, each taking part of its K/V range (flash-decoding): "
+                        "a number, or auto (default) to split where the work would leave cores idle")
     p.add_argument("--sysdesc", default=None)
     p.add_argument("--json", default=None)
     p.add_argument("--show", action="store_true", help="print the generated low-level code")
@@ -756,7 +804,7 @@ def main(argv=None):
                              a.buffers, a.kv_dtype, a.fidelity, a.fp32_acc, a.causal,
                              kv_seq=a.kv_seq, kv_share=share, exp=a.exp, kv_heads=a.kv_heads,
                              alpha_exp=a.alpha_exp,
-                             kv_split=1 if a.causal and a.kv_split == "auto" else a.kv_split)
+                             kv_split=a.kv_split)
     except (ValueError, ttl.CompileError, ttsim.TTSimError) as e:   # SysdescError is a ValueError
         if a.debug:
             raise
@@ -804,15 +852,17 @@ def _sweep_split(s, p):
     split = s.get("kv_split", 1)
     if split != "auto":
         return split
-    if p.get("causal"):
-        return 1
     sq_t, skv_t, d_t = p["seq"] // 32, (p.get("kv_seq") or p["seq"]) // 32, p["dim"] // 32
-    qc, kc = s["q_chunk"], s["kv_chunk"]
+    qc, kc, causal = s["q_chunk"], s["kv_chunk"], p.get("causal", False)
+    n_q, n_kv, cores = sq_t // qc, skv_t // kc, s["grid"][0] * s["grid"][1]
     kv_bytes = 1088 if s.get("kv_dtype") == "bfp8_b" else 2048
-    return choose_split(p["batch"], p["heads"], sq_t // qc, skv_t // kc, qc, kc, d_t,
-                        s["grid"][0] * s["grid"][1],
-                        lambda sp: l1_bytes_needed(qc, kc, d_t, s.get("buffers", 2), kv_bytes, 0, sp)
-                        <= L1_BYTES)
+    masks = len(mask_offsets(n_q, qc, kc, n_kv)) if causal else 0
+    fits_l1 = lambda sp: l1_bytes_needed(qc, kc, d_t, s.get("buffers", 2), kv_bytes, masks, sp) <= L1_BYTES
+    if causal:
+        return choose_causal_split(p["batch"], p["heads"], p.get("kv_heads") or p["heads"], n_q, n_kv,
+                                   cores, lambda qi: kv_blocks(qi, qc, kc, n_kv, True),
+                                   combine_steps(qc, kc, d_t), fits_l1)
+    return choose_split(p["batch"], p["heads"], n_q, n_kv, qc, kc, d_t, cores, fits_l1)
 
 
 def sweep_l1_bytes(s, p):
@@ -831,23 +881,22 @@ def sweep_estimate(s, p):
     qc, kc, causal = s["q_chunk"], s["kv_chunk"], p.get("causal", False)
     n_kv, cores = skv_t // kc, s["grid"][0] * s["grid"][1]
     split = _sweep_split(s, p)
-    if split > 1:
+    if split > 1 and not causal:
         return split_estimate(p["batch"] * p["heads"] * (sq_t // qc), n_kv, qc, kc, d_t, cores,
                               split)
     steps = work_steps(p["batch"], p["heads"], p.get("kv_heads") or p["heads"], sq_t // qc,
-                       cores, lambda qi: kv_blocks(qi, qc, kc, n_kv, causal), causal)
+                       cores, lambda qi: kv_blocks(qi, qc, kc, n_kv, causal), causal, split,
+                       combine_steps(qc, kc, d_t))
     return estimate(steps, qc, kc, d_t)
 
 
 def _split_fits(s, p):
-    """A K/V split needs a non-causal run and at least one K/V chunk and one core per part."""
+    """A K/V split needs at least one K/V chunk and one core per part."""
     split = s.get("kv_split", 1)
     if split in (1, "auto"):
         return None
     n_kv = (p.get("kv_seq") or p["seq"]) // 32 // s["kv_chunk"]
     cores = s["grid"][0] * s["grid"][1]
-    if p.get("causal"):
-        return f"kv_split {split}: causal runs do not split K/V"
     if split > min(n_kv, cores):
         return f"kv_split {split} > {min(n_kv, cores)} (K/V chunks {n_kv}, cores {cores})"
     return None
