@@ -79,6 +79,7 @@ class Device:
         self.l1 = {c: L1(c, sd.l1_size, sd.l1_reserved) for c in self.cores}
         self.dram = [DramBank(b.id, tuple(b.noc_xy)) for b in sd.dram_banks]
         self._dram_next = 0
+        self._running = False     # a program is being simulated (Device.run)
         self._by_xy = {}
         for c in self.cores:
             self._by_xy[sd.worker_noc_xy(*c)] = ("l1", c)
@@ -157,7 +158,18 @@ class Device:
         trace=True keeps every thread's events for `RunReport.write_trace`; trace=PATH streams
         them to that file as the run makes them (bounded memory, for long runs)."""
         from .engine import Engine
-        report = Engine(self, program, trace=trace or session.trace_target(), max_cycles=max_cycles,
-                        reverse_spawn=_reverse_spawn).run()
+        if getattr(self, "_running", False):
+            from .thread import caller_line
+            # a kernel (or a callback) ran another program on this device mid-run: its CBs and
+            # semaphores would be allocated over the running program's, in the same L1
+            raise TTSimError("Device.run while another program is running on this device (called "
+                             "from a kernel?): a device runs one program at a time; run the "
+                             "second after the first returns", line=caller_line())
+        self._running = True
+        try:
+            report = Engine(self, program, trace=trace or session.trace_target(),
+                            max_cycles=max_cycles, reverse_spawn=_reverse_spawn).run()
+        finally:
+            self._running = False
         session.record(report)
         return report

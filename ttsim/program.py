@@ -54,6 +54,15 @@ def as_cores(spec, grid) -> list[tuple[int, int]]:
     if isinstance(spec, str) and spec == "all":
         return CoreRange((0, 0), (grid[0] - 1, grid[1] - 1)).cores()
     if isinstance(spec, CoreRange):
+        # the corners first: a range far off the grid would otherwise be listed core by
+        # core before any of them is refused (10**9 a side ran the host out of memory)
+        for c in (spec.start, spec.end):
+            if not (isinstance(c, (tuple, list)) and len(c) == 2 and all(_whole(v) is not None for v in c)):
+                raise TTSimError(f"cores {spec!r}: a CoreRange's start and end are cores (x, y) of "
+                                 "whole numbers")
+            if not (0 <= c[0] < grid[0] and 0 <= c[1] < grid[1]):
+                raise TTSimError(f"core ({c[0]},{c[1]}) of {spec!r} is outside the {grid[0]}x{grid[1]} "
+                                 "worker grid")
         cores = spec.cores()
     elif isinstance(spec, tuple) and len(spec) == 2 and all(_whole(v) is not None for v in spec):
         cores = [(int(spec[0]), int(spec[1]))]

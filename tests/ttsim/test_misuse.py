@@ -726,3 +726,54 @@ def test_a_call_of_the_other_kernel_kind_says_which_kind_it_belongs_to(dev):
         k.noc_async_read_barier()
     with pytest.raises(ttsim.KernelError, match="data-movement kernel API has no 'noc_async_read_barier'"):
         _run(dev, typo)
+
+
+# --- data movement and synchronisation (misuse hunt, round 2) ----------------------------------
+
+def test_a_semaphore_has_one_address_on_every_core_even_when_their_cbs_differ(dev):
+    """tt-metal kernels send to a remote semaphore at the address get_semaphore gives them
+    locally. Semaphores were allocated after each core's own CBs: with a bigger cb 0 on (1,0)
+    its semaphore 0 was 4 KiB higher, the increment landed in (1,0)'s cb 0 and the wait hung
+    (a deadlock)."""
+    prog = ttsim.Program(dev)
+    prog.circular_buffer((0, 0), 0, "bf16", num_pages=2)
+    prog.circular_buffer((1, 0), 0, "bf16", num_pages=4)
+    s = prog.semaphore([(0, 0), (1, 0)], 0)
+    seen = {}
+
+    def writer(k):
+        seen[k.core] = k.get_semaphore(s)
+        if k.core == (0, 0):
+            x, y = k.logical_to_noc(1, 0)
+            k.noc_semaphore_inc(k.get_noc_addr(x, y, k.get_semaphore(s)), 1)
+        else:
+            k.noc_semaphore_wait(k.get_semaphore(s), 1)
+
+    prog.writer([(0, 0), (1, 0)], writer)
+    dev.run(prog)
+    assert seen[(0, 0)] == seen[(1, 0)]
+
+
+def test_a_core_range_far_off_the_grid_is_refused_without_listing_it(dev):
+    """CoreRange((0, 0), (10**9, 10**9)) was listed core by core first: out of memory."""
+    with pytest.raises(TTSimError, match=r"core \(1000000000,1000000000\) of CoreRange.* is outside "
+                                         r"the 8x8 worker grid"):
+        ttsim.Program(dev).reader(ttsim.program.CoreRange((0, 0), (10**9, 10**9)), lambda k: None)
+    with pytest.raises(TTSimError, match="a CoreRange's start and end are cores"):
+        ttsim.Program(dev).reader(ttsim.program.CoreRange((0, 0), 7), lambda k: None)
+
+
+def test_a_program_run_from_inside_a_running_program_is_refused(dev):
+    """The inner run reset every L1's allocations and put its CBs over the outer program's."""
+    inner = ttsim.Program(dev)
+    inner.circular_buffer((0, 0), 1, "bf16", num_pages=2)
+    inner.reader((0, 0), lambda k: None)
+
+    def reader(k):
+        dev.run(inner)
+
+    with pytest.raises(TTSimError, match="Device.run while another program is running on this "
+                                         "device") as e:
+        _run(dev, reader)
+    _located(e)
+    dev.run(inner)                                        # the device is free again
