@@ -916,6 +916,25 @@ class DataMovementContext(KernelContext):
         self._l1_check(core, addr, a, 4, ln, what, None)
         return a
 
+    def _sem_there(self, core, a, ln, what):
+        """A remote semaphore operation at address `a` of `core`: if `a` is one of this core's
+        semaphores, `core` must have that semaphore too (the kernel took the address from
+        get_semaphore here; elsewhere it lands in whatever that core holds there)."""
+        ids = self._e.sem_ids
+        if core == self.core or a in ids.get(core, ()):
+            return
+        sid = ids.get(self.core, {}).get(a)
+        if sid is None:
+            return
+        e = self._e
+        runs = any(core in k.cores for k in e.program.kernels)
+        reg = e.l1_region(core, a)[2]
+        raise self._fail(AccessError, f"{what} to core ({core[0]},{core[1]}) at {a:#x}, the address "
+                         f"of semaphore {sid} here, but core ({core[0]},{core[1]}) has no semaphore "
+                         f"{sid}" + ("" if runs else " (it runs no kernel of this program)") +
+                         f": the word there is in {reg}. Create the semaphore on that core too "
+                         f"(Program.semaphore on every core it is sent to)", ln)
+
     def _sem_target(self, dst, ln, what):
         """The worker core a remote semaphore operation goes to (NoC atomics and semaphore
         words live in a worker's L1, never in DRAM)."""
@@ -952,7 +971,10 @@ class DataMovementContext(KernelContext):
         while not ok(self._sem_value(a)):
             ev = self._e.env.event()
             self._e.sem_waiters.setdefault(((self.my_x, self.my_y), a), []).append(ev)
-            th.block(ev, f"semaphore {a:#x} {what} (now {self._sem_value(a)})", ln)
+            sid = self._e.sem_ids.get(self.core, {}).get(a)
+            th.block(ev, (f"semaphore {sid} ({a:#x})" if sid is not None else
+                          f"the semaphore word at {a:#x}") +
+                     f" {what} (now {self._sem_value(a)})", ln)
             th.stall_until(self._e.env.now, "semaphore", ln)
 
     def noc_semaphore_wait(self, addr, value):
@@ -973,6 +995,7 @@ class DataMovementContext(KernelContext):
             self._count(incr, "noc_semaphore_inc: the increment", ln, lo=1, hi=U32)
         xy, core = self._sem_target(dst, ln, "noc_semaphore_inc")
         a = self._sem_word(core, dst.addr, ln, "noc_semaphore_inc")
+        self._sem_there(core, a, ln, "noc_semaphore_inc")
         at = self._noc.atomic_inc(t, noc, (self.my_x, self.my_y), xy)
         self._e.at(at, lambda: self._e.sem_add(xy, a, incr))
 
@@ -983,6 +1006,7 @@ class DataMovementContext(KernelContext):
         sa = self._sem_word(self.core, src_l1, ln, "noc_semaphore_set_remote source")
         xy, core = self._sem_target(dst, ln, "noc_semaphore_set_remote")
         da = self._sem_word(core, dst.addr, ln, "noc_semaphore_set_remote destination")
+        self._sem_there(core, da, ln, "noc_semaphore_set_remote")
         value = self._sem_value(sa)
         self._align("noc_semaphore_set_remote", sa, "l1", ln, "source")
         self._align("noc_semaphore_set_remote", da, "l1", ln, "destination")
@@ -1018,6 +1042,7 @@ class DataMovementContext(KernelContext):
         self._align(name, da, "l1", ln, "destination")
         for xy, core, m in self._mcast_mems(cores):
             self._sem_word(core, mcast.addr, ln, f"{name} destination")
+            self._sem_there(core, da, ln, name)
         landed, acked, sent = self._noc.multicast_write(
             t, noc, (self.my_x, self.my_y), (mcast.x0, mcast.y0, mcast.x1, mcast.y1), 4,
             include_self, linked)

@@ -83,14 +83,21 @@ class Engine:
             if cbs:
                 order = sorted(cbs.values(), key=lambda c: c.base)
                 self._cb_bases[core] = ([c.base for c in order], order)
+        # a semaphore id has one address on every core of the program (as in tt-metal, where
+        # kernels send to a remote core's semaphore at the address get_semaphore gives them
+        # locally): above the highest CB of any core that holds semaphores
+        sem_base = max((self.l1[c].low for c in self.program.semaphores), default=0)
+        self.sem_ids: dict[tuple, dict[int, int]] = {}     # core -> {address: semaphore id}
         for core, initial in self.program.semaphores.items():
             l1 = self.l1[core]
+            l1.low = max(l1.low, sem_base)
             addrs = []
             for i, v in enumerate(initial):
                 a = l1.alloc_low(SEM_BYTES, f"semaphore {i}")
                 l1.mem[a:a + 4] = np.array([v], np.uint32).view(np.uint8)
                 addrs.append(a)
             self.semaphores[core] = addrs
+            self.sem_ids[core] = {a: i for i, a in enumerate(addrs)}
 
     def _note_tensors(self, args, depth=0):
         """Remember the tensors among a kernel's arguments, to name DRAM buffers in errors."""

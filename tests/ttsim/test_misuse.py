@@ -754,6 +754,37 @@ def test_a_semaphore_has_one_address_on_every_core_even_when_their_cbs_differ(de
     assert seen[(0, 0)] == seen[(1, 0)]
 
 
+@pytest.mark.parametrize("op", ["inc", "set_remote", "set_multicast"])
+def test_a_remote_semaphore_op_to_a_core_without_that_semaphore_is_refused(dev, op):
+    """Core (1,0) runs nothing and has no semaphores: the increment used to go into its
+    unallocated L1, silently."""
+    def writer(k):
+        s = k.get_semaphore(0)
+        x, y = k.logical_to_noc(1, 0)
+        if op == "inc":
+            k.noc_semaphore_inc(k.get_noc_addr(x, y, s), 1)
+        elif op == "set_remote":
+            k.noc_semaphore_set_remote(s, k.get_noc_addr(x, y, s))
+        else:
+            x0, y0 = k.logical_to_noc(0, 0)
+            k.noc_semaphore_set_multicast(s, k.get_noc_multicast_addr(x0, y0, x, y, s), 1)
+
+    with pytest.raises(AccessError, match=r"to core \(1,0\) at 0x[0-9a-f]+, the address of semaphore "
+                                          r"0 here, but core \(1,0\) has no semaphore 0 \(it runs "
+                                          r"no kernel of this program\)") as e:
+        _run(dev, writer=writer, sems=(0,))
+    _located(e, "writer")
+
+
+def test_a_semaphore_wait_that_can_never_end_names_the_semaphore(dev):
+    def reader(k):
+        k.noc_semaphore_wait_min(k.get_semaphore(1), 3)
+
+    with pytest.raises(ttsim.DeadlockError, match=r"core \(0,0\) reader: waiting for semaphore 1 "
+                                                  r"\(0x[0-9a-f]+\) >= 3 \(now 0\)\n.*test_misuse"):
+        _run(dev, reader, sems=(0, 0))
+
+
 def test_a_core_range_far_off_the_grid_is_refused_without_listing_it(dev):
     """CoreRange((0, 0), (10**9, 10**9)) was listed core by core first: out of memory."""
     with pytest.raises(TTSimError, match=r"core \(1000000000,1000000000\) of CoreRange.* is outside "
