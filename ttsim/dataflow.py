@@ -83,8 +83,8 @@ class NocAddr(NamedTuple):
 
 class PageAddr(NocAddr):
     """The NoC address of a page of a tensor (AddrGen.get_noc_addr on a tensor's address
-    generator): `page` is (tensor, page index, bank index, end of the tensor's pages in that
-    bank), so a transfer there must stay inside the tensor's pages."""
+    generator): `page` is (tensor, page index, number of banks, end of the page), so a
+    transfer there must stay inside that page."""
 
 
 def _cores_text(cores):
@@ -129,8 +129,7 @@ class AddrGen:
         if t is None:
             return NocAddr(x, y, a + offset)
         r = PageAddr(x, y, a + offset)
-        b = page % self.n
-        r.page = (t, page, b, self.base + ((t.num_pages - 1 - b) // self.n + 1) * self.page_size)
+        r.page = (t, page, self.n, a + self.page_size)
         return r
 
     def _raise(self, msg):
@@ -474,8 +473,14 @@ class DataMovementContext(KernelContext):
                                  f"this program runs on (a {self._e.sd.name}): its address would "
                                  "read or write whatever this device holds there. Make the "
                                  "tensor with this program's Device", self._th.pinned or caller_line())
-            tensor = base if page_size in (None, base.page_size) else None
-            page_size = page_size or base.page_size
+            if page_size is not None and page_size != base.page_size:
+                raise self._fail(ArgumentError, f"interleaved_addr_gen({tensor_name(base)}, "
+                                 f"page_size={page_size!r}): the tensor is interleaved in pages of "
+                                 f"{base.page_size} B (page i in bank i % n at base + (i // n) * "
+                                 f"page_size), so another page size addresses other bytes; leave "
+                                 f"page_size out", self._th.pinned or caller_line())
+            tensor = base
+            page_size = base.page_size
             dram = base.memory == "dram"
             base = base.address
         ln = self._th.pinned or caller_line()
@@ -556,12 +561,16 @@ class DataMovementContext(KernelContext):
             return
         bank = e.bank_at[xy]
         if page is not None:
-            t, p, b, hi = page
+            t, p, n, hi = page
             if a + size > hi:
+                nxt = (f"page {p + n} of the tensor" if p + n < t.num_pages else
+                       "past the tensor's pages in that bank")
                 raise self._fail(AccessError, f"{what}: bytes [{a:#x}, {a + size:#x}) from page {p} "
-                                 f"run past the pages of {tensor_name(t)} in DRAM bank {bank.id} "
-                                 f"(its {(hi - t.address) // t.page_size} page(s) there end at "
-                                 f"{hi:#x})", ln)
+                                 f"of {tensor_name(t)} run past the end of that page ({hi:#x} in "
+                                 f"DRAM bank {bank.id}) into {nxt}: an interleaved buffer's "
+                                 f"consecutive pages are in different banks, so a transfer from a "
+                                 f"page's address stays in that page (move one page a transfer, "
+                                 f"or give a raw address, get_noc_addr(x, y, addr))", ln)
         regions = bank.regions
         i = bisect_right(regions, (a, float("inf"))) - 1
         if a < 0 or i < 0 or a >= regions[i][1]:

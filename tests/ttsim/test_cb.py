@@ -129,8 +129,8 @@ def test_noc_read_that_runs_past_the_end_of_a_cb_is_an_error(dev, x):
 
     def reader(k):
         k.cb_reserve_back(0, 2)
-        k.noc_async_read(k.interleaved_addr_gen(big).get_noc_addr(0), k.get_write_ptr(0) + 2048,
-                         4096)
+        x, y = k.interleaved_addr_gen(big).banks[0]       # a raw address: pages 0 and 12
+        k.noc_async_read(k.get_noc_addr(x, y, big.address), k.get_write_ptr(0) + 2048, 4096)
 
     with pytest.raises(ttsim.CBError, match="run outside cb 0") as e:
         _run(dev, reader)

@@ -785,6 +785,39 @@ def test_a_semaphore_wait_that_can_never_end_names_the_semaphore(dev):
         _run(dev, reader, sems=(0, 0))
 
 
+def test_a_transfer_from_a_pages_address_may_not_run_into_the_next_page_in_its_bank(dev):
+    """Page 0's address read for two pages gave page 0 and page 12 (the next page in bank 0),
+    not pages 0 and 1; the AddrGen said it refused this but checked only the tensor's end."""
+    t = dev.empty((32, 32 * 24))                          # two pages in every bank
+
+    def reader(k):
+        k.cb_reserve_back(0, 2)
+        k.noc_async_read(k.interleaved_addr_gen(t).get_noc_addr(0, 1024), k.get_write_ptr(0), 2048)
+
+    with pytest.raises(AccessError, match=r"from page 0 of tensor \(32, 768\) bf16 .* run past the "
+                                          r"end of that page \(0x[0-9a-f]+ in DRAM bank 0\) into "
+                                          r"page 12 of the tensor") as e:
+        _run(dev, reader)
+    _located(e)
+
+    def writer(k):
+        k.noc_async_write(k.get_read_ptr(0), k.interleaved_addr_gen(t).get_noc_addr(23), 4096)
+    with pytest.raises(AccessError, match="into past the tensor's pages in that bank"):
+        _run(dev, writer=writer)
+
+
+def test_an_address_generator_of_a_tensor_with_another_page_size_is_refused(dev):
+    """It silently became a raw generator: page 12 of 1024-B pages is the second half of
+    page 0 of the tensor."""
+    t = dev.empty((32, 32 * 24))
+    with pytest.raises(ArgumentError, match=r"interleaved_addr_gen\(tensor \(32, 768\) bf16 .*, "
+                                            r"page_size=1024\): the tensor is interleaved in pages "
+                                            r"of 2048 B") as e:
+        _run(dev, lambda k: k.interleaved_addr_gen(t, page_size=1024))
+    _located(e)
+    _run(dev, lambda k: k.interleaved_addr_gen(t, page_size=2048))
+
+
 def test_a_core_range_far_off_the_grid_is_refused_without_listing_it(dev):
     """CoreRange((0, 0), (10**9, 10**9)) was listed core by core first: out of memory."""
     with pytest.raises(TTSimError, match=r"core \(1000000000,1000000000\) of CoreRange.* is outside "
