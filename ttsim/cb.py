@@ -133,6 +133,18 @@ class CircularBuffer(Fifo):
             self.wseq[s] = q
             self.decoded.pop(s, None)
 
+    def peek(self, addr, size, th, line, what):
+        """A kernel's own load of bytes of this buffer (read_l1): their pages must be reserved
+        or pushed; a page popped and not reserved again is free, and its producer may be
+        writing the next page's data into it (the chip would return either)."""
+        for s in self.slots(addr, size, th, line, what):
+            if self.slot_seq(s) >= self.reserved_upto:
+                raise CBError(f"{what} reads page {s} of {self.name}, which is free (popped, and "
+                              f"not reserved again): its data may be overwritten at any time by "
+                              f"the producer; read a page between cb_wait_front and cb_pop_front "
+                              f"(or between cb_reserve_back and cb_push_back)", core=th.core,
+                              thread=th.kind, line=line, cb=self.index)
+
     def check_fresh(self, slot, seq, th, line, what, core=None):
         """Page `seq` (in slot `slot`) is about to be read: it must hold data written for it."""
         if self.wseq[slot] != seq:

@@ -253,7 +253,9 @@ class KernelContext:
         th.charge(self._c["cost.api.get_arg"], "read_l1", ln)
         th.sync(ln)
         a, n = self._l1_range(self.core, addr, nbytes, ln, "read_l1")
-        self._l1_check(self.core, addr, a, n, ln, "read_l1", None)
+        cb = self._l1_check(self.core, addr, a, n, ln, "read_l1", None)
+        if cb is not None and cb.reserved_upto:
+            cb.peek(a, n, th, ln, "read_l1")
         data = self._e.l1[self.core].mem[a:a + n].copy()
         self._e.poll(th, ("read_l1", a, n), data.tobytes(), ln,
                      lambda: f"read_l1({a:#x}, {n}) = 0x{data[:16].tobytes().hex()}"

@@ -274,3 +274,26 @@ def test_rewriting_a_page_a_noc_write_still_reads_out_is_an_error(dev, x):
         run(False)
     assert e.value.thread == "reader"
     assert run(True).cycles > 0
+
+
+def test_read_l1_of_a_page_after_its_pop_is_an_error(dev):
+    """The page is free once popped: its producer may be writing the next page into it. It
+    used to return the old bytes (or the new ones, depending on timing)."""
+    def reader(k):
+        k.cb_reserve_back(0, 1)
+        k.write_l1(k.get_write_ptr(0), np.arange(16, dtype=np.uint8))
+        k.cb_push_back(0, 1)
+
+    def writer(k):
+        k.cb_wait_front(0, 1)
+        p = k.get_read_ptr(0)
+        k.read_l1(p, 16)                                  # fine: waited for
+        k.cb_pop_front(0, 1)
+        k.read_l1(p, 16)
+
+    with pytest.raises(ttsim.CBError, match=r"read_l1 reads page 0 of cb 0, which is free \(popped, "
+                                            r"and not reserved again\)") as e:
+        _run(dev, reader, writer=writer, cbs=(0,))
+    import inspect
+    src, first = inspect.getsourcelines(writer)
+    assert e.value.thread == "writer" and e.value.line[1] == first + len(src) - 1
