@@ -208,14 +208,22 @@ class Engine:
         them sees: a LivelockError naming them (and what the others wait for). `what` is a
         function giving the poll's description."""
         state = None if value is None else (key, value)
-        if state is None or th.spin_key != state or abs(th.busy - cost - th.spin_last) > 1e-6:
+        step = th.busy - cost - th.spin_last       # busy work since the previous poll
+        if state is None or th.spin_key != state:
             th.spin_key = state
             th.spins = 0
+            th.spin_step = None
+        elif th.spin_step is None or abs(step - th.spin_step) > 1e-6:
+            # a loop that does the same work between polls (a NoC read of the word, a
+            # semaphore set, ...) spins too, once it has done so 1024 times in a row
+            th.spins = 1 if th.spin_step is not None else th.spins
+            th.spin_step = step
         th.spins += 1
         th.spin_last = th.busy
         th.spin_what = what
         n = th.spins
-        if state is not None and n >= 3 and (n & (n - 1) == 0 or n % 1024 == 0):
+        if state is not None and n >= 3 and (n & (n - 1) == 0 or n % 1024 == 0) \
+                and (n >= 1024 or abs(th.spin_step) <= 1e-6):
             self._livelock(th, line)
 
     def _livelock(self, th, line):

@@ -82,7 +82,7 @@ class _Ended:
 class Thread:
     __slots__ = ("engine", "env", "core", "kind", "fn", "ctx", "t", "busy", "stalls", "lines",
                  "trace", "glet", "blocked", "done", "end", "limit", "group", "pinned", "rank",
-                 "turn", "spins", "spin_key", "spin_last", "spin_what")
+                 "turn", "spins", "spin_key", "spin_last", "spin_what", "spin_step")
 
     def __init__(self, engine, core, kind, fn, ctx, t0, trace, limit):
         self.engine, self.env = engine, engine.env
@@ -102,7 +102,8 @@ class Thread:
         self.rank = 2           # priority of this thread's turns (the engine sets it: Engine._rank)
         self.turn = None        # the turn event it waits for, while it waits in sync
         self.spins = 0          # polls in a row that saw the same value (Engine.poll)
-        self.spin_key = self.spin_last = self.spin_what = None
+        self.spin_key = self.spin_what = self.spin_step = None
+        self.spin_last = 0.0
 
     # --- accounting -------------------------------------------------------------------
     def charge(self, cycles, name, line, calls=1):

@@ -307,6 +307,51 @@ def test_two_threads_spinning_on_each_other_are_a_livelock(dev):
     assert "core (0,0) reader: spins on" in msg and "core (0,0) writer: spins on" in msg
 
 
+def test_a_poll_loop_doing_the_same_work_between_polls_is_a_livelock(dev):
+    """A loop that reads a remote semaphore into L1 (or sets a word) before each poll did
+    other work between polls, so it never counted as spinning: it ran towards the default
+    limit of 10**12 cycles, for ever in wall time."""
+    def remote(k):
+        s = k.get_semaphore(0)
+        x, y = k.logical_to_noc(1, 0)
+        while True:
+            k.noc_async_read(k.get_noc_addr(x, y, s), s, 4)
+            k.noc_async_read_barrier()
+            if k.read_l1(s, 4).view(np.uint32)[0]:
+                break
+
+    def reset(k):
+        s = k.get_semaphore(0)
+        while k.read_l1(s, 4).view(np.uint32)[0] == 0:
+            k.noc_semaphore_set(s, 0)
+
+    with pytest.raises(LivelockError, match=r"core \(0,0\) reader: spins on read_l1\(0x[0-9a-f]+, 4\) "
+                                            r"= 0x00000000 \(in semaphore 0\)") as e:
+        _run(dev, remote, sems=(0,))
+    assert e.value.line[1] == _line_of(remote, "read_l1")
+    with pytest.raises(LivelockError):
+        _run(dev, reset, sems=(0,))
+
+
+def test_a_poll_loop_with_work_waiting_for_a_late_value_is_not_a_livelock(dev):
+    seen = {}
+
+    def reader(k):
+        for _ in range(3000):
+            k.noc_semaphore_set(k.get_semaphore(1), 0)
+        x, y = k.logical_to_noc(0, 0)
+        k.noc_semaphore_inc(k.get_noc_addr(x, y, k.get_semaphore(0)), 1)
+
+    def writer(k):
+        n = 0
+        while k.read_l1(k.get_semaphore(0), 4).view(np.uint32)[0] == 0:
+            k.noc_semaphore_set(k.get_semaphore(2), 0)
+            n += 1
+        seen["n"] = n
+
+    _run(dev, reader, writer, sems=(0, 0, 0))
+    assert seen["n"] > 2048
+
 def test_polling_what_another_thread_will_write_works_and_is_timed(dev):
     """The poll loops that must not be mistaken for livelocks: the value arrives."""
     seen = {}
