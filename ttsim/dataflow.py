@@ -873,9 +873,16 @@ class DataMovementContext(KernelContext):
                                                    if include_self or (x, y) != me)
         me = (self.my_x, self.my_y)
         if not cores:
-            raise NocError(f"multicast rectangle ({m.x0},{m.y0})-({m.x1},{m.y1}) holds no worker core",
+            only_me = (not include_self and min(m.x0, m.x1) <= me[0] <= max(m.x0, m.x1)
+                       and min(m.y0, m.y1) <= me[1] <= max(m.y0, m.y1))
+            raise NocError(f"multicast rectangle ({m.x0},{m.y0})-({m.x1},{m.y1}) holds no worker core"
+                           + (" but the sender, which a multicast without loopback skips (use the "
+                              "_loopback_src form, or a unicast write)" if only_me else ""),
                            core=self.core, thread=self._th.kind, line=ln)
-        if num_dests is not None and (as_int(num_dests) is None or num_dests != len(cores)):
+        if num_dests is not None and as_int(num_dests) is None:
+            raise self._fail(ArgumentError, f"multicast num_dests {num_dests!r} is not an integer "
+                             f"(the rectangle holds {len(cores)} destination cores)", ln)
+        if num_dests is not None and num_dests != len(cores):
             raise NocError(f"multicast says num_dests={num_dests} but the rectangle "
                            f"({m.x0},{m.y0})-({m.x1},{m.y1}) holds {len(cores)} destination cores"
                            f"{' (this core included: loopback)' if include_self and me in cores else ''}",

@@ -886,3 +886,21 @@ def test_a_program_run_from_inside_a_running_program_is_refused(dev):
         _run(dev, reader)
     _located(e)
     dev.run(inner)                                        # the device is free again
+
+
+def test_multicast_to_the_sender_alone_or_with_a_non_integer_count_says_so(dev):
+    def to(nd, rect):
+        def writer(k):
+            x0, y0 = k.logical_to_noc(*rect[0])
+            x1, y1 = k.logical_to_noc(*rect[1])
+            k.noc_async_write_multicast(k.get_read_ptr(0), k.get_noc_multicast_addr(
+                x0, y0, x1, y1, k.get_read_ptr(0)), 64, nd)
+        return writer
+
+    with pytest.raises(NocError, match=r"holds no worker core but the sender, which a multicast "
+                                       r"without loopback skips") as e:
+        _run(dev, writer=to(1, ((0, 0), (0, 0))))
+    _located(e, "writer")
+    with pytest.raises(ArgumentError, match=r"multicast num_dests 2.0 is not an integer \(the "
+                                            r"rectangle holds 2 destination cores\)"):
+        _run(dev, writer=to(2.0, ((0, 0), (2, 0))), cores=((0, 0), (1, 0), (2, 0)))
