@@ -31,7 +31,7 @@ FPU_BINARY = ("add", "sub", "mul")
 class Lowered:
     source: str
     fn_name: str
-    spill_pages: list = field(default_factory=list)   # pages needed per spill slot
+    spill_pages: list = field(default_factory=list)   # pages of each intermediate
     uses_scaler: bool = False
 
 
@@ -91,6 +91,29 @@ class Compiler:
                                "split it into several statements through your own buffers")
         spills.append(n)
         return Leaf(self.spill_base + slot, n.shape, f"spill{slot}")
+
+    def _spill_cbs(self, pages):
+        """The spill CB of each of a statement's intermediates (`pages` tiles each). A spill CB
+        holds intermediates of one size only: a CB's pointer is where its last statement left
+        it, and a reservation must not run past the CB's end (tt-metal's CBs wrap only
+        between pushes), so a 2-tile intermediate cannot follow a 1-tile one in a 2-page CB.
+        Each intermediate takes the lowest spill CB of its size this statement does not use
+        yet, or a new one."""
+        used, cbs = set(), []
+        for pg in pages:
+            i = next((i for i, p in enumerate(self.spill_pages) if p == pg and i not in used), None)
+            if i is None:
+                i = len(self.spill_pages)
+                if self.spill_base + i >= self.max_cbs:
+                    raise CompileError(
+                        f"the kernel's statements need {i + 1} intermediate buffers (one per "
+                        "intermediate a statement holds at once, for each size of intermediate) but "
+                        f"only {self.max_cbs - self.spill_base} CBs are left on the core: split the "
+                        "statements through your own buffers")
+                self.spill_pages.append(pg)
+            used.add(i)
+            cbs.append(self.spill_base + i)
+        return cbs
 
     def _prepare(self, n, spills):
         """Rewrite n so every FPU operand that must come from L1 is a Leaf (spilling if not)."""
@@ -300,26 +323,41 @@ class Compiler:
         for s, sub in enumerate(spills):
             _reuse(sub, spills[:s], self.spill_base)
         _reuse(n, spills, self.spill_base)
+        pages = [sub.shape[0] * sub.shape[1] for sub in spills]
+        cbs = self._spill_cbs(pages)
+        _renumber([n, *spills], self.spill_base, cbs)
         self.count += 1
         name = f"_store_{self.count}"
         lines = [f"def {name}(k):"]
         for s, sub in enumerate(spills):
             lines.append(f"    # intermediate {s}: {sub.shape[0]}x{sub.shape[1]} tiles into spill cb "
-                         f"{self.spill_base + s}")
-            self._store_code(sub, self.spill_base + s, sub.shape, False, lines, True)
+                         f"{cbs[s]}")
+            self._store_code(sub, cbs[s], sub.shape, False, lines, True)
         lines.append(f"    # result into cb {out_cb}")
         self._store_code(n, out_cb, tuple(out_shape), acc, lines, False)
         for s, sub in enumerate(spills):
-            lines.append(f"    k.cb_pop_front({self.spill_base + s}, {sub.shape[0] * sub.shape[1]})")
-        pages = [sub.shape[0] * sub.shape[1] for sub in spills]
-        for s, pg in enumerate(pages):
-            if s >= len(self.spill_pages):
-                self.spill_pages.append(pg)
-            else:
-                self.spill_pages[s] = max(self.spill_pages[s], pg)
+            lines.append(f"    k.cb_pop_front({cbs[s]}, {sub.shape[0] * sub.shape[1]})")
         low = Lowered("\n".join(lines) + "\n", name, pages, self.uses_scaler)
         self.cache[key] = low
         return low
+
+
+def _renumber(roots, base, cbs):
+    """Point the spill leaves of the trees at `roots` (numbered base + slot while the
+    statement was prepared) at their spill CBs `cbs[slot]`."""
+    if all(cb == base + s for s, cb in enumerate(cbs)):
+        return
+    seen, stack = set(), list(roots)
+    while stack:
+        m = stack.pop()
+        if id(m) in seen:
+            continue
+        seen.add(id(m))
+        if isinstance(m, Leaf):
+            if base <= m.cb < base + len(cbs):
+                m.cb = cbs[m.cb - base]
+            continue
+        stack.extend(c for c in (getattr(m, "x", None), getattr(m, "y", None)) if c is not None)
 
 
 def _reuse(n, spills, base):
