@@ -374,6 +374,13 @@ class D2MKernel:
         if len(args) <= self.num_outs:
             raise CompileError(f"{self.__name__} takes its inputs and {self.num_outs} output(s); got "
                                f"{len(args)} operand(s)")
+        sd = host.device().sd
+        wx, wy = sd.worker_grid()
+        if self.grid[0] > wy or self.grid[1] > wx:
+            # checked here, in the kernel's (rows, cols): ttl's own check would name (x, y)
+            raise CompileError(f"grid={self.grid} ({self.grid[0]} rows of {self.grid[1]} cores) does "
+                               f"not fit the {wy}x{wx} (rows x cols) worker grid of {sd.name}",
+                               self.line)
         mem = host.L1_MEMORY_CONFIG if self.memory_space == "L1" else host.DRAM_MEMORY_CONFIG
         tensors, back = [], []
         for i, a in enumerate(args):

@@ -378,3 +378,18 @@ def test_core_index_in_the_kernel_body():
         core_index(0)
 
     assert "call it inside a @compute() or @datamovement() function" in _run(k, (32, 32), (32, 32))
+
+
+def test_a_grid_larger_than_the_chip_is_named_in_rows_and_cols():
+    """The seed's "8x10" grid is (rows, cols): on wormhole_b0's 8x8 workers the error says so
+    in the kernel's terms (ttl's check would name the transposed (x, y) = (10, 8)), at its def."""
+    @pykernel_gen(grid=(8, 10))
+    def k(A, O):
+        @compute()
+        async def comp(A_cb, O_cb):
+            O_cb.reserve().store(A_cb.pop().exp())
+        return Program(comp)(A, O)
+
+    msg = _run(k, (256, 320), (256, 320))
+    assert "grid=(8, 10) (8 rows of 10 cores) does not fit the 8x8 (rows x cols) worker grid" in msg
+    assert f":{_line(k.fn, 'def k(A, O):')}:" in msg
