@@ -197,6 +197,47 @@ def _bshape(x, y, what):
     return tuple(out)
 
 
+def _stat(n):
+    """(dims, reduced operand) if n is a reduction's result (a Reduce, or a unary op or a
+    number applied to one), else None."""
+    while True:
+        if isinstance(n, Reduce):
+            return n.dims, n.x
+        if isinstance(n, Unary):
+            n = n.x
+        elif isinstance(n, Binary) and isinstance(n.y, Const):
+            n = n.x
+        elif isinstance(n, Binary) and isinstance(n.x, Const):
+            n = n.y
+        else:
+            return None
+
+
+def _is_data_of(n, src):
+    """Whether n computes from data rather than statistics: it holds a matmul, or the block
+    `src` a statistic was reduced from (reductions inside n not counted)."""
+    key, stack = src.key(), [n]
+    while stack:
+        m = stack.pop()
+        if isinstance(m, Reduce):
+            continue
+        if isinstance(m, Matmul) or m.key() == key:
+            return True
+        stack.extend(c for c in (getattr(m, "x", None), getattr(m, "y", None)) if c is not None)
+    return False
+
+
+def _stat_bcast(s, other):
+    """A reduction's result s combined with data of its own shape (a block one tile wide
+    for a row reduction, `S - S.rowmax()` with S one tile): the statistic broadcasts, as it
+    does against a wider block. Elementwise, its other columns (rows) would meet the data."""
+    st = _stat(s)
+    if st is None or _stat(other) is not None or not _is_data_of(other, st[1]):
+        return s
+    dim = {(1,): "col", (0,): "row", (0, 1): "scalar"}[st[0]]
+    return Bcast(s, s.shape, dim)
+
+
 class Binary(Node):
     def __init__(self, op, x, y, shape):
         self.op, self.x, self.y, self.shape = op, x, y, shape
@@ -208,6 +249,8 @@ class Binary(Node):
             raise CompileError(f"{op} of two plain numbers: compute it in Python instead")
         shape = _bshape(x, y, op)
         x, y = Bcast.to(x, shape), Bcast.to(y, shape)
+        if x.shape == y.shape:
+            x, y = _stat_bcast(x, y), _stat_bcast(y, x)
         return cls(op, x, y, shape)
 
     def key(self):

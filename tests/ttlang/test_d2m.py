@@ -187,9 +187,7 @@ def flash_attention(Q, K, V, out):
 def test_flash_attention_single_kv_block(grid, seq, d):
     """softmax(Q K^T / 8) V, each core its rows of Q against all of K and V. On a 2x2 grid
     the columns of Q and out split too: each core then attends with its half of the head
-    dimension, which the reference does the same way. (Each core's output keeps more than one
-    tile column: with exactly one, `(P @ V) / l` would be two equal shapes, which implicit
-    broadcasting cannot tell from elementwise data; docs/ttlang.md, "Broadcasting".)"""
+    dimension, which the reference does the same way. (One tile per core: the next test.)"""
     fa = pykernel_gen(grid=grid, block_factors=[(1, 1)] * 4)(flash_attention.fn)
     q, k, v = (tt.array((seq, d), "bf16", s) for s in (3, 4, 5))
     if grid[1] == 2:                            # K and V: the half each core pairs with
@@ -206,6 +204,35 @@ def test_flash_attention_single_kv_block(grid, seq, d):
     # more: a few bf16 units of the largest |V| the weights average
     tt.assert_close(out, ref, "bf16", ops=6, scale=np.abs(vq).max())
     tt.assert_pcc(out, ref, 0.999)
+
+
+def test_flash_attention_one_tile_per_core():
+    """The seed's "Test 2: 2x2 grid, 1x1 tiles/core": S, P and P @ V are one tile each, so
+    `S - S.rowmax()` and `(P @ V) / P.rowsum()` combine equal shapes; the statistics still
+    broadcast across the tile's columns (elementwise, the output was inf)."""
+    @pykernel_gen(grid=(2, 2), block_factors=[(1, 1)] * 4)
+    def fa(Q, K, V, out):
+        @compute()
+        async def attention(Q_cb: CircularBuffer, K_cb: CircularBuffer, V_cb: CircularBuffer,
+                            out_cb: CircularBuffer):
+            Q_block, K_block, V_block = Q_cb.pop(), K_cb.pop(), V_cb.pop()
+            out_block = out_cb.reserve()
+            S = Q_block @ K_block.transpose()
+            P = (S - S.rowmax()).exp()
+            out_block.store((P @ V_block) / P.rowsum())
+        return Program(attention)(Q, K, V, out)
+
+    q, k, v = (tt.array((64, 64), "bf16", s) for s in (1, 2, 3))
+    out = np.zeros((64, 64), np.float32)
+    fa(q, k, v, out)
+    qq, kq, vq = (x.astype(np.float64) for x in (q, k, v))
+    ref = np.zeros(out.shape)
+    for sl in blocks_of(qq, (2, 2)).values():
+        s = qq[sl] @ kq[sl].T
+        p = np.exp(s - s.max(1, keepdims=True))
+        ref[sl] = (p @ vq[sl]) / p.sum(1, keepdims=True)
+    # as the single-K/V-block test: P rounds to bf16, P @ V, l and the divide to the DST
+    tt.assert_close(out, ref, "bf16", ops=6, scale=np.abs(vq).max())
 
 
 # --- several blocks per core, loops, streamed output ------------------------------------------

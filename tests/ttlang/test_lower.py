@@ -72,3 +72,26 @@ def test_intermediates_of_different_sizes_get_their_own_spill_buffers():
     tt.assert_close(o1.to_numpy()[:, 0], 2 * bn.sum(1), "bf16", ops=3, scale=2 * np.abs(bn).sum(1))
     tt.assert_close(o2.to_numpy()[:, 0], 2 * an.sum(1), "bf16", ops=3, scale=2 * np.abs(an).sum(1))
     assert "compiler intermediate, 1 tiles" in k.show() and "compiler intermediate, 2 tiles" in k.show()
+
+
+def test_a_row_statistic_broadcasts_against_its_one_tile_wide_source():
+    """a - rowmax(a) with a one tile wide: equal shapes, but the statistic is a's, so it
+    spreads across the columns as it would against a wider block; two statistics combine
+    elementwise (their column 0 is what holds values)."""
+    x = tt.array((64, 32), "bf16", 4)
+
+    def centred(a):
+        return ttl.math.exp(a - ttl.math.reduce_max(a, dims=[1]))
+
+    (xq,), out, _, k = run_blocks(centred, [x], block=(1, 1))
+    arg = xq - xq.max(1, keepdims=True)
+    # the subtract's rounding is amplified by exp (|arg| times), then exp rounds to the DST
+    tt.assert_close(out, np.exp(arg), "bf16", ops=3, scale=np.exp(arg) * (1 + np.abs(arg)))
+
+    def spread(a):
+        return ttl.math.reduce_max(a, dims=[1]) - ttl.math.reduce_sum(a, dims=[1])
+
+    (xq,), out, _, k = run_blocks(spread, [x], block=(1, 1))
+    assert "bcast" not in k.show()
+    tt.assert_close(out[:, 0], xq.max(1) - xq.sum(1), "bf16", ops=3,
+                    scale=np.abs(xq).max(1) + np.abs(xq).sum(1))
