@@ -470,7 +470,9 @@ def test_a_cb_index_that_is_not_an_integer_names_no_other_cb(dev, cb):
         _run(dev, lambda k: k.get_write_ptr(cb))
 
 
-def _one_tile_compute(dev, d=0, i=0, out_index=None):
+def _one_tile_compute(dev, d=0, i=0, out_index=None, math=None):
+    """One tile in, copied into DST d (from page i), `math(k)` before the commit, DST 0
+    packed out (at out_index)."""
     x = dev.tensor(np.ones((32, 32), np.float32))
 
     def reader(k):
@@ -483,6 +485,8 @@ def _one_tile_compute(dev, d=0, i=0, out_index=None):
         k.cb_wait_front(0, 1)
         k.tile_regs_acquire()
         k.copy_tile(0, i, d)
+        if math is not None:
+            math(k)
         k.tile_regs_commit()
         k.tile_regs_wait()
         k.cb_reserve_back(16, 1)
@@ -669,31 +673,7 @@ def test_compute_settings_are_true_or_false(dev, flag):
 def _compute_with(dev, math):
     """One tile in, `math(k)` between acquire and commit (a copy_tile into DST 0 first),
     DST 0 packed out."""
-    x = dev.tensor(np.ones((32, 32), np.float32))
-
-    def reader(k):
-        k.cb_reserve_back(0, 1)
-        k.noc_async_read_tile(0, k.interleaved_addr_gen(x), k.get_write_ptr(0))
-        k.noc_async_read_barrier()
-        k.cb_push_back(0, 1)
-
-    def compute(k):
-        k.cb_wait_front(0, 1)
-        k.tile_regs_acquire()
-        k.copy_tile(0, 0, 0)
-        math(k)
-        k.tile_regs_commit()
-        k.tile_regs_wait()
-        k.cb_reserve_back(16, 1)
-        k.pack_tile(0, 16)
-        k.tile_regs_release()
-
-    prog = ttsim.Program(dev)
-    prog.circular_buffer((0, 0), 0, "bf16", num_pages=2)
-    prog.circular_buffer((0, 0), 16, "bf16", num_pages=2)
-    prog.reader((0, 0), reader)
-    prog.compute((0, 0), compute)
-    return dev.run(prog)
+    return _one_tile_compute(dev, math=math)
 
 
 def test_a_second_acquire_before_commit_is_refused(dev):
