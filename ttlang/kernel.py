@@ -59,7 +59,7 @@ class Build:
             raise e.locate(self.user_line())
         if getattr(low, "fn", None) is None:
             fname = f"<ttlang {low.fn_name}>"
-            ns = {}
+            ns = {"_plans": low.plans}
             exec(compile(low.source, fname, "exec"), ns)
             low.fn = ns[low.fn_name]
             low.file = fname

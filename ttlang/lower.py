@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ttsim.group import GroupPlan
+
 from .errors import CompileError
 from .expr import (Bcast, Binary, Const, Fill, Leaf, Matmul, Node, Reduce, Transpose, Unary, _bshape,
                    children)
@@ -33,6 +35,7 @@ class Lowered:
     fn_name: str
     spill_pages: list = field(default_factory=list)   # pages of each intermediate
     uses_scaler: bool = False
+    plans: list = field(default_factory=list)         # the source's _plans: its DST groups' ops
 
 
 def _is_leaf(n):
@@ -172,17 +175,22 @@ class Compiler:
         """Emit code leaving n's value for output tile (i, j) in register b+base; returns
         the next free register offset. `out` is the output shape (R, C)."""
         p = " " * ind
+        off, ops = base * self._per, self._ops
         if isinstance(n, Leaf):
             lines.append(f"{p}k.copy_tile({n.cb}, {_idx(n, 'i', 'j')}, {self._reg(base)})")
+            ops.append(("copy", n.cb, _form(n), off))
             return base + 1
         if isinstance(n, (Const, Fill)):
             lines.append(f"{p}k.fill_tile({self._reg(base)}, {_num(n.value)})")
+            ops.append(("fill", float(n.value), off))
             return base + 1
         if isinstance(n, Bcast):
             lines.append(f"{p}k.unary_bcast({n.x.cb}, {_bidx(n)}, {self._reg(base)}, {n.dim!r})")
+            ops.append(("bcast", n.x.cb, _BIDX_FORM[_bidx(n)], off, n.dim))
             return base + 1
         if isinstance(n, Transpose):
             lines.append(f"{p}k.transpose_wh_tile({n.x.cb}, {n.x.shape[1]} * j + i, {self._reg(base)})")
+            ops.append(("transpose", n.x.cb, (1, n.x.shape[1], 0, 0), off))
             return base + 1
         if isinstance(n, Matmul):
             self._matmuls.append((n, base))       # computed for the whole group: _matmul_block
@@ -196,20 +204,22 @@ class Compiler:
             dim = {(1,): "row", (0,): "col", (0, 1): "scalar"}[n.dims]
             if dim == "row":
                 lines.append(f"{p}for kk in range({c}):")
-                idx = f"i * {c} + kk"
+                idx, count, form = f"i * {c} + kk", c, (c, 0, 1, 0)
             elif dim == "col":
                 lines.append(f"{p}for kk in range({r}):")
-                idx = f"kk * {c} + j"
+                idx, count, form = f"kk * {c} + j", r, (0, 1, c, 0)
             else:
                 lines.append(f"{p}for kk in range({r * c}):")
-                idx = "kk"
+                idx, count, form = "kk", r * c, (0, 0, 1, 0)
             lines.append(f"{p}    k.reduce_tile({n.x.cb}, {scaler_cb}, {idx}, 0, {self._reg(base)}, "
                          f"{n.op!r}, {dim!r})")
+            ops.append(("reduce", n.x.cb, scaler_cb, count, form, off, n.op, dim))
             return base + 1
         if isinstance(n, Unary):
             nxt = self._gen(n.x, out, base, lines, ind)
             mode = f", mode={n.mode!r}" if n.mode else ""
             lines.append(f"{p}k.sfpu_unary({n.op!r}, {self._reg(base)}{mode})")
+            ops.append(("sfpu", n.op, off, n.mode or None, ()))
             return nxt
         if isinstance(n, Binary):
             return self._gen_binary(n, out, base, lines, ind)
@@ -218,13 +228,16 @@ class Compiler:
     def _gen_binary(self, n, out, base, lines, ind):
         p = " " * ind
         x, y, op = n.x, n.y, n.op
+        off, ops = base * self._per, self._ops
         if _fpu_pair(n):
             if isinstance(y, Bcast):
                 lines.append(f"{p}k.binary_tiles({op!r}, {x.cb}, {y.x.cb}, {_idx(x, 'i', 'j')}, "
                              f"{_bidx(y)}, {self._reg(base)}, {y.dim!r})")
+                ops.append(("binary", op, x.cb, y.x.cb, _form(x), _BIDX_FORM[_bidx(y)], off, y.dim))
             else:
                 lines.append(f"{p}k.binary_tiles({op!r}, {x.cb}, {y.cb}, {_idx(x, 'i', 'j')}, "
                              f"{_idx(y, 'i', 'j')}, {self._reg(base)})")
+                ops.append(("binary", op, x.cb, y.cb, _form(x), _form(y), off, "none"))
             return base + 1
         if isinstance(y, Const) and op in ("mul", "div"):
             nxt = self._gen(x, out, base, lines, ind)
@@ -235,20 +248,24 @@ class Compiler:
                 with np.errstate(divide="ignore"):
                     s = float(np.float64(1.0) / np.float64(y.value))
             lines.append(f"{p}k.sfpu_unary('scale', {self._reg(base)}, {_num(s)})")
+            ops.append(("sfpu", "scale", off, None, (s,)))
             return nxt
         if op in FPU_BINARY and _is_leaf(y):
             nxt = self._gen(x, out, base, lines, ind)
             lines.append(f"{p}k.binary_dest_reuse_tiles({op!r}, {y.cb}, {_idx(y, 'i', 'j')}, "
                          f"{self._reg(base)}, 'a')")
+            ops.append(("reuse", op, y.cb, _form(y), off, "a"))
             return nxt
         if op in FPU_BINARY and _is_leaf(x):
             nxt = self._gen(y, out, base, lines, ind)
             lines.append(f"{p}k.binary_dest_reuse_tiles({op!r}, {x.cb}, {_idx(x, 'i', 'j')}, "
                          f"{self._reg(base)}, 'b')")
+            ops.append(("reuse", op, x.cb, _form(x), off, "b"))
             return nxt
         mid = self._gen(x, out, base, lines, ind)
         nxt = self._gen(y, out, mid, lines, ind)
         lines.append(f"{p}k.sfpu_binary({op!r}, {self._reg(base)}, {self._reg(mid)}, {self._reg(base)})")
+        ops.append(("sfpu_binary", op, off, mid * self._per, off))
         return nxt
 
     def _reg(self, slot):
@@ -268,9 +285,13 @@ class Compiler:
         if isinstance(y, Transpose):     # in1 holds the tiles of B^T's rows: column j is row j
             lines.append(f"{p}    k.matmul_block({x.cb}, {y.x.cb}, i0 * {kt} + kk, j0 * {kt} + kk, "
                          f"{slot * self._per}, True, {ct}, {rt}, {kt}, in1_stride={kt})")
+            self._mm_ops.append(("matmul", x.cb, y.x.cb, kt, True, (kt, 1, 0), (kt, 1, 0),
+                                 slot * self._per, kt))
         else:
             lines.append(f"{p}    k.matmul_block({x.cb}, {y.cb}, i0 * {kt} + kk, kk * {y.shape[1]} + j0, "
                          f"{slot * self._per}, False, {ct}, {rt}, {kt})")
+            self._mm_ops.append(("matmul", x.cb, y.cb, kt, False, (kt, 1, 0), (1, y.shape[1], 0),
+                                 slot * self._per, 1))
 
     def _store_code(self, n, cb, shape, acc, lines, spill):
         r, c = shape
@@ -279,27 +300,31 @@ class Compiler:
         per = max(1, min(ntiles, self.dst_tiles // w))
         if _has_matmul(n):      # groups must be rectangles of output tiles for matmul_block
             per = per // c * c if per >= c else max(d for d in range(1, per + 1) if c % d == 0)
-        self._per, self._matmuls = per, []
+        self._per, self._matmuls, self._ops, self._mm_ops = per, [], [], []
         body = []
         self._gen(n, shape, 0, body, 12)
         if spill:
             lines.append(f"    k.cb_reserve_back({cb}, {ntiles})")
-        lines.append(f"    for t0 in range(0, {ntiles}, {per}):")
-        lines.append("        k.tile_regs_acquire()")
+        # the groups as one call (ttsim.group); the loop below is what it stands for, and
+        # what runs where the call cannot (a trace, a kernel run per thread)
+        lines.append(f"    if not k.run_groups(_plans[{len(self._plans)}]):")
+        loop = [f"for t0 in range(0, {ntiles}, {per}):", "    k.tile_regs_acquire()"]
         if self._matmuls:
-            lines.append(f"        i0, j0 = divmod(t0, {c})")
+            loop.append(f"    i0, j0 = divmod(t0, {c})")
             for mm, slot in self._matmuls:
-                self._matmul_block(mm, slot, c, lines, 8)
+                self._matmul_block(mm, slot, c, loop, 4)
         if any(not ln.lstrip().startswith("#") for ln in body):
-            lines.append(f"        for t in range(t0, min(t0 + {per}, {ntiles})):")
-            lines.append(f"            i, j = divmod(t, {c})")
-            lines.append("            b = t - t0")
-            lines.extend(body)
-        lines.append("        k.tile_regs_commit()")
-        lines.append("        k.tile_regs_wait()")
-        lines.append(f"        for t in range(t0, min(t0 + {per}, {ntiles})):")
-        lines.append(f"            k.pack_tile(t - t0, {cb}, t{', accumulate=True' if acc else ''})")
-        lines.append("        k.tile_regs_release()")
+            loop.append(f"    for t in range(t0, min(t0 + {per}, {ntiles})):")
+            loop.append(f"        i, j = divmod(t, {c})")
+            loop.append("        b = t - t0")
+            loop.extend(ln[4:] for ln in body)
+        loop.append("    k.tile_regs_commit()")
+        loop.append("    k.tile_regs_wait()")
+        loop.append(f"    for t in range(t0, min(t0 + {per}, {ntiles})):")
+        loop.append(f"        k.pack_tile(t - t0, {cb}, t{', accumulate=True' if acc else ''})")
+        loop.append("    k.tile_regs_release()")
+        lines.extend(" " * 8 + ln for ln in loop)
+        self._plans.append(GroupPlan(ntiles, c, per, self._mm_ops, self._ops, cb, acc))
         if spill:
             lines.append(f"    k.cb_push_back({cb}, {ntiles})")
             lines.append(f"    k.cb_wait_front({cb}, {ntiles})")
@@ -318,6 +343,7 @@ class Compiler:
         if hit is not None:
             return hit
         spills: list[Node] = []
+        self._plans = []
         n = self._prepare(expr, spills)
         n = self._fit(n, spills)
         for s, sub in enumerate(spills):
@@ -337,7 +363,7 @@ class Compiler:
         self._store_code(n, out_cb, tuple(out_shape), acc, lines, False)
         for s, sub in enumerate(spills):
             lines.append(f"    k.cb_pop_front({cbs[s]}, {sub.shape[0] * sub.shape[1]})")
-        low = Lowered("\n".join(lines) + "\n", name, pages, self.uses_scaler)
+        low = Lowered("\n".join(lines) + "\n", name, pages, self.uses_scaler, self._plans)
         self.cache[key] = low
         return low
 
@@ -391,6 +417,14 @@ def _num(v):
 
 def _idx(leaf, i, j):
     return f"{i} * {leaf.shape[1]} + {j}"
+
+
+def _form(leaf):
+    """_idx(leaf, 'i', 'j') as a GroupPlan index form."""
+    return (leaf.shape[1], 1, 0, 0)
+
+
+_BIDX_FORM = {"i": (1, 0, 0, 0), "j": (0, 1, 0, 0), "0": (0, 0, 0, 0)}
 
 
 def _bidx(b):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import formats, numerics, sfpu
+from . import formats, group, numerics, sfpu
 from .errors import ArgumentError, DstOverflowError, TTSimError
 from .dataflow import KernelContext, as_int
 from .thread import caller_line
@@ -187,6 +187,11 @@ class ComputeContext(KernelContext):
     def fill_tile(self, d, value): pass
     def copy_dest_values(self, d_dst, d_src): pass
     def pack_tile(self, d, cb, out_index=None, accumulate=False): pass
+
+    def run_groups(self, plan):
+        """The DST groups of a compiler's statement as one call (ttsim.group); False: the
+        caller runs their tile ops instead (a kernel run per role runs them one by one)."""
+        return False
 
     # tt-metal names built on the generic calls
     def acquire_dst(self): self.tile_regs_acquire(); self.tile_regs_wait()
@@ -494,7 +499,7 @@ class MathContext(ComputeContext):
         self._s.dst.reserve(th, 1, ln)
         th.charge(self._c_tile_regs, "tile_regs_acquire", ln)
         self._dst = np.zeros((self._s.dst_tiles, 32, 32), np.float32)
-        self._written = [False] * self._s.dst_tiles
+        self._written = np.zeros(self._s.dst_tiles, bool)
 
     def tile_regs_commit(self):
         ln = self._th.pinned or caller_line()
@@ -570,11 +575,15 @@ class MathContext(ComputeContext):
         self._dst_index(d + n - 1, ln)
         p = self._take("matmul_block", self._c_mm * n + self._c_mm_call, "matmul_block", ln, "matmul",
                        last=self._c_mm)
-        # all rt x ct products in one batched call: bit-identical to one matmul per pair
-        prod = numerics.matmul(p[1][:, None], p[2][None, :], self.cfg.fidelity)
+        self._matmul_into(d, n, p[1], p[2])
+
+    def _matmul_into(self, d, n, rows, cols):
+        """DST[d + r * ct + c] += rows[r] @ cols[c], all rt x ct products in one batched call
+        (bit-identical to one matmul per pair)."""
+        prod = numerics.matmul(rows[:, None], cols[None, :], self.cfg.fidelity)
         self._dst[d:d + n] = numerics.dst_round(self._dst[d:d + n] + prod.reshape(n, 32, 32),
                                                 self.cfg.fp32_acc)
-        self._written[d:d + n] = [True] * n
+        self._written[d:d + n] = True
 
     def binary_tiles(self, op, cb_a, cb_b, ia, ib, d, bcast="none"):
         ln = self._th.pinned or caller_line()
@@ -586,15 +595,23 @@ class MathContext(ComputeContext):
         ln = self._th.pinned or caller_line()
         self._dst_index(d, ln)
         p = self._take(op + "_reuse", self._c_bin[op], f"{op}_dest_reuse", ln, ("dest_reuse", op, dst_as))
-        a, b = (self._dst[d], p[1]) if dst_as == "a" else (p[1], self._dst[d])
+        self._reuse_into(d, op, p[1], dst_as)
+
+    def _reuse_into(self, d, op, v, dst_as):
+        a, b = (self._dst[d], v) if dst_as == "a" else (v, self._dst[d])
         self._put(d, numerics.eltwise(op, a, b, self.cfg.fidelity))
 
     def reduce_tile(self, cb, cb_scaler, i, i_scaler, d, op="sum", dim="row"):
         ln = self._th.pinned or caller_line()
         self._dst_index(d, ln)
         p = self._take("reduce", self._c_reduce, f"reduce_{op}_{dim}", ln, ("reduce", op, dim))
-        r = numerics.reduce(p[1], op, dim, p[2])
-        if self._written[d]:
+        self._reduce_into(d, p[1], op, dim, p[2])
+
+    def _reduce_into(self, d, tiles, op, dim, scaler):
+        """A reduce into DST d (a register, or a slice of them for a stack of tiles), onto
+        what it holds if it was written since tile_regs_acquire."""
+        r = numerics.reduce(tiles, op, dim, scaler)
+        if self._written[d].any() if d.__class__ is slice else self._written[d]:
             r = numerics.reduce_accumulate(self._dst[d], r, op)
         self._put(d, r)
 
@@ -643,6 +660,9 @@ class MathContext(ComputeContext):
             raise TTSimError(f"vector_mode must be one of {', '.join(_VECTOR_MODES)}; got {vector_mode!r}",
                              core=self.core, thread=self._th.kind, line=ln)
         self._th.charge(cost if faces is _ALL else cost / 2, name, ln)
+        self._sfpu_into(d, fn, params, faces)
+
+    def _sfpu_into(self, d, fn, params, faces=_ALL):
         x = self._dst[d]
         y = fn(x, *params)
         if faces is not _ALL:
@@ -782,6 +802,8 @@ class FusedCompute(ComputeContext):
         self._th = unpack._th
         self._s, self.cfg = unpack._s, unpack.cfg
         self._roles = (unpack._th, math._th, pack._th)
+        self._roles_ctx = (unpack, math, pack)
+        self._groups = {}        # plan -> its groups resolved for this core (ttsim.group)
         for name in _API:
             acts = [ctx for ctx in (unpack, math, pack) if name in type(ctx).__dict__]
             setattr(self, name, _fan_out(*(getattr(c, name) for c in acts)))
@@ -789,6 +811,9 @@ class FusedCompute(ComputeContext):
     @property
     def kind(self):
         return "compute"
+
+    def run_groups(self, plan):
+        return group.run(self, plan)
 
     def _pin_threads(self):
         return self._roles

@@ -104,18 +104,19 @@ def eltwise(op, a, b, fidelity=Fidelity.HiFi4):
 
 
 def transpose(tile):
-    return np.ascontiguousarray(tile.T)
+    """One tile (32, 32) or a stack of them (..., 32, 32), each transposed."""
+    return np.ascontiguousarray(np.swapaxes(tile, -1, -2))
 
 
 def bcast(tile, dim):
     """Broadcast of in1 as the unpacker does it: 'row' repeats row 0 down the tile, 'col'
-    repeats column 0 across it, 'scalar' repeats element [0, 0]."""
+    repeats column 0 across it, 'scalar' repeats element [0, 0] (of each tile of a stack)."""
     if dim == "row":
-        return np.repeat(tile[0:1, :], 32, axis=0)
+        return np.repeat(tile[..., 0:1, :], 32, axis=-2)
     if dim == "col":
-        return np.repeat(tile[:, 0:1], 32, axis=1)
+        return np.repeat(tile[..., :, 0:1], 32, axis=-1)
     if dim == "scalar":
-        return np.full((32, 32), tile[0, 0], np.float32)
+        return np.repeat(np.repeat(tile[..., 0:1, 0:1], 32, axis=-2), 32, axis=-1)
     raise TTSimError(f"unknown broadcast {dim!r}: use row, col or scalar")
 
 
@@ -134,14 +135,14 @@ def reduce(tile, op, dim, scaler=1.0, *, fidelity=None, fp32_dst=True, fp32_src=
         return _reduce_fpu(tile, op, dim, scaler, parse_fidelity(fidelity), fp32_dst,
                            fp32_src, enforce_fp32_acc, acc)
     f = (np.add if op == "sum" else np.maximum).reduce     # np.sum / np.max, minus their wrapper
-    x = tile * np.float32(scaler)
-    out = np.zeros((32, 32), np.float32)
+    x = tile * np.float32(scaler)        # one tile, or a stack of them (..., 32, 32)
+    out = np.zeros(x.shape, np.float32)
     if dim == "row":
-        out[:, 0] = f(x, axis=1)
+        out[..., :, 0] = f(x, axis=-1)
     elif dim == "col":
-        out[0, :] = f(x, axis=0)
+        out[..., 0, :] = f(x, axis=-2)
     else:
-        out[0, 0] = f(x, axis=None)
+        out[..., 0, 0] = f(x.reshape(x.shape[:-2] + (1024,)), axis=-1)
     return out if acc is None else reduce_accumulate(acc, out, op)
 
 
