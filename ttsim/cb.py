@@ -9,7 +9,7 @@ from .fifo import Fifo
 
 class CircularBuffer(Fifo):
     __slots__ = ("index", "fmt", "page_size", "base", "end", "l1", "pack_offset", "decoded", "wseq",
-                 "land_t", "out_t")
+                 "land_t", "out_t", "block")
 
     def __init__(self, env, core, index, fmt, num_pages, page_size, base, l1):
         super().__init__(env, num_pages, f"cb {index}", core=core,
@@ -18,6 +18,10 @@ class CircularBuffer(Fifo):
         self.end = base + num_pages * page_size
         self.pack_offset = 0
         self.decoded = {}   # slot -> (page sequence number, as decoded, as in a source register)
+        # the pages a statement packed at once (ttsim.group): (first page's sequence number,
+        # their values as one array, their `decoded` entries); valid for a page while its
+        # entry is still the one in `decoded`
+        self.block = None
         # per slot, the sequence number of the page whose data it last received; a page read
         # with another number holds what an earlier page left there (or nothing at all)
         self.wseq = [-1] * num_pages

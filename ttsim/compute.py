@@ -103,10 +103,34 @@ def sfpu_ops(c, cfg):
                 key += "_fp32"
             name = f"{op}_tile" if mode in (None, "accurate") else f"{op}_tile({mode})"
             value = chip(CHIP_SFPU[op], mode) if op in CHIP_SFPU else stored(fn)
+            if not fp32 and op != "scale":
+                value = _tabulated((op, mode, sfpu.CLAMP_NEGATIVE, sfpu.EXP_ACCURATE), value)
             table[("unary", op, mode)] = (c[key], name, value)
     for op, fn in numerics.SFPU_BINARY.items():
         table[("binary", op, None)] = (c[f"cost.sfpu.{op}"], f"{op}_binary_tile", stored(fn))
     return table
+
+
+_BF16_TABLES = {}      # (op, mode, exp settings) -> the op's 16-bit DST value of each bf16 pattern
+
+
+def _tabulated(key, fn):
+    """An SFPU op on a 16-bit DST as a lookup: the DST's values are bf16 (every write to it
+    rounds or truncates to bf16), so the op's result on each of the 65,536 bf16 patterns,
+    computed once by the op's own algorithm, is its result everywhere: the same bits per
+    element, at one table lookup instead of the algorithm's few dozen instructions. A value
+    with low bits set (none is expected) takes the algorithm."""
+    def run(x):
+        b = x.view(np.uint32)
+        if (b & 0xFFFF).any():
+            return fn(x)
+        t = _BF16_TABLES.get(key)
+        if t is None:
+            every = (np.arange(65536, dtype=np.uint32) << 16).view(np.float32).reshape(64, 32, 32)
+            with np.errstate(all="ignore"):
+                t = _BF16_TABLES[key] = np.asarray(fn(every), np.float32).reshape(-1)
+        return t[b >> 16]
+    return run
 
 
 class _ComputeShared:
@@ -781,6 +805,8 @@ class PackContext(ComputeContext):
             # (its decode cache, see UnpackContext._read) instead of making it decode it
             v = tile.copy()
             c.decoded[slot] = (seq, v, v)
+        else:       # the page is new data (an accumulation keeps the page's number)
+            c.decoded.pop(slot, None)
         if out_index is None:
             c.pack_offset += 1
 

@@ -95,11 +95,14 @@ def _expand(fc, plan, ln):
         return c
 
     def at(ix):
-        return [_ix(ix, i, j) for i, j in tiles]
+        return _spec([_ix(ix, i, j) for i, j in tiles])
     cu, call, dst_tiles = u._c_unpack, u._c_call, fc._s.dst_tiles
     mm, body, per_tile, offs = [], [], [], [0]
+    rows_n = nt // cols
     for (_, ca, cb, kt, tr, ia, ib, off, stride) in plan.matmuls:
-        mm.append((ca, ia, cb, ib, kt, tr, off))
+        mm.append((ca, [_spec([ia[0] * r + ia[1] * kk + ia[2] for r in range(rows_n)]) for kk in range(kt)],
+                   cb, [_spec([ib[0] * c + ib[1] * kk + ib[2] for c in range(cols)]) for kk in range(kt)],
+                   kt, tr, off))
         offs.append(off)
     for op in plan.body:
         k = op[0]
@@ -127,7 +130,7 @@ def _expand(fc, plan, ln):
         elif k == "reduce":
             _, cb, scb, count, ix, off, rop, dim = op
             fa, fs = f(cb), f(scb)
-            body.append(("reduce", cb, scb, [[_ix(ix, i, j, kk) for i, j in tiles]
+            body.append(("reduce", cb, scb, [_spec([_ix(ix, i, j, kk) for i, j in tiles])
                                               for kk in range(count)], off, rop, dim))
             step = [(_UM, u._cost2(fa, fs) + call, None, ("reduce", dim), (fa, fs), m._c_reduce,
                      0.0, ("reduce", rop, dim))] * count
@@ -218,12 +221,55 @@ def run(fc, plan):
     return True
 
 
-def _tiles(u, cb, idx, ln, to_dest=False):
-    """The tiles `idx` of cb as source registers hold them (or as unpacked to DST), stacked."""
+def _spec(idx):
+    """How to gather tiles `idx` of a buffer: ("dup", spec of the distinct ones, where each
+    comes from) for a broadcast operand's repeats; ("prog", idx, start, step) for an
+    arithmetic progression, which a block a statement packed (CircularBuffer.block) holds
+    as a view; ("list", idx) otherwise."""
+    uniq = list(dict.fromkeys(idx))
+    if len(uniq) < len(idx):
+        pos = {v: k for k, v in enumerate(uniq)}
+        return ("dup", _spec(uniq), np.array([pos[v] for v in idx]))
+    step = idx[1] - idx[0] if len(idx) > 1 else 1
+    if step > 0 and all(idx[k + 1] - idx[k] == step for k in range(len(idx) - 1)):
+        return ("prog", idx, idx[0], step)
+    return ("list", idx)
+
+
+def _gather(u, cb, spec, ln, to_dest=False):
+    """The tiles of `spec` (see _spec) of cb as source registers hold them (or, with
+    `to_dest`, as unpacked to DST), as one (n, 32, 32) array; read-only."""
+    kind = spec[0]
+    if kind == "dup":
+        return _gather(u, cb, spec[1], ln, to_dest)[spec[2]]
+    idx = spec[1]
+    if kind == "prog" and not to_dest:
+        v = _block(u._cb(cb, ln), idx[0], spec[3], len(idx))
+        if v is not None:
+            return v
     if len(idx) == 1:
-        v, f = u._read(cb, idx[0], ln, to_dest)
-        return v[None]
+        return u._read(cb, idx[0], ln, to_dest)[0][None]
     return np.stack([u._read(cb, i, ln, to_dest)[0] for i in idx])
+
+
+def _block(c, start, step, n):
+    """Waited-for pages start, start + step, ... (n of them) of c as a view of the block a
+    statement packed them in, if they are all still what it packed; else None (and the
+    per-page reads check and decode them)."""
+    blk = c.block
+    if blk is None or start < 0:
+        return None
+    seq0 = c.popped + start
+    span = step * (n - 1)
+    b0 = seq0 - blk[0]
+    entries = blk[2]
+    if seq0 + span >= c.waited_upto or b0 < 0 or b0 + span >= len(entries):
+        return None
+    dec, cap = c.decoded, c.capacity
+    for q in range(0, span + 1, step):
+        if dec.get((seq0 + q) % cap) is not entries[b0 + q]:
+            return None
+    return blk[1][b0:b0 + span + 1:step]
 
 
 def _values(u, m, plan, ex, ln):
@@ -237,44 +283,42 @@ def _values(u, m, plan, ex, ln):
         def plane(off):
             s = off // per * nt
             return slice(s, s + nt)
-        rows_n = nt // plan.cols
-        for (ca, ia, cb, ib, kt, tr, off) in ex.mm:
+        for (ca, rows, cb, cols, kt, tr, off) in ex.mm:
             d = off // per * nt
             for kk in range(kt):
-                rows, _ = u._stack(ca, ia[1] * kk + ia[2], ia[0], rows_n, False, ln)
-                cols, _ = u._stack(cb, ib[1] * kk + ib[2], ib[0], plan.cols, tr, ln)
-                m._matmul_into(d, nt, rows, cols)
+                b = _gather(u, cb, cols[kk], ln)
+                m._matmul_into(d, nt, _gather(u, ca, rows[kk], ln), numerics.transpose(b) if tr else b)
         for op in ex.body:
             k = op[0]
             if k == "copy":
                 _, cb, idx, off, f, to_dest = op
-                m._put_moved(plane(off), _tiles(u, cb, idx, ln, to_dest), f)
+                m._put_moved(plane(off), _gather(u, cb, idx, ln, to_dest), f)
             elif k == "fill":
                 _, value, off = op
                 m._put(plane(off), np.full((nt, 32, 32), value, np.float32))
             elif k == "bcast":
                 _, cb, idx, off, f, dim = op
-                m._put_moved(plane(off), numerics.bcast(_tiles(u, cb, idx, ln), dim), f)
+                m._put_moved(plane(off), numerics.bcast(_gather(u, cb, idx, ln), dim), f)
             elif k == "transpose":
                 _, cb, idx, off, f = op
-                m._put_moved(plane(off), numerics.transpose(_tiles(u, cb, idx, ln)), f)
+                m._put_moved(plane(off), numerics.transpose(_gather(u, cb, idx, ln)), f)
             elif k == "reduce":
                 _, cb, scb, idxs, off, rop, dim = op
                 for idx in idxs:
                     s, _ = u._read(scb, 0, ln)
-                    m._reduce_into(plane(off), _tiles(u, cb, idx, ln), rop, dim, float(s[0, 0]))
+                    m._reduce_into(plane(off), _gather(u, cb, idx, ln), rop, dim, float(s[0, 0]))
             elif k == "sfpu":
                 _, fn, off, params = op
                 m._sfpu_into(plane(off), fn, params)
             elif k == "binary":
                 _, bop, ca, ia, cb, ib, off, bc = op
-                b = _tiles(u, cb, ib, ln)
+                b = _gather(u, cb, ib, ln)
                 if bc != "none":
                     b = numerics.bcast(b, bc)
-                m._put(plane(off), numerics.eltwise(bop, _tiles(u, ca, ia, ln), b, m.cfg.fidelity))
+                m._put(plane(off), numerics.eltwise(bop, _gather(u, ca, ia, ln), b, m.cfg.fidelity))
             elif k == "reuse":
                 _, bop, cb, idx, off, dst_as = op
-                m._reuse_into(plane(off), bop, _tiles(u, cb, idx, ln), dst_as)
+                m._reuse_into(plane(off), bop, _gather(u, cb, idx, ln), dst_as)
             else:       # sfpu_binary
                 _, fn, o0, o1, off = op
                 d = m._dst
@@ -433,9 +477,15 @@ def _pack_write(p, plan, ex, vals, writes, ln):
     keep = fmt is _BF16 and not (plan.acc or p.cfg.fp32_acc)
     if keep:
         tiles = tiles.copy()
+        entries = []
+    dec = c.decoded
     for t, a, slot, seq in writes:
         mem[a:a + ps] = raw[t * ps:(t + 1) * ps]
         c.wseq[slot] = seq
         if keep:
             v = tiles[t]
-            c.decoded[slot] = (seq, v, v)
+            e = dec[slot] = (seq, v, v)
+            entries.append(e)
+        else:
+            dec.pop(slot, None)
+    c.block = (writes[0][3], tiles, entries) if keep else None

@@ -114,6 +114,51 @@ def test_store_then_accumulate_adds_onto_the_stored_value():
     tt.assert_close(got, 3 * x, "bf16", ops=2, scale=np.abs(x).max())
 
 
+@pytest.mark.parametrize("groups", [True, False])
+def test_an_accumulated_block_read_by_compute_holds_the_sum(groups, monkeypatch):
+    """A block stored, then accumulated onto, then read by another compute statement (not
+    copied out): the reader gets the sum. Before, UNPACK's per-page decode cache still held
+    the first store's values (the accumulation keeps the page's number), and the statement
+    read them, silently, both tile by tile and through ttsim.group."""
+    import ttsim.group
+    monkeypatch.setattr(ttsim.group, "ENABLED", groups)
+    ttl.set_device("wormhole_b0")
+    a_np, b_np = tt.array((32, 32), "bf16", 1), tt.array((32, 32), "bf16", 2)
+    a, b, out = ttl.from_numpy(a_np), ttl.from_numpy(b_np), ttl.empty((32, 32))
+
+    @ttl.kernel(grid=(1, 1))
+    def k(a, b, out):
+        ab = ttl.make_dataflow_buffer_like(a, shape=(1, 1), buffer_factor=1)
+        bb = ttl.make_dataflow_buffer_like(b, shape=(1, 1), buffer_factor=1)
+        sb = ttl.make_dataflow_buffer_like(a, shape=(1, 1), buffer_factor=1)
+        ob = ttl.make_dataflow_buffer_like(out, shape=(1, 1), buffer_factor=1)
+
+        @ttl.datamovement()
+        def read():
+            with ab.reserve() as x, bb.reserve() as y:
+                ttl.copy(a[0, 0], x).wait()
+                ttl.copy(b[0, 0], y).wait()
+
+        @ttl.compute()
+        def compute():
+            with ab.wait() as x, bb.wait() as y:
+                with sb.reserve() as s:
+                    s.store(x)
+                    s.store(y, acc=True)
+                with sb.wait() as s, ob.reserve() as o:
+                    o.store(s * 1.0)
+
+        @ttl.datamovement()
+        def write():
+            with ob.wait() as blk:
+                ttl.copy(blk, out[0, 0]).wait()
+
+    k(a, b, out)
+    x, y = a.to_numpy().astype(np.float64), b.to_numpy().astype(np.float64)
+    tt.assert_close(out.to_numpy().astype(np.float64), x + y, "bf16", ops=1,
+                    scale=np.abs(x) + np.abs(y))
+
+
 def test_a_single_accumulating_store_is_the_value_itself():
     x, got = _one_block_kernel(lambda a, o: o.store(a, acc=True))
     np.testing.assert_array_equal(got, x)
