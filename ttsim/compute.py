@@ -130,6 +130,7 @@ def _tabulated(key, fn):
             with np.errstate(all="ignore"):
                 t = _BF16_TABLES[key] = np.asarray(fn(every), np.float32).reshape(-1)
         return t[b >> 16]
+    run.algorithm = fn
     return run
 
 

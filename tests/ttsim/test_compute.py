@@ -209,3 +209,36 @@ def test_fused_compute_refuses_to_wait_for_itself():
                 dev.run(prog)
         else:
             assert dev.run(prog).cycles > 0
+
+
+def test_sfpu_ops_on_a_16_bit_dst_are_their_algorithm_bit_for_bit():
+    """A 16-bit DST holds bf16 values, so an SFPU unary op there is looked up in a table of
+    its algorithm over all 65,536 bf16 patterns (compute._tabulated): every op and mode gives
+    the algorithm's bits on bf16 inputs (NaNs, infinities, zeros, denormals included), and a
+    value with low bits set takes the algorithm itself."""
+    from ttsim import compute
+    dev = ttsim.Device("wormhole_b0")
+    costs = {k: f.value for k, f in dev.sd.figures.items()}
+    table = compute.sfpu_ops(costs, ComputeConfig(fp32_dest_acc_en=False))
+    rng = np.random.default_rng(0)
+    bf16 = (rng.integers(0, 65536, (3, 32, 32), dtype=np.uint32) << 16)
+    bf16[0, 0, :8] = [0, 0x80000000, 0x7F800000, 0xFF800000, 0x7FC00000, 0x00010000, 0x80010000, 0x3F800000]
+    odd = bf16 | rng.integers(1, 65536, bf16.shape, dtype=np.uint32)
+    checked = 0
+    for (kind, op, mode), (_, _, fn) in table.items():
+        if kind != "unary" or op == "scale":
+            continue
+        plain = fn.algorithm
+        for x in (bf16.view(np.float32), odd.view(np.float32)):
+            with np.errstate(all="ignore"):
+                want, got = np.asarray(plain(x), np.float32), fn(x)
+            if op in compute.CHIP_SFPU:         # SFPU.md's algorithms: every bit
+                np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32),
+                                              err_msg=f"{op} {mode}")
+            else:       # numpy's functions: a NaN's payload is numpy's (it varies with the
+                np.testing.assert_array_equal(np.isnan(got), np.isnan(want))    # neighbours)
+                ok = ~np.isnan(want)
+                np.testing.assert_array_equal(got.view(np.uint32)[ok], want.view(np.uint32)[ok],
+                                              err_msg=f"{op} {mode}")
+        checked += 1
+    assert checked >= 20
