@@ -478,9 +478,13 @@ def _pack_write(p, plan, ex, vals, writes, ln):
     if keep:
         tiles = tiles.copy()
         entries = []
-    dec = c.decoded
+    dec, run = c.decoded, 0
+    for q in range(1, len(writes) + 1):        # pages in consecutive slots: one copy
+        if q == len(writes) or writes[q][1] != writes[q - 1][1] + ps:
+            t0, a0 = writes[run][0], writes[run][1]
+            mem[a0:a0 + (q - run) * ps] = raw[t0 * ps:(t0 + q - run) * ps]
+            run = q
     for t, a, slot, seq in writes:
-        mem[a:a + ps] = raw[t * ps:(t + 1) * ps]
         c.wseq[slot] = seq
         if keep:
             v = tiles[t]

@@ -244,10 +244,18 @@ def reduce_accumulate(old, new, op):
     return old + new if op == "sum" else np.maximum(old, new)
 
 
+_JIT_ROUND_MIN = 8192        # elements (8 tiles) from which the compiled rounding pays
+
+
 def dst_round(value, fp32_acc):
-    """A value written to DST: fp32, or bf16 in the 16-bit mode."""
+    """A value written to DST: fp32, or bf16 in the 16-bit mode (round to nearest even)."""
     v = np.asarray(value, np.float32)
-    return v if fp32_acc else v.astype(_BF16).astype(np.float32)
+    if fp32_acc:
+        return v
+    if v.size >= _JIT_ROUND_MIN:
+        from .round_jit import bf16_round
+        return bf16_round(v)
+    return v.astype(_BF16).astype(np.float32)
 
 
 def _gelu(x):

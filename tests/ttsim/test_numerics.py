@@ -510,3 +510,20 @@ def test_parse_fidelity(name, phases):
 def test_parse_fidelity_rejects_junk(junk):
     with pytest.raises(TTSimError, match="unknown math fidelity .*LoFi, HiFi2, HiFi3 or HiFi4"):
         N.parse_fidelity(junk)
+
+
+def test_compiled_dst_rounding_is_ml_dtypes_bf16_rounding():
+    """The compiled bf16 rounding of large DST writes (ttsim.round_jit) gives ml_dtypes'
+    bits on every upper half-word, with lower half-words at and around the rounding
+    boundaries and the NaN payloads (which ml_dtypes makes the quiet NaN of their sign)."""
+    from ttsim.round_jit import bf16_round
+    hi = np.arange(65536, dtype=np.uint32) << 16
+    lows = np.array([0, 1, 0x7FFF, 0x8000, 0x8001, 0xFFFF, 0x1234], np.uint32)
+    b = (hi[:, None] | lows[None, :]).reshape(-1)
+    x = b.view(np.float32)
+    with np.errstate(invalid="ignore"):
+        want = x.astype(ml_dtypes.bfloat16).astype(np.float32)
+    np.testing.assert_array_equal(bf16_round(x).view(np.uint32), want.view(np.uint32))
+    big = np.random.default_rng(0).standard_normal((9, 32, 32)).astype(np.float32)
+    np.testing.assert_array_equal(N.dst_round(big, False).view(np.uint32),
+                                  big.astype(ml_dtypes.bfloat16).astype(np.float32).view(np.uint32))
