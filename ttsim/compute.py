@@ -604,10 +604,15 @@ class MathContext(ComputeContext):
 
     def _matmul_into(self, d, n, rows, cols):
         """DST[d + r * ct + c] += rows[r] @ cols[c], all rt x ct products in one batched call
-        (bit-identical to one matmul per pair)."""
-        prod = numerics.matmul(rows[:, None], cols[None, :], self.cfg.fidelity)
-        self._dst[d:d + n] = numerics.dst_round(self._dst[d:d + n] + prod.reshape(n, 32, 32),
-                                                self.cfg.fp32_acc)
+        (bit-identical to one matmul per pair). rows and cols may hold several K steps,
+        (kt, rt, 32, 32) and (kt, ct, 32, 32): their products are added in K order, with a
+        rounding into DST after each, as one call per step would."""
+        if rows.ndim == 3:
+            rows, cols = rows[None], cols[None]
+        prod = numerics.matmul(rows[:, :, None], cols[:, None, :], self.cfg.fidelity)
+        for p in prod:
+            self._dst[d:d + n] = numerics.dst_round(self._dst[d:d + n] + p.reshape(n, 32, 32),
+                                                    self.cfg.fp32_acc)
         self._written[d:d + n] = True
 
     def binary_tiles(self, op, cb_a, cb_b, ia, ib, d, bcast="none"):
@@ -635,7 +640,9 @@ class MathContext(ComputeContext):
     def _reduce_into(self, d, tiles, op, dim, scaler):
         """A reduce into DST d (a register, or a slice of them for a stack of tiles), onto
         what it holds if it was written since tile_regs_acquire."""
-        r = numerics.reduce(tiles, op, dim, scaler)
+        self._reduced_into(d, numerics.reduce(tiles, op, dim, scaler), op)
+
+    def _reduced_into(self, d, r, op):
         if self._written[d].any() if d.__class__ is slice else self._written[d]:
             r = numerics.reduce_accumulate(self._dst[d], r, op)
         self._put(d, r)

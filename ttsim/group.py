@@ -283,11 +283,10 @@ def _values(u, m, plan, ex, ln):
         def plane(off):
             s = off // per * nt
             return slice(s, s + nt)
-        for (ca, rows, cb, cols, kt, tr, off) in ex.mm:
-            d = off // per * nt
-            for kk in range(kt):
-                b = _gather(u, cb, cols[kk], ln)
-                m._matmul_into(d, nt, _gather(u, ca, rows[kk], ln), numerics.transpose(b) if tr else b)
+        for (ca, rows, cb, cols, kt, tr, off) in ex.mm:     # all K steps in one call
+            a = np.stack([_gather(u, ca, rows[kk], ln) for kk in range(kt)])
+            b = np.stack([_gather(u, cb, cols[kk], ln) for kk in range(kt)])
+            m._matmul_into(off // per * nt, nt, a, numerics.transpose(b) if tr else b)
         for op in ex.body:
             k = op[0]
             if k == "copy":
@@ -303,10 +302,12 @@ def _values(u, m, plan, ex, ln):
                 _, cb, idx, off, f = op
                 m._put_moved(plane(off), numerics.transpose(_gather(u, cb, idx, ln)), f)
             elif k == "reduce":
-                _, cb, scb, idxs, off, rop, dim = op
-                for idx in idxs:
-                    s, _ = u._read(scb, 0, ln)
-                    m._reduce_into(plane(off), _gather(u, cb, idx, ln), rop, dim, float(s[0, 0]))
+                _, cb, scb, idxs, off, rop, dim = op     # every step's reduce in one call,
+                s, _ = u._read(scb, 0, ln)                 # accumulated step by step
+                r = numerics.reduce(np.stack([_gather(u, cb, idx, ln) for idx in idxs]), rop, dim,
+                                    float(s[0, 0]))
+                for rk in r:
+                    m._reduced_into(plane(off), rk, rop)
             elif k == "sfpu":
                 _, fn, off, params = op
                 m._sfpu_into(plane(off), fn, params)
@@ -328,11 +329,13 @@ def _values(u, m, plan, ex, ln):
         m._dst = m._written = None
 
 
-def _rec(th, ln):
-    rec = th.lines.get(ln)
-    if rec is None:
-        rec = th.lines[ln] = [0, 0.0, 0.0]
-    return rec
+def _put_rec(th, ln, start, calls, cycles, stall):
+    """A thread's record of line ln as its charges would leave it: made only if charged."""
+    if (calls, cycles, stall) != start:
+        rec = th.lines.get(ln)
+        if rec is None:
+            rec = th.lines[ln] = [0, 0.0, 0.0]
+        rec[0], rec[1], rec[2] = calls, cycles, stall
 
 
 def _time(u, m, steps, ln):
@@ -347,7 +350,7 @@ def _time(u, m, steps, ln):
     P, Q = src.pushed, src.popped
     us, fpu, sf = u._setup, m._fpu, m._sfpu_op
     ut, ub, mt, mb = uth.t, uth.busy, mth.t, mth.busy
-    ur, mr = _rec(uth, ln), _rec(mth, ln)
+    ur, mr = tuple(uth.lines.get(ln, (0, 0.0, 0.0))), tuple(mth.lines.get(ln, (0, 0.0, 0.0)))
     uc, ucy, ust = ur
     mc, mcy, mst = mr
     full, empty = src.stall_full, src.stall_empty
@@ -430,8 +433,8 @@ def _time(u, m, steps, ln):
             mb += cost
     src.pushed = src.reserved_upto = P
     src.popped = src.waited_upto = Q
-    ur[0], ur[1], ur[2] = uc, ucy, ust
-    mr[0], mr[1], mr[2] = mc, mcy, mst
+    _put_rec(uth, ln, ur, uc, ucy, ust)
+    _put_rec(mth, ln, mr, mc, mcy, mst)
     if s_full is not None:
         uth.stalls[full] = s_full
     if s_empty is not None:
