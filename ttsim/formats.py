@@ -11,9 +11,11 @@ Rounding is to nearest, ties to even, everywhere; see docs/numerics.md.
 """
 from __future__ import annotations
 
+import sys
 from enum import Enum
 
 import ml_dtypes
+
 import numpy as np
 
 from .errors import TTSimError
@@ -135,6 +137,26 @@ def quantize(x, fmt) -> np.ndarray:
     return _bfp8_join(*_bfp8_split(blocks)).reshape(x.shape)
 
 
+# --- bf16 rounding of large arrays ------------------------------------------------------
+_JIT_MIN = 8192           # values (8 tiles) from which the compiled bf16 rounding is faster
+_JIT_AFTER = 1 << 29      # values rounded by ml_dtypes (~1.3 s at 2.4 ns) after which loading numba pays
+_bulk = [0]
+
+
+def bulk_bf16_jit(n):
+    """Whether to round an array of n values to bf16 with the compiled loop (ttsim.round_jit,
+    the same bits as ml_dtypes' casts at an eighth of the time). Loading numba costs about a
+    second per process, so the loop is used once numba is loaded anyway, or once this
+    process has spent about that second rounding large arrays with ml_dtypes (as in ski
+    rental: a run that stops soon after pays at most twice the best choice's cost)."""
+    if n < _JIT_MIN:
+        return False
+    if _bulk[0] >= _JIT_AFTER or "numba" in sys.modules:
+        return True
+    _bulk[0] += n
+    return False
+
+
 # --- pages -------------------------------------------------------------------------------
 def encode_tiles(tiles, fmt) -> np.ndarray:
     """(n, 32, 32) values -> n pages of bytes (flat uint8, n * tile_bytes)."""
@@ -143,6 +165,9 @@ def encode_tiles(tiles, fmt) -> np.ndarray:
     if fmt is DataFormat.FP32:
         return _face_view(tiles).astype(np.float32).view(np.uint8).reshape(-1)
     if fmt is DataFormat.BF16:
+        if bulk_bf16_jit(tiles.size):      # the same bits, compiled (ttsim.round_jit)
+            from .round_jit import bf16_bits
+            return bf16_bits(_face_view(tiles)).view(np.uint8).reshape(-1)
         return _face_view(tiles).astype(_BF16).view(np.uint8).reshape(-1)
     faces = _to_faces(tiles)
     n = faces.shape[0]

@@ -21,7 +21,7 @@ import ml_dtypes
 import numpy as np
 
 from .errors import TTSimError
-from .formats import DataFormat, parse_format
+from .formats import DataFormat, bulk_bf16_jit, parse_format
 
 _BF16 = ml_dtypes.bfloat16
 SRCA_BITS, SRCB_BITS = 5, 7      # significant bits per fidelity phase (HARDWARE.md)
@@ -244,15 +244,12 @@ def reduce_accumulate(old, new, op):
     return old + new if op == "sum" else np.maximum(old, new)
 
 
-_JIT_ROUND_MIN = 8192        # elements (8 tiles) from which the compiled rounding pays
-
-
 def dst_round(value, fp32_acc):
     """A value written to DST: fp32, or bf16 in the 16-bit mode (round to nearest even)."""
     v = np.asarray(value, np.float32)
     if fp32_acc:
         return v
-    if v.size >= _JIT_ROUND_MIN:
+    if bulk_bf16_jit(v.size):
         from .round_jit import bf16_round
         return bf16_round(v)
     return v.astype(_BF16).astype(np.float32)

@@ -356,6 +356,9 @@ def _exp_legacy(x, fp32_dst):
     return store(np.where(_negative(x), _recip(p, 2), p), fp32_dst)
 
 
+COMPOSED_MIN = 16384      # values from which exp's fast and approx run as numpy compositions
+
+
 def exp(x, mode="accurate", fp32_dst=False, *, clamp_negative=None, variant=None):
     """exp of the DST values in `mode`, as it lands in DST.
 
@@ -365,11 +368,18 @@ def exp(x, mode="accurate", fp32_dst=False, *, clamp_negative=None, variant=None
     ("llk": §1.3 / §1.4); default EXP_ACCURATE. legacy: LLK's own !APPROX path (§1.5)."""
     clamp = CLAMP_NEGATIVE if clamp_negative is None else clamp_negative
     variant = variant or EXP_ACCURATE
-    # fast and approx run compiled: the bits of _exp_fast and _exp_approx, in one pass
+    # fast and approx: a few tiles run compiled (the bits of _exp_fast and _exp_approx in one
+    # pass, ~16 ns a value, where the compositions pay ~100 us of numpy calls per call);
+    # from COMPOSED_MIN values on, the compositions themselves are faster (~0.5 ns a value)
+    big = np.size(x) >= COMPOSED_MIN
     if mode == "fast":
+        if big:
+            return _exp_fast(x, fp32_dst, clamp)
         from .sfpu_jit import exp_fast
         return exp_fast(x, bool(fp32_dst), bool(clamp), FAST_A, FAST_THRESHOLD, FAST_B_MINUS_C)
     if mode == "approx":
+        if big:
+            return _exp_approx(x, fp32_dst)
         from .sfpu_jit import exp_approx
         return exp_approx(x, bool(fp32_dst), APPROX_LOG2E, APPROX_C23_73, APPROX_ADJ_EXP,
                           APPROX_HI, APPROX_LO)

@@ -527,3 +527,7 @@ def test_compiled_dst_rounding_is_ml_dtypes_bf16_rounding():
     big = np.random.default_rng(0).standard_normal((9, 32, 32)).astype(np.float32)
     np.testing.assert_array_equal(N.dst_round(big, False).view(np.uint32),
                                   big.astype(ml_dtypes.bfloat16).astype(np.float32).view(np.uint32))
+    pages = x[::48][:9 * 1024].reshape(9, 32, 32)    # 9 tiles of bf16 pages are packed compiled
+    with np.errstate(invalid="ignore"):
+        one_by_one = np.concatenate([F.encode_tiles(t[None], "bf16") for t in pages])
+    np.testing.assert_array_equal(F.encode_tiles(pages, "bf16"), one_by_one)

@@ -254,13 +254,19 @@ def _all_kinds_of_patterns():
 @pytest.mark.parametrize("mode,clamp", [("fast", True), ("fast", False), ("approx", True)])
 @pytest.mark.parametrize("fp32", [True, False])
 def test_exp_compiled_matches_the_instruction_models(mode, clamp, fp32):
-    """S.exp's fast and approx modes run compiled loops (ttsim.sfpu_jit); they must give
-    the bits of the compositions of instruction models (_exp_fast, _exp_approx)."""
+    """S.exp's fast and approx modes run compiled loops (ttsim.sfpu_jit) on arrays of fewer
+    than COMPOSED_MIN values, the compositions of instruction models (_exp_fast,
+    _exp_approx) on larger ones; the loops must give the compositions' bits."""
     x = _all_kinds_of_patterns()
     with np.errstate(all="ignore"):
         want = S._exp_approx(x, fp32) if mode == "approx" else S._exp_fast(x, fp32, clamp)
-    got = S.exp(x, mode, fp32, clamp_negative=clamp)
+    chunks = np.split(x, 64)
+    assert chunks[0].size < S.COMPOSED_MIN <= x.size
+    got = np.concatenate([S.exp(c, mode, fp32, clamp_negative=clamp) for c in chunks])
     assert np.array_equal(S.bits(got), S.bits(want))
+    with np.errstate(all="ignore"):
+        whole = S.exp(x, mode, fp32, clamp_negative=clamp)
+    assert np.array_equal(S.bits(whole), S.bits(want))
     assert S.exp(F(-1), mode, fp32).shape == ()
 
 
