@@ -99,7 +99,7 @@ def _expand(fc, plan, ln):
     cu, call, dst_tiles = u._c_unpack, u._c_call, fc._s.dst_tiles
     mm, body, per_tile, offs = [], [], [], [0]
     rows_n = nt // cols
-    for (_, ca, cb, kt, tr, ia, ib, off, stride) in plan.matmuls:
+    for (_, ca, cb, kt, tr, ia, ib, off, _stride) in plan.matmuls:
         mm.append((ca, [_spec([ia[0] * r + ia[1] * kk + ia[2] for r in range(rows_n)]) for kk in range(kt)],
                    cb, [_spec([ib[0] * c + ib[1] * kk + ib[2] for c in range(cols)]) for kk in range(kt)],
                    kt, tr, off))
