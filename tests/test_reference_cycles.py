@@ -1,6 +1,7 @@
 """Cycles change only on purpose: a set of programs against a stored table of their cycles
-and their output bits (a hash of the output, or for flash attention its exact error and PCC;
-tests/data/reference_cycles.json).
+and their output bits (a hash of the output; tests/data/reference_cycles.json). The bits are
+the same on every machine (tests/ttsim/test_determinism.py checks that numpy's and the BLAS
+library's CPU-specific code paths do not change them), so the table holds on any CPU.
 
 A commit that changes the model on purpose regenerates the table and says why:
 
@@ -30,7 +31,7 @@ def _bits(a):
 
 def _fa(**kw):
     res, rep, _ = fa.run(**kw)
-    return rep.cycles, f"{res['max_abs_err']!r}/{res['pcc']!r}"
+    return rep.cycles, res["out_sha256"]
 
 
 def _matmul(m, k, n, grid, **kw):

@@ -69,7 +69,7 @@ _VECTOR_MODES = {"rc": _ALL,
 
 # The ops whose algorithm SFPU.md gives, bit for bit (ttsim.sfpu): (DST values, mode, fp32 DST)
 # -> the values as they land in DST, rounding included. Every other SFPU op computes in
-# float32 with numpy and is stored as SFPSTORE stores (fp32 exactly; a 16-bit DST truncates,
+# float64 with numpy, rounded once to float32 (numerics._in_f64), and is stored as SFPSTORE stores (fp32 exactly; a 16-bit DST truncates,
 # SFPU.md §4, as every kernel that inserts no rounding instruction gets): their algorithms are
 # not modelled, so their values are float32-accurate before the store (docs/numerics.md).
 CHIP_SFPU = {

@@ -8,7 +8,8 @@ Every function takes and returns float32 (32, 32) tiles. The model (docs/numeric
   `a @ b` has `a` (in0) in SrcB and `b` (in1) in SrcA, as tt-metal's matmul does; an
   element-wise multiply has in0 in SrcA and in1 in SrcB. The phases multiply the mantissa
   slices (A_hi B_hi, A_lo B_hi, A_hi B_lo, A_lo B_lo), truncated, in that order: LoFi runs
-  the first, HiFi2 two, HiFi3 three, HiFi4 all four (exact). Products accumulate in fp32.
+  the first, HiFi2 two, HiFi3 three, HiFi4 all four (exact). A tile product is the exact
+  sum of its phases' products rounded once to fp32 (the same bits on every machine).
 - DST holds fp32 with fp32_dest_acc_en, else bf16: every write to DST rounds to it.
 - The SFPU computes in fp32. Overflow to inf and 0/0 are values there, not warnings: the
   kernel threads run under np.errstate(all="ignore") (ttsim.thread).
@@ -75,15 +76,31 @@ def _phases(srca, srcb, fidelity):
     return pairs[:int(fidelity)]
 
 
+def _f64(x):
+    return np.asarray(x, np.float64)
+
+
 def matmul(a, b, fidelity=Fidelity.HiFi4):
-    """a @ b for one tile pair at `fidelity` (a is in0 in SrcB, b is in1 in SrcA)."""
+    """a @ b for tile pairs at `fidelity` (a is in0 in SrcB, b is in1 in SrcA; stacked
+    tiles broadcast as in np.matmul): the exact sum of the phases' products, rounded once
+    to fp32.
+
+    The sums run in float64, where the products of source-register values (at most 11 x 11
+    significant bits) are exact, and so are their sums unless the products spread over more
+    than 2^26 in magnitude: the bits are the same on every machine. (A float32 `a @ b` sums
+    in the order the BLAS library picks for the CPU: OpenBLAS's AVX2 and AVX-512 kernels
+    give different bits.) Exact sums are bilinear, so the phases group into whole-operand
+    products: HiFi2's two phases are SrcB_hi x SrcA, one product."""
+    fidelity = int(fidelity)
     if fidelity >= Fidelity.HiFi4:
-        return a @ b
-    out = None
-    for pa, pb in _phases(b, a, fidelity):
-        p = pb @ pa
-        out = p if out is None else out + p
-    return out
+        return (_f64(a) @ _f64(b)).astype(np.float32)
+    in0_hi = keep_bits(a, SRCB_BITS)
+    if fidelity == Fidelity.LoFi:
+        return (_f64(in0_hi) @ _f64(keep_bits(b, SRCA_BITS))).astype(np.float32)
+    out = _f64(in0_hi) @ _f64(b)
+    if fidelity == Fidelity.HiFi3:
+        out += _f64(a - in0_hi) @ _f64(keep_bits(b, SRCA_BITS))
+    return out.astype(np.float32)
 
 
 def eltwise(op, a, b, fidelity=Fidelity.HiFi4):
@@ -255,20 +272,35 @@ def dst_round(value, fp32_acc):
     return v.astype(_BF16).astype(np.float32)
 
 
+def _in_f64(fn):
+    """fn evaluated in float64, rounded once to float32. numpy's transcendentals have
+    CPU-specific implementations (AVX2, AVX-512, the C library elsewhere) that differ in the
+    last bit, in float32 as in float64; a float64 difference changes the float32 result only
+    for a value within about 2^-29 (relative) of a rounding boundary, so the bits are the
+    same on every machine but for about one value in 10^8."""
+    def f(x):
+        return fn(np.asarray(x, np.float64)).astype(np.float32)
+    return f
+
+
 def _gelu(x):
-    return np.float32(0.5) * x * (1 + np.tanh(np.float32(0.7978845608) * (x + np.float32(0.044715) * x ** 3)))
+    """The tanh form, 0.5 x (1 + tanh(y)), written x / (1 + exp(-2y)): the same function
+    without the cancellation in 1 + tanh(y) near -1 that turns tanh's last-bit differences
+    between machines into visible ones."""
+    return x / (1 + np.exp(-2 * 0.7978845608 * (x + 0.044715 * (x * x * x))))
 
 
 def _sigmoid(x):
-    return np.float32(1) / (np.float32(1) + np.exp(-x))
+    return 1 / (1 + np.exp(-x))
 
 
 SFPU_UNARY = {
-    "exp": np.exp, "exp2": np.exp2, "log": np.log, "sqrt": np.sqrt,
+    "exp": _in_f64(np.exp), "exp2": _in_f64(np.exp2), "log": _in_f64(np.log), "sqrt": np.sqrt,
     "rsqrt": lambda x: np.float32(1) / np.sqrt(x), "recip": lambda x: np.float32(1) / x,
-    "tanh": np.tanh, "sigmoid": _sigmoid, "relu": lambda x: np.maximum(x, np.float32(0)),
-    "gelu": _gelu, "silu": lambda x: x * _sigmoid(x), "abs": np.abs, "neg": np.negative,
-    "square": np.square, "sin": np.sin, "cos": np.cos,
+    "tanh": _in_f64(np.tanh), "sigmoid": _in_f64(_sigmoid),
+    "relu": lambda x: np.maximum(x, np.float32(0)), "gelu": _in_f64(_gelu),
+    "silu": _in_f64(lambda x: x * _sigmoid(x)), "abs": np.abs, "neg": np.negative,
+    "square": np.square, "sin": _in_f64(np.sin), "cos": _in_f64(np.cos),
 }
 SFPU_BINARY = {
     "add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
