@@ -263,7 +263,7 @@ class Bench:
         if have is None or have[1] < per_bank:
             dev = self.device(arch)
             pages = -(-max(per_bank, 1 << 16) // 2048) * len(dev.sd.dram_banks)
-            t = dev.empty((pages * 32, 32))
+            t = dev.zeros((pages * 32, 32))
             have = self._dram[arch] = (t.address, -(-pages // len(dev.sd.dram_banks)) * 2048)
         return have[0]
 

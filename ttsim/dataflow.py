@@ -24,6 +24,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .errors import AccessError, ArgumentError, CBError, NocError, TTSimError
+from .errors import where as errors_where
 from .thread import caller_line
 
 U32 = 1 << 32
@@ -586,6 +587,17 @@ class DataMovementContext(KernelContext):
             raise self._fail(AccessError, f"{what}: bytes [{a:#x}, {a + size:#x}) of DRAM bank "
                              f"{bank.id} at ({xy[0]},{xy[1]}) run past the end of "
                              f"{e.dram_name(lo, hi)} into {nxt}", ln)
+        if not write:
+            bad = bank.first_unwritten(a, size)
+            if bad is not None:
+                where = (f"page {page[1]} of {tensor_name(page[0])}" if page is not None
+                         else e.dram_name(lo, hi))
+                e.warn(("unwritten", self.core, self._th.kind, ln, where),
+                       f"{what} reads {where} (from byte {bad:#x} of DRAM bank {bank.id}), "
+                       f"which nothing has written: "
+                       f"DRAM is not cleared, so the chip reads whatever the bank held "
+                       f"(ttsim: NaN); fill the tensor first (device.tensor, zeros, Tensor.write)",
+                       where_=errors_where(self.core, self._th.kind, ln))
 
     def _issue(self, ln, name, cycles):
         """Charge the RISC's cost of programming the NIU, then hand over at global time."""
@@ -748,6 +760,8 @@ class DataMovementContext(KernelContext):
         dcore = self._e.worker_at.get(dxy)
         if dcore is not None:
             self._transfer(dcore, da, size, landed, False, ln)
+        else:
+            self._e.bank_at[dxy].mark(da, size)
         self._wrote(landed, acked)
 
     def _transfer(self, core, addr, size, t, out, ln=None):

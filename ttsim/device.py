@@ -9,7 +9,7 @@ import sysdesc
 
 from . import formats, session
 from .errors import TTSimError
-from .memory import L1, DramBank, align
+from .memory import L1, WRITTEN_GRANULE, DramBank, align
 
 
 def _numeric(array):
@@ -53,12 +53,24 @@ class Tensor:
         pages = formats.encode_tiles(formats.tilize(a), self.dtype).reshape(self.num_pages, self.page_size)
         for b, n, view in self._bank_views():
             view[:] = pages[b::n].reshape(-1)
+            if self.memory == "dram":
+                self.device.dram[b].mark(self.address, view.size)
 
     def to_numpy(self):
+        """The tensor's values. A DRAM page that nothing has written (wholly or in part)
+        reads back as NaN: the chip would return whatever the bank held there."""
         pages = np.empty((self.num_pages, self.page_size), np.uint8)
+        unwritten = np.zeros(self.num_pages, bool)
         for b, n, view in self._bank_views():
             pages[b::n] = view.reshape(-1, self.page_size)
+            if self.memory == "dram":
+                w = self.device.dram[b].written
+                g = self.address // WRITTEN_GRANULE
+                unwritten[b::n] = ~w[g:g + view.size // WRITTEN_GRANULE].reshape(
+                    -1, self.page_size // WRITTEN_GRANULE).all(axis=1)
         tiles = formats.decode_tiles(pages.reshape(-1), self.dtype, self.num_pages)
+        if unwritten.any():
+            tiles[unwritten] = np.nan
         return formats.untilize(tiles, self.shape)
 
     def __repr__(self):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from bisect import bisect_right
 
 import numpy as np
@@ -10,7 +11,7 @@ import simpy
 from .cb import CircularBuffer
 from .compute import FusedCompute, MathContext, PackContext, UnpackContext, _ComputeShared
 from .dataflow import DataMovementContext
-from .errors import DeadlockError, L1OverflowError, LivelockError, NocError, TTSimError
+from .errors import DeadlockError, L1OverflowError, LivelockError, NocError, TTSimError, TTSimWarning
 from .noc import Noc
 from .report import RunReport
 from .thread import Thread
@@ -62,6 +63,7 @@ class Engine:
         self._cb_bases: dict[tuple, tuple[list, list]] = {}
         self._regions: dict[tuple, tuple[list, list]] = {}
         self._tensors: dict[tuple, object] = {}      # (memory, address) -> tensor, from args
+        self.warnings: dict[tuple, list] = {}        # key -> [message, times], first MAX_WARNINGS
 
     # --- setup --------------------------------------------------------------------------
     def _allocate(self):
@@ -192,6 +194,17 @@ class Engine:
         i = bisect_right(starts, addr) - 1
         return regs[max(i, 0)] if regs else (0, self.l1[core].size, "L1", "free")
 
+    MAX_WARNINGS = 20
+
+    def warn(self, key, message, where_=""):
+        """Something the chip does silently that is most likely a bug but does not stop the
+        run (a read of DRAM nothing wrote): kept once per key, counted, in the report."""
+        w = self.warnings.get(key)
+        if w is not None:
+            w[1] += 1
+        elif len(self.warnings) < self.MAX_WARNINGS:
+            self.warnings[key] = [f"{message}\n  at {where_}" if where_ else message, 1]
+
     def dram_name(self, lo, hi):
         """A DRAM allocation [lo, hi) of every bank, by the tensor that holds it if a kernel
         of this program was given that tensor."""
@@ -292,4 +305,8 @@ class Engine:
                                "which the chip's next transfers on that path wait for; make the "
                                "last multicast of a chain linked=False", core=th.core,
                                thread=th.kind, line=held[1])
-        return RunReport.from_engine(self)
+        rep = RunReport.from_engine(self)
+        if rep.warnings:
+            more = f" (and {len(rep.warnings) - 1} more in RunReport.warnings)" if len(rep.warnings) > 1 else ""
+            warnings.warn(TTSimWarning(rep.warnings[0] + more), stacklevel=3)
+        return rep

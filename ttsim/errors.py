@@ -37,6 +37,11 @@ class TTSimError(Exception):
         self.message = message
 
 
+class TTSimWarning(UserWarning):
+    """What a run did that the chip does silently and is most likely a bug (a read of DRAM
+    nothing wrote); the run goes on, RunReport.warnings lists each with where it happened."""
+
+
 class CBError(TTSimError):
     """Circular-buffer protocol misuse: over-reservation, pop without wait, wrong thread."""
 

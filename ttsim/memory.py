@@ -78,26 +78,52 @@ class L1:
         return out
 
 
+WRITTEN_GRANULE = 16          # bytes per flag of DramBank.written
+
+
 class DramBank:
-    """One DRAM bank's memory, grown on demand as tensors are allocated."""
+    """One DRAM bank's memory, grown on demand as tensors are allocated.
+
+    `written` flags each 16-byte granule something (the host or a NoC write) has written:
+    DRAM is not cleared on the chip, so a read of a granule nothing wrote returns whatever
+    the bank held before, and the simulator refuses it instead of returning zeros."""
 
     def __init__(self, bank_id, noc_xy):
         self.id, self.noc_xy = bank_id, noc_xy
         self.mem = np.zeros(0, np.uint8)
+        self.written = np.zeros(0, bool)
         self.used = 0               # bytes allocated to buffers (mem may be larger)
         self.regions: list[tuple[int, int]] = []   # [start, end) of each allocation, in order
+
+    def mark(self, addr, nbytes):
+        """Bytes [addr, addr + nbytes) were written (each granule they touch counts)."""
+        self.written[addr // WRITTEN_GRANULE:-(-(addr + nbytes) // WRITTEN_GRANULE)] = True
+
+    def first_unwritten(self, addr, nbytes):
+        """The address of the first granule of [addr, addr + nbytes) nothing wrote, or None."""
+        g0 = addr // WRITTEN_GRANULE
+        w = self.written[g0:-(-(addr + nbytes) // WRITTEN_GRANULE)]
+        if w.all():
+            return None
+        return max(addr, (g0 + int(np.argmin(w))) * WRITTEN_GRANULE)
 
     def ensure(self, nbytes):
         """Make room for allocations up to `nbytes`: the device allocates DRAM buffers one
         after the other at the same address in every bank, so each call that grows the
         bank is one more buffer, [previous end, nbytes)."""
-        if nbytes > self.used:
-            self.regions.append((self.used, nbytes))
-            self.used = nbytes
         if nbytes > self.mem.size:
             new = np.zeros(max(nbytes, 2 * self.mem.size), np.uint8)
             new[: self.mem.size] = self.mem
             self.mem = new
+            w = np.zeros(-(-new.size // WRITTEN_GRANULE), bool)
+            w[: self.written.size] = self.written
+            self.written = w
+        if nbytes > self.used:
+            self.regions.append((self.used, nbytes))
+            # not cleared: a new buffer holds quiet-NaN half-words (bf16 0x7FC0, and fp32
+            # 0x7FC07FC0), so what nothing wrote reads as NaN, not as plausible zeros
+            self.mem[self.used:nbytes].view(np.uint16)[:] = 0x7FC0
+            self.used = nbytes
 
 
 def check_range(mem, addr, nbytes, what, core=None, thread=None, line=None):

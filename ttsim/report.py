@@ -53,6 +53,8 @@ class RunReport:
     # ran (ttlang.testing derives error bounds from it)
     numerics: dict = field(default_factory=dict)
     trace_path: str | None = None          # the file the trace streamed to (trace=PATH)
+    # what the run did that the chip does silently and is most likely a bug (Engine.warn)
+    warnings: list = field(default_factory=list)
 
     @classmethod
     def from_engine(cls, e):
@@ -83,7 +85,8 @@ class RunReport:
         stream = e.trace_stream
         return cls(e.sd.name, e.sd.clock_ghz.value, cycles, threads, lines, e.noc.stats(), events,
                    len({th.core for th in e.threads}), numerics,
-                   stream.path if stream is not None else None)
+                   stream.path if stream is not None else None,
+                   [m if n == 1 else f"{m}\n  ({n} times)" for m, n in e.warnings.values()])
 
     # --- figures ------------------------------------------------------------------------
     @property
@@ -132,6 +135,7 @@ class RunReport:
         for kind, d in self.per_kind().items():
             st = ", ".join(f"{r} {v:.0%}" for r, v in list(d["stalls"].items())[:3] if v >= 0.005)
             out.append(f"{kind:8s} {d['busy']:6.1%} {d['stalled']:8.1%} {d['idle']:6.1%}  {st}")
+        out += [f"warning: {w}" for w in self.warnings]
         return "\n".join(out)
 
     def line_table(self, kinds=None, top=None, line_map=None, by_thread=False):
@@ -179,6 +183,7 @@ class RunReport:
                          "fidelity": self.numerics.get("fidelity", []),
                          "sfpu": [list(om) for om in self.numerics.get("sfpu", [])],
                          "src": self.numerics.get("src", [])},
+            "warnings": self.warnings,
         }
 
     def write_json(self, path, extra=None):

@@ -252,7 +252,7 @@ def _transfer(sd, kind, size, n, far):
     gx, gy = dev.grid
     stride = -(-size // 64) * 64                 # DRAM addresses stay 64-byte aligned
     pages = -(-stride * n // 2048)
-    t = dev.empty((32, 32 * len(dev.dram) * max(1, pages)))
+    t = dev.zeros((32, 32 * len(dev.dram) * max(1, pages)))
     prog = ttsim.Program(dev)
     other = (gx - 1, gy - 1) if far else (1, 0)
     prog.circular_buffer([(0, 0), other], 0, "bf16", num_pages=max(1, -(-size // 2048)))

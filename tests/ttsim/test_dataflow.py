@@ -18,7 +18,7 @@ def test_streaming_one_bank_approaches_its_bandwidth(dev):
     near the bank's described bandwidth, and never above it. (With 8 in flight the ~500-cycle
     round trip to the bank leaves it idle about 40% of the time, on the chip as in the model:
     the calibration CSV's 4 and 16 x 2 KiB reads from one bank take 750 and 1,914 cycles.)"""
-    t = dev.empty((32 * 12 * 256, 32))          # 12 x 256 pages: every 12th is in bank 0
+    t = dev.zeros((32 * 12 * 256, 32))          # 12 x 256 pages: every 12th is in bank 0
     n, block = 256, 32
 
     def reader(k):
@@ -47,7 +47,7 @@ def test_dram_streaming_on_the_full_grid(dev):
     large share of the aggregate bandwidth, never more. (Measured Wormhole streaming kernels
     reach 57-67%; the model reaches about 78%: docs/cycle-model.md, "Whole programs".)"""
     n_tiles = 64 * 48
-    src = dev.empty((n_tiles * 32, 32))
+    src = dev.zeros((n_tiles * 32, 32))
     dst = dev.empty((n_tiles * 32, 32))
     cores = [(x, y) for y in range(8) for x in range(8)]
     rep = dev.run(copy_program(dev, src, dst, cores=cores, block=4, buffers=3))
@@ -351,7 +351,7 @@ def test_semaphore_multicast_loopback_sets_every_word(dev):
 def _one_call(dev, call):
     prog = ttsim.Program(dev)
     prog.circular_buffer([(0, 0), (1, 0)], 0, num_pages=2)
-    t = dev.empty((64, 32))
+    t = dev.zeros((64, 32))
     prog.reader((0, 0), lambda k: call(k, t))
     return prog
 

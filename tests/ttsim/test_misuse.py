@@ -384,7 +384,7 @@ def test_polling_what_another_thread_will_write_works_and_is_timed(dev):
 
 def test_the_cycle_limit_holds_while_a_thread_waits(dev):
     """A wait (a barrier on a slow transfer) past max_cycles is refused, as busy work is."""
-    t = dev.empty((32 * 64, 32 * 12))
+    t = dev.zeros((32 * 64, 32 * 12))
 
     def reader(k):
         g = k.interleaved_addr_gen(t)
@@ -884,3 +884,85 @@ def test_multicast_to_the_sender_alone_or_with_a_non_integer_count_says_so(dev):
     with pytest.raises(ArgumentError, match=r"multicast num_dests 2.0 is not an integer \(the "
                                             r"rectangle holds 2 destination cores\)"):
         _run(dev, writer=to(2.0, ((0, 0), (2, 0))), cores=((0, 0), (1, 0), (2, 0)))
+
+
+# --- DRAM nothing wrote ---------------------------------------------------------------------
+
+def _copy_pages(src, dst, pages):
+    """A reader/writer pair moving `pages` of src to the same pages of dst through CB 0."""
+    def reader(k):
+        g = k.interleaved_addr_gen(src)
+        for p in pages:
+            k.cb_reserve_back(0, 1)
+            k.noc_async_read_tile(p, g, k.get_write_ptr(0))
+            k.noc_async_read_barrier()
+            k.cb_push_back(0, 1)
+
+    def writer(k):
+        g = k.interleaved_addr_gen(dst)
+        for p in pages:
+            k.cb_wait_front(0, 1)
+            k.noc_async_write_tile(p, g, k.get_read_ptr(0))
+            k.noc_async_write_barrier()
+            k.cb_pop_front(0, 1)
+    return reader, writer
+
+
+def test_a_read_of_dram_nothing_wrote_gives_nan_and_a_warning_naming_where(dev):
+    """The chip does not clear DRAM: an empty tensor read by a kernel gives garbage there. The
+    run goes on (timing-only programs read such buffers on purpose), the values are NaN, not
+    plausible zeros, and the report and a TTSimWarning say which core, thread, line, page."""
+    src, dst = dev.empty((32, 32 * 3)), dev.empty((32, 32 * 3))
+    reader, writer = _copy_pages(src, dst, [0, 1, 1])
+    with pytest.warns(ttsim.errors.TTSimWarning, match="page 0 of tensor"):
+        rep = _run(dev, reader, writer)
+    assert len(rep.warnings) == 2                            # pages 0 and 1, same line
+    w0, w1 = rep.warnings
+    assert "page 0 of tensor (32, 96) bf16" in w0 and "nothing has written" in w0
+    assert "core (0,0) reader, " in w0 and f"{HERE}:{_line_of(reader, 'noc_async_read_tile')}" in w0
+    assert "page 1 of tensor" in w1 and "(2 times)" in w1
+    assert "warning: noc_async_read_tile reads page 0" in rep.summary()
+    assert rep.to_dict()["warnings"] == rep.warnings
+    out = dst.to_numpy()
+    assert np.isnan(out[:, :64]).all()                       # copied garbage: NaN
+    assert np.isnan(out[:, 64:]).all()                       # never written at all: NaN
+
+
+def test_dram_the_host_or_a_kernel_wrote_reads_without_a_warning(dev, recwarn):
+    x = np.arange(32 * 96, dtype=np.float32).reshape(32, 96)
+    src, mid, dst = dev.tensor(x), dev.empty((32, 96)), dev.empty((32, 96))
+    rep = _run(dev, *_copy_pages(src, mid, [0, 1, 2]))
+    rep2 = _run(dev, *_copy_pages(mid, dst, [0, 1, 2]))       # a later run reads what one wrote
+    assert rep.warnings == rep2.warnings == []
+    assert not [w for w in recwarn if issubclass(w.category, ttsim.errors.TTSimWarning)]
+    np.testing.assert_array_equal(dst.to_numpy(), ttsim.formats.quantize(x, "bf16"))
+
+
+@pytest.mark.parametrize("fmt", ["bf16", "fp32", "bfp8_b"])
+def test_pages_nothing_wrote_read_back_as_nan_on_the_host(dev, fmt):
+    x = np.ones((32, 32 * 4), np.float32)
+    src, dst = dev.tensor(x, fmt), dev.empty((32, 32 * 4), fmt)
+    reader, writer = _copy_pages(src, dst, [2])
+    prog = ttsim.Program(dev)
+    prog.circular_buffer([(0, 0)], 0, fmt, num_pages=2)
+    prog.reader([(0, 0)], reader)
+    prog.writer([(0, 0)], writer)
+    dev.run(prog)
+    out = dst.to_numpy()
+    np.testing.assert_array_equal(out[:, 64:96], 1.0)
+    assert np.isnan(np.delete(out, np.s_[64:96], axis=1)).all()
+
+
+def test_warnings_are_kept_once_per_place_and_capped(dev):
+    src = dev.empty((32, 32 * 40))
+
+    def reader(k):
+        g = k.interleaved_addr_gen(src)
+        k.cb_reserve_back(0, 1)
+        for p in range(40):
+            k.noc_async_read_tile(p, g, k.get_write_ptr(0))
+        k.noc_async_read_barrier()
+
+    with pytest.warns(ttsim.errors.TTSimWarning, match=r"and 19 more in RunReport.warnings"):
+        rep = _run(dev, reader)
+    assert len(rep.warnings) == 20 and "page 19 of" in rep.warnings[-1]
