@@ -142,12 +142,20 @@ class CircularBuffer(Fifo):
         or pushed; a page popped and not reserved again is free, and its producer may be
         writing the next page's data into it (the chip would return either)."""
         for s in self.slots(addr, size, th, line, what):
-            if self.slot_seq(s) >= self.reserved_upto:
+            q = self.slot_seq(s)
+            if q >= self.reserved_upto:
                 raise CBError(f"{what} reads page {s} of {self.name}, which is free (popped, and "
                               f"not reserved again): its data may be overwritten at any time by "
                               f"the producer; read a page between cb_wait_front and cb_pop_front "
                               f"(or between cb_reserve_back and cb_push_back)", core=th.core,
                               thread=th.kind, line=line, cb=self.index)
+            if q >= self.waited_upto and th is not self.producer:
+                state = "pushed" if q < self.pushed else "reserved and not yet pushed"
+                raise CBError(f"{what} reads page {s} of {self.name}, which is {state} by "
+                              f"{self.producer.kind} but not waited for: only cb_wait_front says "
+                              f"its data is there (the chip would return whatever the page held "
+                              f"if it is read before the producer's push); wait for the page "
+                              f"first", core=th.core, thread=th.kind, line=line, cb=self.index)
 
     def check_fresh(self, slot, seq, th, line, what, core=None):
         """Page `seq` (in slot `slot`) is about to be read: it must hold data written for it."""

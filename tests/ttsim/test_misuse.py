@@ -966,3 +966,65 @@ def test_warnings_are_kept_once_per_place_and_capped(dev):
     with pytest.warns(ttsim.errors.TTSimWarning, match=r"and 19 more in RunReport.warnings"):
         rep = _run(dev, reader)
     assert len(rep.warnings) == 20 and "page 19 of" in rep.warnings[-1]
+
+
+# --- read_l1 of CB pages ---------------------------------------------------------------------
+
+def _peek_run(dev, consumer_peek):
+    """The reader fills CB 0 one page at a time from a written tensor (it may read its own
+    reserved page); the writer runs consumer_peek(k, addr) around its wait and pop."""
+    t = dev.tensor(np.full((32, 64), 2.0, np.float32))
+    seen = []
+
+    def reader(k):
+        g = k.interleaved_addr_gen(t)
+        for p in range(2):
+            k.cb_reserve_back(0, 1)
+            k.noc_async_read_tile(p, g, k.get_write_ptr(0))
+            k.noc_async_read_barrier()
+            seen.append(k.read_l1(k.get_write_ptr(0), 16))      # the producer's own page
+            k.cb_push_back(0, 1)
+
+    def writer(k):
+        consumer_peek(k, seen)
+    _run(dev, reader, writer, cbs=((0, 2),))
+    return seen
+
+
+def test_read_l1_of_a_waited_page_and_of_the_producers_own_page_are_fine(dev):
+    def writer(k, seen):
+        for _ in range(2):
+            k.cb_wait_front(0, 1)
+            seen.append(k.read_l1(k.get_read_ptr(0), 16))
+            k.cb_pop_front(0, 1)
+    seen = _peek_run(dev, writer)
+    assert len(seen) == 4 and all(s.view(np.uint16)[0] == 0x4000 for s in seen)   # bf16 2.0
+
+
+@pytest.mark.parametrize("when", ["before any push", "after the push, before the wait"])
+def test_read_l1_of_a_cb_page_the_consumer_has_not_waited_for_is_refused(dev, when):
+    def writer(k, seen):
+        if when != "before any push":
+            k.cb_wait_front(0, 1)        # page 0 waited; page 1 is pushed later
+            while not k.cb_pages_available_at_front(0, 2):
+                pass
+            addr = k.get_read_ptr(0) + 2048
+        else:
+            addr = k.get_read_ptr(0)
+        k.read_l1(addr, 16)
+    with pytest.raises(CBError, match="by reader but not waited for: only cb_wait_front") as e:
+        _peek_run(dev, writer)
+    msg = _located(e, "writer")
+    assert ("reserved and not yet pushed" if when == "before any push" else "which is pushed") in msg
+
+
+def test_read_l1_of_a_popped_page_is_refused(dev):
+    def writer(k, seen):
+        k.cb_wait_front(0, 1)
+        addr = k.get_read_ptr(0)
+        k.cb_pop_front(0, 1)
+        k.cb_wait_front(0, 1)
+        k.cb_pop_front(0, 1)
+        k.read_l1(addr, 16)
+    with pytest.raises(CBError, match="which is free \\(popped, and not reserved again\\)"):
+        _peek_run(dev, writer)
