@@ -16,6 +16,7 @@ import traceback
 from heapq import heappush
 
 import greenlet
+from greenlet import getcurrent
 import numpy as np
 from simpy.events import Event
 
@@ -109,6 +110,8 @@ class Thread:
     def charge(self, cycles, name, line, calls=1):
         """Spend `cycles` of busy time on `line` (`calls` API calls: 0 for work a call
         causes besides its own, such as reconfiguring a unit)."""
+        if self.glet is not None and getcurrent() is not self.glet:
+            self._foreign(line)
         rec = self.lines.get(line)
         if rec is None:
             rec = self.lines[line] = [0, 0.0, 0.0]
@@ -121,6 +124,17 @@ class Thread:
         if self.t > self.limit:
             raise SimLimitError(f"thread passed the cycle limit of {self.limit:.0f} cycles",
                                 core=self.core, thread=self.kind, line=line)
+
+    def _foreign(self, line):
+        """This thread's k was called from another kernel's code: its clock and its CBs'
+        ends would be driven by the wrong thread."""
+        user = next((th for th in self.engine.threads if th.glet is getcurrent()), None)
+        by = f"core ({user.core[0]},{user.core[1]}) {user.kind}" if user else "code outside any kernel"
+        raise TTSimError(f"the kernel context k of core ({self.core[0]},{self.core[1]}) {self.kind} "
+                         f"is used by {by}, which is another kernel: a k belongs to its own "
+                         f"kernel (do not keep it for another thread; each kernel gets its own k)",
+                         core=user.core if user else None, thread=user.kind if user else None,
+                         line=line)
 
     def stall_until(self, t, reason, line):
         """Wait (idle, not busy) until `t`, attributing the wait to `reason` and `line`."""
@@ -143,6 +157,8 @@ class Thread:
     # --- suspension -------------------------------------------------------------------
     def block(self, event, what, line):
         """Suspend until the simpy `event` fires; `what` is shown if the run deadlocks."""
+        if getcurrent() is not self.glet:
+            self._foreign(line)
         self.blocked = (what, line)
         value = self.glet.parent.switch(event)
         self.blocked = None

@@ -1028,3 +1028,21 @@ def test_read_l1_of_a_popped_page_is_refused(dev):
         k.read_l1(addr, 16)
     with pytest.raises(CBError, match="which is free \\(popped, and not reserved again\\)"):
         _peek_run(dev, writer)
+
+
+def test_a_k_used_by_another_running_kernel_is_refused(dev):
+    """The writer calls the reader's k while the reader still runs: the call would charge the
+    reader's clock and act as the reader; it is refused, naming both."""
+    shared = {}
+
+    def reader(k):
+        shared["k"] = k
+        k.cb_wait_front(1, 1)            # stays alive: nothing ever pushes cb 1
+
+    def writer(k):
+        shared["k"].cb_reserve_back(0, 1)
+
+    with pytest.raises(TTSimError, match=r"k of core \(0,0\) reader is used by core \(0,0\) writer") as e:
+        _run(dev, reader, writer)
+    _located(e, "writer")
+    assert e.value.line[1] == _line_of(writer, "cb_reserve_back")
