@@ -382,6 +382,8 @@ class DataMovementContext(KernelContext):
         self._read_state = None                           # (noc, x, y) after *_set_state
         self._linked_open = {}                            # noc -> (destinations, line) held
         self._write_state = None
+        self._wid = len(engine.dram_writers)              # this thread's id as a DRAM writer
+        engine.dram_writers.append((core, kind))
         c = engine.costs
         self._c_read = c["noc.read_issue_cycles"]
         self._c_write = c["noc.write_issue_cycles"]
@@ -761,8 +763,29 @@ class DataMovementContext(KernelContext):
         if dcore is not None:
             self._transfer(dcore, da, size, landed, False, ln)
         else:
-            self._e.bank_at[dxy].mark(da, size)
+            bank = self._e.bank_at[dxy]
+            bank.mark(da, size)
+            other = bank.claim(da, size, self._wid)
+            if other:
+                self._write_race(bank, dxy, dst, da, size, other, name, ln)
         self._wrote(landed, acked)
+
+    def _write_race(self, bank, xy, dst, a, size, other, name, ln):
+        """A warning: this run's other writer `other` wrote some of these DRAM bytes too."""
+        e = self._e
+        page = getattr(dst, "page", None)
+        if page is not None:
+            where = f"page {page[1]} of {tensor_name(page[0])}"
+        else:
+            i = bisect_right(bank.regions, (a, float("inf"))) - 1
+            where = e.dram_name(*bank.regions[i])
+        oc, ok = e.dram_writers[other]
+        e.warn(("write race", self.core, self._th.kind, ln, where),
+               f"{name} writes {where} (bytes from {a:#x} of DRAM bank {bank.id}), which core "
+               f"({oc[0]},{oc[1]}) {ok} also wrote in this run: two kernels writing the same "
+               f"bytes race on the chip (which lands last depends on NoC timing) unless a "
+               f"semaphore orders them; give each its own pages",
+               where_=errors_where(self.core, self._th.kind, ln))
 
     def _transfer(self, core, addr, size, t, out, ln=None):
         """Note when a NoC transfer is done with CB pages of `core` (CircularBuffer.transfer)."""

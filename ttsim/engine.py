@@ -60,6 +60,9 @@ class Engine:
         self.spawn_order = spawn_order
         self.worker_at = {device.sd.worker_noc_xy(*c): c for c in device.cores}
         self.bank_at = {b.noc_xy: b for b in device.dram}
+        self.dram_writers = [None]          # (core, kind) of each DRAM writer id (DramBank.claim)
+        for b in device.dram:
+            b.writer[:] = 0                 # a new run: no writer yet
         self._cb_bases: dict[tuple, tuple[list, list]] = {}
         self._regions: dict[tuple, tuple[list, list]] = {}
         self._tensors: dict[tuple, object] = {}      # (memory, address) -> tensor, from args

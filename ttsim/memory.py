@@ -92,12 +92,23 @@ class DramBank:
         self.id, self.noc_xy = bank_id, noc_xy
         self.mem = np.zeros(0, np.uint8)
         self.written = np.zeros(0, bool)
+        # per granule, which of this run's data-movement threads last wrote it (Engine's
+        # dram_writers; 0: none this run): two writers of the same bytes race on the chip
+        self.writer = np.zeros(0, np.int16)
         self.used = 0               # bytes allocated to buffers (mem may be larger)
         self.regions: list[tuple[int, int]] = []   # [start, end) of each allocation, in order
 
     def mark(self, addr, nbytes):
         """Bytes [addr, addr + nbytes) were written (each granule they touch counts)."""
         self.written[addr // WRITTEN_GRANULE:-(-(addr + nbytes) // WRITTEN_GRANULE)] = True
+
+    def claim(self, addr, nbytes, wid):
+        """Writer `wid` writes [addr, addr + nbytes): the id of another writer of this run
+        that wrote some of those bytes before, else 0."""
+        w = self.writer[addr // WRITTEN_GRANULE:-(-(addr + nbytes) // WRITTEN_GRANULE)]
+        other = w[(w != 0) & (w != wid)]
+        w[:] = wid
+        return int(other[0]) if other.size else 0
 
     def first_unwritten(self, addr, nbytes):
         """The address of the first granule of [addr, addr + nbytes) nothing wrote, or None."""
@@ -118,6 +129,9 @@ class DramBank:
             w = np.zeros(-(-new.size // WRITTEN_GRANULE), bool)
             w[: self.written.size] = self.written
             self.written = w
+            ids = np.zeros(w.size, np.int16)
+            ids[: self.writer.size] = self.writer
+            self.writer = ids
         if nbytes > self.used:
             self.regions.append((self.used, nbytes))
             # not cleared: a new buffer holds quiet-NaN half-words (bf16 0x7FC0, and fp32

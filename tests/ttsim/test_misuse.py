@@ -1046,3 +1046,35 @@ def test_a_k_used_by_another_running_kernel_is_refused(dev):
         _run(dev, reader, writer)
     _located(e, "writer")
     assert e.value.line[1] == _line_of(writer, "cb_reserve_back")
+
+
+def _writers_of(dev, out, pages_of, reps=1):
+    """Every core writes pages_of(core) of `out` (from its CB 0) `reps` times."""
+    def writer(k):
+        g = k.interleaved_addr_gen(out)
+        k.cb_reserve_back(0, 1)
+        k.write_l1(k.get_write_ptr(0), np.zeros(2048, np.uint8))
+        for _ in range(reps):
+            for p in pages_of(k.core):
+                k.noc_async_write_tile(p, g, k.get_write_ptr(0))
+                k.noc_async_write_barrier()
+    return writer
+
+
+def test_two_kernels_writing_the_same_dram_bytes_get_a_warning_naming_both(dev):
+    out = dev.zeros((32, 32 * 4))
+    w = _writers_of(dev, out, lambda c: [0, c[0] + 1])          # page 0 on both cores
+    with pytest.warns(ttsim.errors.TTSimWarning, match="also wrote in this run"):
+        rep = _run(dev, writer=w, cores=((0, 0), (1, 0)))
+    assert len(rep.warnings) == 1
+    assert "writes page 0 of tensor (32, 128) bf16" in rep.warnings[0]
+    assert "which core (0,0) writer also wrote" in rep.warnings[0]
+    assert "at core (1,0) writer" in rep.warnings[0]
+
+
+def test_own_rewrites_distinct_pages_and_a_later_run_are_not_races(dev, recwarn):
+    out = dev.zeros((32, 32 * 4))
+    w = _writers_of(dev, out, lambda c: [c[0]], reps=2)          # each core its own page, twice
+    reps = [_run(dev, writer=w, cores=((0, 0), (1, 0))) for _ in range(2)]
+    assert [r.warnings for r in reps] == [[], []]
+    assert not [x for x in recwarn if issubclass(x.category, ttsim.errors.TTSimWarning)]
