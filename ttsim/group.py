@@ -28,7 +28,7 @@ import numpy as np
 
 from . import formats, numerics
 from .errors import SimLimitError
-from .thread import caller_line
+from .thread import caller_line, limit_text
 
 # TTSIM_GROUPS=0 runs every statement tile by tile (the reference the fast path must match)
 ENABLED = os.environ.get("TTSIM_GROUPS", "1") != "0"
@@ -442,7 +442,7 @@ def _time(u, m, steps, ln):
     uth.t, uth.busy, mth.t, mth.busy = ut, ub, mt, mb
     for th in (uth, mth):
         if th.t > th.limit:
-            raise SimLimitError(f"thread passed the cycle limit of {th.limit:.0f} cycles",
+            raise SimLimitError(f"thread passed the cycle limit of {limit_text(th.limit)} cycles",
                                 core=th.core, thread=th.kind, line=ln)
 
 

@@ -64,6 +64,11 @@ class _Turn(Event):
         heappush(env._queue, (t, priority, next(env._eid), self))
 
 
+def limit_text(limit):
+    """A cycle limit as the user gave it: whole numbers without a fraction, others exactly."""
+    return f"{limit:.0f}" if float(limit).is_integer() else repr(float(limit))
+
+
 class _Ended:
     """What a kernel context's thread becomes once its kernel has returned: any use of
     that context (a `k` kept by another thread, or after the run) is an error naming it,
@@ -122,7 +127,7 @@ class Thread:
         self.t += cycles
         self.busy += cycles
         if self.t > self.limit:
-            raise SimLimitError(f"thread passed the cycle limit of {self.limit:.0f} cycles",
+            raise SimLimitError(f"thread passed the cycle limit of {limit_text(self.limit)} cycles",
                                 core=self.core, thread=self.kind, line=line)
 
     def _foreign(self, line):
@@ -151,7 +156,7 @@ class Thread:
         self.t = t
         if t > self.limit:
             raise SimLimitError(f"thread waited ({reason}) past the cycle limit of "
-                                f"{self.limit:.0f} cycles", core=self.core, thread=self.kind,
+                                f"{limit_text(self.limit)} cycles", core=self.core, thread=self.kind,
                                 line=line)
 
     # --- suspension -------------------------------------------------------------------

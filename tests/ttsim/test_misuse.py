@@ -1078,3 +1078,8 @@ def test_own_rewrites_distinct_pages_and_a_later_run_are_not_races(dev, recwarn)
     reps = [_run(dev, writer=w, cores=((0, 0), (1, 0))) for _ in range(2)]
     assert [r.warnings for r in reps] == [[], []]
     assert not [x for x in recwarn if issubclass(x.category, ttsim.errors.TTSimWarning)]
+
+
+def test_a_fractional_cycle_limit_is_printed_as_given(dev):
+    with pytest.raises(SimLimitError, match=r"cycle limit of 700\.5 cycles"):
+        _run(dev, lambda k: [k.noc_async_read_barrier() for _ in range(1000)], max_cycles=700.5)
