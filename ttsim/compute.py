@@ -357,9 +357,7 @@ class UnpackContext(ComputeContext):
         hit = c.decoded.get(slot)
         if hit is None or hit[0] != seq:
             c.check_fresh(slot, seq, self._th, ln, "UNPACK")
-            addr = c.base + slot * c.page_size
-            raw = formats.decode_tiles(self._l1.mem[addr:addr + c.page_size], c.fmt, 1)[0]
-            hit = c.decoded[slot] = (seq, raw, numerics.to_src(raw, c.fmt))
+            hit = self._decode_run(c, slot, seq)
         if not to_dest and c.fmt is formats.DataFormat.FP32:
             self._s.src_used.add("tf32")          # 19-bit source registers keep 11 bits
         return hit[1 if to_dest else 2], c.fmt
@@ -381,6 +379,25 @@ class UnpackContext(ComputeContext):
 
     def _cost2(self, fa, fb):
         return max(self._c_unpack[fa], self._c_unpack[fb], (fa.tile_bytes + fb.tile_bytes) / self._dual_bw)
+
+    @staticmethod
+    def _decode_run(c, slot, seq):
+        """Decode page `seq` and, in the same call, the waited-for pages after it in the next
+        slots that hold their own data and are not decoded yet (numpy's per-call cost is
+        most of a page's decode); returns page seq's cache entry."""
+        dec, wseq = c.decoded, c.wseq
+        n, limit = 1, min(c.waited_upto - seq, c.capacity - slot)
+        while n < limit:
+            h = dec.get(slot + n)
+            if h is not None and h[0] == seq + n or wseq[slot + n] != seq + n:
+                break
+            n += 1
+        addr, ps = c.base + slot * c.page_size, c.page_size
+        raw = formats.decode_tiles(c.l1.mem[addr:addr + n * ps], c.fmt, n)
+        src = numerics.to_src(raw, c.fmt)
+        for t in range(n):
+            dec[slot + t] = (seq + t, raw[t], src[t])
+        return dec[slot]
 
     def copy_tile(self, cb, i, d):
         ln = self._th.pinned or caller_line()

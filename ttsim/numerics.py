@@ -59,7 +59,8 @@ def keep_bits(x, k):
 
 def to_src(tile, fmt):
     """A tile as a source register holds it: fp32 rounds (to nearest even) to TF32."""
-    if parse_format(fmt) is not DataFormat.FP32:
+    if fmt is not DataFormat.FP32 and (fmt.__class__ is DataFormat or
+                                       parse_format(fmt) is not DataFormat.FP32):
         return tile
     b = _bits(tile)
     finite = (b & 0x7F800000) != 0x7F800000

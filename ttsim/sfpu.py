@@ -170,9 +170,12 @@ def store(x, fp32_dst):
     denormals to a signed zero, then truncates the low 16 bits (NaN can become inf)."""
     if fp32_dst:
         return np.array(x, _F32)
-    b = _i(x)
-    b = np.where((b & 0x7F800000) == 0, b & 0x80000000, b)
-    return from_bits(b & 0xFFFF0000)
+    b = bits(x)
+    out = b & _U32(0xFFFF0000)
+    denormal = (b & _U32(0x7F800000)) == 0
+    if denormal.any():
+        out = np.where(denormal, b & _U32(0x80000000), out)
+    return out.view(_F32)
 
 
 def round_fp16b(x):
