@@ -122,6 +122,29 @@ def test_matmul_exact_products(fmt, exact_from, seed):
     assert (np.abs(below - ref) > 36 * U32 * scale).any()
 
 
+@pytest.mark.parametrize("fid", FIDS)
+@pytest.mark.parametrize("fmt", ["bf16", "fp32"])
+@given(seed=seeds)
+def test_a_tile_product_is_the_exact_sum_of_its_phases_rounded_once(fmt, fid, seed):
+    """Bit for bit: each element is the exactly rounded (math.fsum) sum of the products the
+    fidelity's phases multiply, cast once to float32: the same on every machine, where a
+    float32 BLAS product sums in a CPU-dependent order. Magnitudes spread over 2^+-8, so
+    the exact sums fit float64 and fsum's result casts to float32 with one rounding."""
+    import math
+    a, b = src(tile(seed, fmt), fmt), src(tile(seed + 1, fmt), fmt)
+    in0_hi, in1_hi = N.keep_bits(a, N.SRCB_BITS), N.keep_bits(b, N.SRCA_BITS)
+    pairs = {"LoFi": [(in0_hi, in1_hi)], "HiFi2": [(in0_hi, b)],
+             "HiFi3": [(in0_hi, b), (a - in0_hi, in1_hi)], "HiFi4": [(a, b)]}[fid]
+    out = N.matmul(a, b, N.Fidelity[fid])
+    lhs = np.concatenate([p for p, _ in pairs], axis=1).astype(np.float64)     # K x phases
+    rhs = np.concatenate([q for _, q in pairs], axis=0).astype(np.float64)
+    want = np.array([[math.fsum(lhs[i] * rhs[:, j]) for j in range(32)] for i in range(32)],
+                    np.float64).astype(np.float32)
+    np.testing.assert_array_equal(bits(out), bits(want))
+    stacked = N.matmul(np.stack([a, b])[:, None], np.stack([b, a])[None], N.Fidelity[fid])
+    np.testing.assert_array_equal(bits(stacked[0, 0]), bits(out))
+
+
 def test_matmul_operand_registers():
     """in0 goes to SrcB (7 bits per phase) and in1 to SrcA (5 bits): LoFi is exact when
     in0 has 7 significant bits and in1 5, not the other way round."""
