@@ -86,7 +86,8 @@ class DramBank:
 
     `written` flags each 16-byte granule something (the host or a NoC write) has written:
     DRAM is not cleared on the chip, so a read of a granule nothing wrote returns whatever
-    the bank held before, and the simulator refuses it instead of returning zeros."""
+    the bank held before: the simulator's new buffers hold NaN patterns (ensure) and a
+    kernel's read of such a granule is a warning (RunReport.warnings), not zeros."""
 
     def __init__(self, bank_id, noc_xy):
         self.id, self.noc_xy = bank_id, noc_xy
