@@ -8,15 +8,16 @@ import traceback
 import numpy as np
 
 import ttsim
-from ttsim.errors import KernelError, TTSimError
+from ttsim.errors import KernelError, SpinError, TTSimError
 from ttsim.thread import register_api_file
+from ttsim.watchdog import Watchdog
 from ttsim import formats
 
 from . import tensor as host
 from .errors import CompileError, user_line
 from .expr import APPROX_MODES
 from .lower import Compiler
-from .runtime import DataflowBuffer, ThreadEnv
+from .runtime import CALLS as runtime_calls, DataflowBuffer, ThreadEnv
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _SKIP = {os.path.join(_HERE, f) for f in ("runtime.py", "kernel.py", "expr.py", "math.py",
@@ -24,6 +25,7 @@ _SKIP = {os.path.join(_HERE, f) for f in ("runtime.py", "kernel.py", "expr.py", 
                                           "pipe.py", "semaphore.py", "d2m.py", "d2m_api.py")}
 for _f in _SKIP:
     register_api_file(_f)
+_TTSIM_DIR = os.path.dirname(os.path.abspath(ttsim.__file__)) + os.sep
 
 _building = []   # the Build being defined (outer kernel function running)
 build_hooks = []  # called with each finished Build (`ttlang show` prints it)
@@ -223,9 +225,23 @@ class Kernel:
         cores = [(x, y) for y in range(b.grid[1]) for x in range(b.grid[0])]
         if cp:   # dry run on every core: compiles every statement and sizes the spill buffers
             for c in cores:
+                dog = Watchdog(lambda: runtime_calls[0])
                 with ThreadEnv(b, "compute", c):
                     try:
-                        self._call(cp[0][1], b)
+                        try:
+                            with dog:
+                                self._call(cp[0][1], b)
+                        except KeyboardInterrupt as e:
+                            if not dog.fired:
+                                raise
+                            raise SpinError(
+                                f"the compute thread {getattr(cp[0][1], '__name__', '?')} has run "
+                                f"{dog.limit:g} s of wall time in ttlang's build without a ttlang "
+                                "call (the build runs it once per core to compile its "
+                                "statements): a Python loop that makes none cannot end; end it, "
+                                "or loop over ttlang calls (TTSIM_SPIN_SECONDS sets the limit)",
+                                core=c, thread="compute",
+                                line=_innermost_user_line(e.__traceback__, b)) from None
                     except (CompileError, TTSimError):
                         raise
                     except (Exception, SystemExit, GeneratorExit) as e:   # the thread's own bug
@@ -338,7 +354,7 @@ def render(b):
 
 def _innermost_user_line(tb, b):
     frames = [fr for fr in traceback.extract_tb(tb) if fr.filename not in _SKIP
-              and fr.filename not in b.gen_files and "/ttsim/" not in fr.filename]
+              and fr.filename not in b.gen_files and not fr.filename.startswith(_TTSIM_DIR)]
     return (frames[-1].filename, frames[-1].lineno) if frames else None
 
 

@@ -44,7 +44,11 @@ class ThreadEnv:
         _envs.pop(greenlet.getcurrent(), None)
 
 
+CALLS = [0]      # ttlang calls made (env lookups): the build's dry run's sign of progress
+
+
 def env() -> ThreadEnv:
+    CALLS[0] += 1
     e = _envs.get(greenlet.getcurrent())
     if e is None:
         raise CompileError("this ttlang call only works inside a kernel thread "

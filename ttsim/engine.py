@@ -15,6 +15,7 @@ from .errors import DeadlockError, L1OverflowError, LivelockError, NocError, TTS
 from .noc import Noc
 from .report import RunReport
 from .thread import Thread
+from .watchdog import Watchdog
 from .trace import TraceStream
 
 SEM_BYTES = 16
@@ -67,6 +68,8 @@ class Engine:
         self._regions: dict[tuple, tuple[list, list]] = {}
         self._tensors: dict[tuple, object] = {}      # (memory, address) -> tensor, from args
         self.warnings: dict[tuple, list] = {}        # key -> [message, times], first MAX_WARNINGS
+        self.running = None         # the thread whose greenlet runs (Thread.process)
+        self.resumes = 0            # greenlet resumes: the watchdog's sign of progress
 
     # --- setup --------------------------------------------------------------------------
     def _allocate(self):
@@ -284,8 +287,14 @@ class Engine:
         self._allocate()
         self._spawn()
         failure = None
+        dog = Watchdog(lambda: self.resumes, context=lambda: self.running)
         try:
-            self.env.run()
+            with dog:
+                self.env.run()
+        except KeyboardInterrupt as e:
+            if not dog.fired or dog.at_fire is None:
+                raise
+            failure = dog.at_fire.spin_error(e.__cause__ or e, dog.limit)
         except Exception as e:
             # simpy re-raises a failed process's exception as a copy made from its args;
             # the original, with its core/thread/line attributes and cause, is the copy's cause.

@@ -88,6 +88,11 @@ class SimLimitError(TTSimError):
     """A thread ran past the run's cycle limit (an endless loop in a kernel, most likely)."""
 
 
+class SpinError(TTSimError):
+    """A kernel loops in Python without an API call that waits or takes a turn, for longer
+    than the watchdog allows (ttsim.watchdog): it cannot end, and nothing else runs."""
+
+
 class LivelockError(TTSimError):
     """Threads poll a value (cb_pages_available_at_front, a word of L1) that nothing can
     change any more: every other thread has finished or waits, and no transfer is in flight."""

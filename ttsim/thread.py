@@ -16,11 +16,12 @@ import traceback
 from heapq import heappush
 
 import greenlet
+import simpy
 from greenlet import getcurrent
 import numpy as np
 from simpy.events import Event
 
-from .errors import KernelError, SimLimitError, TTSimError, where
+from .errors import KernelError, SimLimitError, SpinError, TTSimError, where
 
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
 # Frames in these files are the kernel API itself; the first frame outside them is the
@@ -205,14 +206,34 @@ class Thread:
                               core=self.core, thread=self.kind,
                               line=(fr.filename, fr.lineno)) from e
 
+    def spin_error(self, exc, seconds):
+        """The SpinError for this thread's kernel, interrupted by the watchdog (exc, the
+        KeyboardInterrupt it raised, holds where the kernel was)."""
+        tb = traceback.extract_tb(exc.__traceback__)
+        user = [fr for fr in tb if fr.filename not in _API_FILES and
+                not fr.filename.startswith(os.path.dirname(greenlet.__file__))
+                and not fr.filename.startswith(os.path.dirname(simpy.__file__))]
+        fr = user[-1] if user else None
+        return SpinError(f"kernel {getattr(self.fn, '__name__', '?')} has run {seconds:g} s of "
+                             f"wall time without an API call that waits or takes a turn: a Python "
+                             f"loop that calls none cannot end (nothing it reads can change while "
+                             f"it runs, and no other thread runs); call the API in the loop (a CB "
+                             f"wait, a NoC call, a semaphore wait) or end it "
+                             f"(TTSIM_SPIN_SECONDS sets the limit)", core=self.core,
+                             thread=self.kind, line=(fr.filename, fr.lineno) if fr else None)
+
     def process(self):
         """The simpy process that drives the greenlet: it yields whatever the kernel blocks on."""
         glet = self.glet = greenlet.greenlet(self._run)
         for th in self.group:
             th.glet = glet
+        engine = self.engine
+        engine.running = self
         ev = glet.switch()
         while not glet.dead:
             yield ev
+            engine.running = self
+            engine.resumes += 1
             ev = glet.switch(ev.value if hasattr(ev, "value") else None)
         for th in self.group:
             th.done = True
