@@ -8,6 +8,7 @@ so user code needs no context argument, as in TT-Lang.
 """
 from __future__ import annotations
 
+import os
 import sys
 
 import greenlet
@@ -28,6 +29,9 @@ class ThreadEnv:
     def __init__(self, build, kind, core, k=None):
         self.build, self.kind, self.core, self.k = build, kind, core, k
         self.dry = k is None
+        # the build's dry run of a compute thread ends or fails: a loop that never ends makes
+        # ttlang calls without end there (nothing blocks in a dry run)
+        self.dry_budget = CALLS[0] + MAX_DRY_CALLS if self.dry else None
         self.pending: list = []           # copies not yet waited on
         self.addrgens: dict = {}
         self.written: set = set()         # buffers whose current reservation holds data
@@ -45,6 +49,9 @@ class ThreadEnv:
 
 
 CALLS = [0]      # ttlang calls made (env lookups): the build's dry run's sign of progress
+# ttlang calls one core's compute thread may make in the build's dry run (about 2.4 us each):
+# far more than any program whose real run would end in hours
+MAX_DRY_CALLS = int(float(os.environ.get("TTLANG_MAX_DRY_CALLS", "1e7")))
 
 
 def env() -> ThreadEnv:
@@ -53,6 +60,12 @@ def env() -> ThreadEnv:
     if e is None:
         raise CompileError("this ttlang call only works inside a kernel thread "
                            "(a function decorated with @ttl.compute() or @ttl.datamovement())")
+    if e.dry and CALLS[0] > e.dry_budget:
+        raise CompileError(f"the compute thread made more than {MAX_DRY_CALLS:,} ttlang calls in "
+                           "the build, which runs it once per core to compile its statements "
+                           "(nothing waits there): a loop that never ends (while True: ...)? "
+                           "Loop a known number of times; TTLANG_MAX_DRY_CALLS raises the limit "
+                           "for a program this long", e.build.user_line())
     return e
 
 

@@ -1,13 +1,12 @@
 """A kernel that loops in Python without an API call that waits is a SpinError at its line
 after the watchdog's limit (ttsim.watchdog), not a hang; runs that keep making progress,
-however long, and a real Ctrl-C are left alone."""
+however long, and a real Ctrl-C are left alone. (ttlang's threads: tests/ttlang/test_runaway.py.)"""
 import inspect
 import time
 
 import numpy as np
 import pytest
 
-import ttlang as ttl
 import ttsim
 from ttsim import watchdog
 from ttsim.errors import SpinError
@@ -90,39 +89,3 @@ def test_a_real_keyboard_interrupt_stays_one(dev):
         raise KeyboardInterrupt
     with pytest.raises(KeyboardInterrupt):
         dev.run(_prog(dev, reader=reader))
-
-
-def _ttl_kernel(compute_spins):
-    x = ttl.from_numpy(np.ones((32, 32), np.float32))
-
-    @ttl.kernel(grid=(1, 1))
-    def k(x):
-        ttl.make_dataflow_buffer_like(x, shape=(1, 1), buffer_factor=2)
-
-        @ttl.compute()
-        def c():
-            while compute_spins:
-                pass
-
-        @ttl.datamovement()
-        def r():
-            while not compute_spins:
-                pass
-
-        @ttl.datamovement()
-        def w():
-            pass
-    return k, x
-
-
-@pytest.mark.parametrize("where", ["compute (build's dry run)", "data movement"])
-def test_ttlang_threads_that_spin_are_spin_errors(where):
-    k, x = _ttl_kernel(where.startswith("compute"))
-    with pytest.raises(SpinError) as e:
-        k(x)
-    msg = str(e.value)
-    if where.startswith("compute"):
-        assert e.value.thread == "compute" and "in ttlang's build without a ttlang call" in msg
-    else:
-        assert e.value.thread == "reader" and "kernel r has run" in msg
-    assert "test_watchdog.py" in e.value.line[0]
