@@ -374,6 +374,7 @@ class DataMovementContext(KernelContext):
         self.noc_index = noc
         self._read_done = 0.0
         self._write_acked = 0.0
+        self._atomic_acked = 0.0
         self._write_landed = 0.0
         self._noc = engine.noc
         self._nocs = engine.sd.num_nocs
@@ -432,6 +433,32 @@ class DataMovementContext(KernelContext):
         if c is None:
             c = self._cb(cb, self._th.pinned or caller_line())
         return CbPtr(c.read_ptr(), c.index)
+
+    def cb_pages_reservable_at_back(self, cb, n):
+        """True if n pages past everything pushed are free by now (this thread's time; as
+        cb_reserve_back, without waiting): the producer's poll, priced and answered as
+        cb_pages_available_at_front is."""
+        th = self._th
+        ln = th.pinned or caller_line()
+        c = self._cb(cb, ln)
+        n = n if n.__class__ is int and n > 0 else self._count(n, "cb_pages_reservable_at_back: "
+                                                                   "the page count", ln)
+        if n > c.capacity:
+            raise CBError(f"cb_pages_reservable_at_back({c.index}, {n}) can never be true: "
+                          f"{c.name} holds only {c.capacity} pages", core=self.core,
+                          thread=th.kind, line=ln, cb=c.index)
+        cost = self._c["cost.api.cb_reserve_back"]
+        th.charge(cost, "cb_pages_reservable_at_back", ln)
+        th.sync(ln)
+        free = c.capacity - (c.pushed - c.popped)
+        last = c.pushed + n - 1 - c.capacity        # the page that must have been popped
+        if n <= free and (last < 0 or c.pop_t[last % c.capacity] <= th.t):
+            th.spins = 0
+            return True
+        self._e.poll(th, ("cb back", c.index, n), free if free < n else None, ln,
+                     lambda: f"cb_pages_reservable_at_back({c.index}, {n}): {free} of "
+                             f"{c.capacity} pages free, nothing can pop more", cost)
+        return False
 
     def cb_pages_available_at_front(self, cb, n):
         """True if n pages past everything popped have been pushed by now (this thread's
@@ -948,6 +975,20 @@ class DataMovementContext(KernelContext):
         th.charge(self._c_barrier, "noc_async_writes_flushed", ln)
         th.stall_until(self._write_landed, "noc write", ln)
 
+    def noc_async_atomic_barrier(self, noc=None):
+        """Wait until every noc_semaphore_inc this thread issued is acknowledged."""
+        ln = self._th.pinned or caller_line()
+        th = self._th
+        th.charge(self._c_barrier, "noc_async_atomic_barrier", ln)
+        th.stall_until(self._atomic_acked, "noc atomic", ln)
+
+    def noc_async_full_barrier(self, noc=None):
+        """Wait for every read, write and atomic this thread issued (tt-metal's full barrier)."""
+        ln = self._th.pinned or caller_line()
+        th = self._th
+        th.charge(self._c_barrier, "noc_async_full_barrier", ln)
+        th.stall_until(max(self._read_done, self._write_acked, self._atomic_acked), "noc", ln)
+
     # --- semaphores ---------------------------------------------------------------------
     def get_semaphore(self, sem_id):
         try:
@@ -1053,6 +1094,9 @@ class DataMovementContext(KernelContext):
         self._sem_there(core, a, ln, "noc_semaphore_inc")
         at = self._noc.atomic_inc(t, noc, (self.my_x, self.my_y), xy)
         self._e.at(at, lambda: self._e.sem_add(xy, a, incr))
+        acked = self._noc.atomic_ack(noc, (self.my_x, self.my_y), xy, at) + self._c_done
+        if acked > self._atomic_acked:
+            self._atomic_acked = acked
 
     def noc_semaphore_set_remote(self, src_l1, dst, noc=None):
         ln = self._th.pinned or caller_line()

@@ -606,6 +606,14 @@ class Noc:
         self._counts["packets"] += 1
         return s + 2 * self.niu + path.hops * self.hop + dmax + path.dst_lat
 
+    def atomic_ack(self, noc, src_xy, dst_xy, applied):
+        """When the ack of an atomic increment applied at `applied` is back at src: the same
+        return path and latency as a write's ack (noc.write), one flit, but not placed on the
+        links (this model does not send atomic acks as packets; a wait for them,
+        noc_async_atomic_barrier, gets their uncontended time)."""
+        _, _, _, ack_lat, _ = self._lookup("w", noc, src_xy, dst_xy, 4)
+        return applied + ack_lat + 1
+
     # --- reporting ------------------------------------------------------------------------
     def stats(self) -> dict:
         """Usage per link, NIU port and DRAM bank that carried anything: payload bytes,

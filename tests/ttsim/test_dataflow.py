@@ -383,3 +383,93 @@ def test_aligned_sub_page_addresses_are_accepted_where_the_rule_allows():
                             *k.interleaved_addr_gen(t).banks[0], t.address + 32), k.get_write_ptr(0), 64))):
         dev = ttsim.Device(arch)
         dev.run(_one_call(dev, call))
+
+
+# --- tt-metal's atomic and full barriers, the producer's poll ------------------------------
+
+def _sem_prog(dev, sender, receiver=None):
+    prog = ttsim.Program(dev)
+    cores = [(0, 0), (3, 3)]
+    prog.semaphore(cores, 0)
+    prog.circular_buffer(cores, 0, "bf16", num_pages=2)
+    prog.reader([(0, 0)], sender)
+    if receiver:
+        prog.reader([(3, 3)], receiver)
+    return prog
+
+
+def test_the_atomic_barrier_waits_for_the_increments_ack(dev):
+    seen = {}
+
+    def sender(k, barrier=True):
+        x, y = k.logical_to_noc(3, 3)
+        k.noc_semaphore_inc(k.get_noc_addr(x, y, k.get_semaphore(0)), 1)
+        if barrier:
+            k.noc_async_atomic_barrier()
+        seen["sender"] = k.wall_clock()
+
+    def receiver(k):
+        s = k.get_semaphore(0)
+        k.noc_semaphore_wait(s, 1)
+        seen["applied"] = k.wall_clock()
+
+    rep = dev.run(_sem_prog(dev, sender, receiver))
+    stall = next(t for t in rep.threads if t.core == (0, 0)).stalls.get("noc atomic", 0)
+    assert stall > 0 and seen["sender"] > seen["applied"]        # the ack comes back after
+    dev.run(_sem_prog(dev, lambda k: sender(k, barrier=False), receiver))
+    assert seen["sender"] < seen["applied"]                       # without it: fire and forget
+
+
+def test_the_full_barrier_waits_for_reads_writes_and_atomics(dev):
+    t = dev.zeros((32, 32 * 12))
+    ends = {}
+
+    def sender(k, full):
+        g = k.interleaved_addr_gen(t)
+        k.cb_reserve_back(0, 2)
+        k.noc_async_read_tile(0, g, k.get_write_ptr(0))
+        k.write_l1(k.get_write_ptr(0) + 2048, np.zeros(2048, np.uint8))
+        k.noc_async_write_tile(1, g, k.get_write_ptr(0) + 2048)
+        x, y = k.logical_to_noc(3, 3)
+        k.noc_semaphore_inc(k.get_noc_addr(x, y, k.get_semaphore(0)), 1)
+        if full:
+            k.noc_async_full_barrier()
+        else:
+            k.noc_async_read_barrier()
+            k.noc_async_write_barrier()
+            k.noc_async_atomic_barrier()
+        ends[full] = k.wall_clock()
+    for full in (True, False):
+        dev.run(_sem_prog(dev, lambda k, f=full: sender(k, f)))
+    # the same wait, less two barrier calls' cost (10 cycles each, cost.api.barrier)
+    assert ends[False] - 20 <= ends[True] <= ends[False]
+
+
+def test_cb_pages_reservable_at_back_polls_for_free_pages(dev):
+    seen = []
+
+    def producer(k):
+        k.cb_reserve_back(0, 2)
+        k.cb_push_back(0, 2)                       # the CB is full
+        while not k.cb_pages_reservable_at_back(0, 1):
+            seen.append(False)
+        seen.append(True)
+
+    def consumer(k):
+        k.cb_wait_front(0, 1)
+        for _ in range(50):
+            k.wall_clock()
+            k.get_arg_val(0)
+        k.cb_pop_front(0, 1)
+
+    prog = ttsim.Program(dev)
+    prog.circular_buffer([(0, 0)], 0, "bf16", num_pages=2)
+    prog.reader([(0, 0)], producer)
+    prog.writer([(0, 0)], consumer, args=[0])
+    dev.run(prog)
+    assert seen[-1] is True and seen.count(False) >= 1
+    with pytest.raises(ttsim.errors.LivelockError, match="cb_pages_reservable_at_back"):
+        prog = ttsim.Program(dev)
+        prog.circular_buffer([(0, 0)], 0, "bf16", num_pages=2)
+        prog.reader([(0, 0)], producer)
+        dev.run(prog)
