@@ -100,7 +100,7 @@ def dram_aggregate(arch="blackhole", n=64, size=16384):
     sd = dev.sd
     gx, gy = sd.worker_grid()
     banks = [tuple(b.noc_xy) for b in sd.dram_banks]
-    buf = dev.empty((32 * len(banks) * n * size // 2048, 32))
+    buf = dev.zeros((32 * len(banks) * n * size // 2048, 32))
     res = {}
     for how in DRAM_GBS:
         readers = {}

@@ -320,5 +320,5 @@ class Engine:
         rep = RunReport.from_engine(self)
         if rep.warnings:
             more = f" (and {len(rep.warnings) - 1} more in RunReport.warnings)" if len(rep.warnings) > 1 else ""
-            warnings.warn(TTSimWarning(rep.warnings[0] + more), stacklevel=3)
+            warnings.warn(TTSimWarning(rep.warnings[0] + more), stacklevel=4)   # the caller of Device.run
         return rep
