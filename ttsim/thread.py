@@ -70,6 +70,16 @@ def limit_text(limit):
     return f"{limit:.0f}" if float(limit).is_integer() else repr(float(limit))
 
 
+_LIB_DIRS = tuple(os.path.dirname(m.__file__) + os.sep for m in (greenlet, simpy))
+
+
+def _user_frame(tb):
+    """The innermost frame of a traceback in kernel code (not the API, greenlet or simpy)."""
+    user = [fr for fr in traceback.extract_tb(tb)
+            if fr.filename not in _API_FILES and not fr.filename.startswith(_LIB_DIRS)]
+    return user[-1] if user else None
+
+
 class _Ended:
     """What a kernel context's thread becomes once its kernel has returned: any use of
     that context (a `k` kept by another thread, or after the run) is an error naming it,
@@ -198,10 +208,7 @@ class Thread:
         except (Exception, SystemExit, GeneratorExit) as e:  # a bug in kernel code: report it
             # where it ran (sys.exit() in a kernel ends that kernel's run with an error, not
             # the simulating process; KeyboardInterrupt still stops everything)
-            tb = traceback.extract_tb(e.__traceback__)
-            user = [fr for fr in tb if fr.filename not in _API_FILES and
-                    not fr.filename.startswith(os.path.dirname(greenlet.__file__))]
-            fr = user[-1] if user else tb[-1]
+            fr = _user_frame(e.__traceback__) or traceback.extract_tb(e.__traceback__)[-1]
             raise KernelError(f"{type(e).__name__} in kernel {getattr(self.fn, '__name__', '?')}: {e}",
                               core=self.core, thread=self.kind,
                               line=(fr.filename, fr.lineno)) from e
@@ -209,18 +216,14 @@ class Thread:
     def spin_error(self, exc, seconds):
         """The SpinError for this thread's kernel, interrupted by the watchdog (exc, the
         KeyboardInterrupt it raised, holds where the kernel was)."""
-        tb = traceback.extract_tb(exc.__traceback__)
-        user = [fr for fr in tb if fr.filename not in _API_FILES and
-                not fr.filename.startswith(os.path.dirname(greenlet.__file__))
-                and not fr.filename.startswith(os.path.dirname(simpy.__file__))]
-        fr = user[-1] if user else None
+        fr = _user_frame(exc.__traceback__)
         return SpinError(f"kernel {getattr(self.fn, '__name__', '?')} has run {seconds:g} s of "
-                             f"wall time without an API call that waits or takes a turn: a Python "
-                             f"loop that calls none cannot end (nothing it reads can change while "
-                             f"it runs, and no other thread runs); call the API in the loop (a CB "
-                             f"wait, a NoC call, a semaphore wait) or end it "
-                             f"(TTSIM_SPIN_SECONDS sets the limit)", core=self.core,
-                             thread=self.kind, line=(fr.filename, fr.lineno) if fr else None)
+                         f"wall time without an API call that waits or takes a turn: a Python "
+                         f"loop that calls none cannot end (nothing it reads can change while "
+                         f"it runs, and no other thread runs); call the API in the loop (a CB "
+                         f"wait, a NoC call, a semaphore wait) or end it "
+                         f"(TTSIM_SPIN_SECONDS sets the limit)", core=self.core,
+                         thread=self.kind, line=(fr.filename, fr.lineno) if fr else None)
 
     def process(self):
         """The simpy process that drives the greenlet: it yields whatever the kernel blocks on."""
