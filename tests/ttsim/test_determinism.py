@@ -58,7 +58,10 @@ def _run(env):
 @pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
                     reason="the CPU-feature switches used here are x86 ones")
 def test_bits_do_not_depend_on_cpu_specific_code():
-    from numpy._core import _multiarray_umath as m
+    try:
+        from numpy._core import _multiarray_umath as m
+    except ImportError:                  # numpy 1.x
+        from numpy.core import _multiarray_umath as m
     dispatched = [f for f in m.__cpu_dispatch__ if m.__cpu_features__.get(f)]
     here = _run({})
     variants = {"OpenBLAS Prescott kernels": {"OPENBLAS_CORETYPE": "Prescott"},
