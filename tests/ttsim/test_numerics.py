@@ -1,8 +1,9 @@
 """The compute units' numerics (ttsim.numerics) against float64, with format-derived bounds.
 
 Bounds come from the model in docs/numerics.md: TF32 source registers, fidelity phases that
-truncate mantissa slices (ttlang.testing.FIDELITY_ROUNDOFF per product), fp32 accumulation
-(about one float32 unit roundoff per term summed), bf16 or fp32 DST, float32 SFPU.
+truncate mantissa slices (ttlang.testing.FIDELITY_ROUNDOFF per product), a tile product's
+exact sum rounded once to fp32 (the bounds allow a float32 unit roundoff per term summed,
+which covers it), bf16 or fp32 DST, float32 SFPU.
 """
 import ml_dtypes
 import numpy as np
