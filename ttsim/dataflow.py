@@ -434,22 +434,28 @@ class DataMovementContext(KernelContext):
             c = self._cb(cb, self._th.pinned or caller_line())
         return CbPtr(c.read_ptr(), c.index)
 
+    def _cb_poll(self, cb, n, name, cost_key):
+        """A CB poll's common part: checks, the poll's cost, the thread's turn at global
+        time. Returns (thread, line, CB, page count, cost)."""
+        th = self._th
+        ln = th.pinned or caller_line()
+        c = self._cb(cb, ln)
+        n = n if n.__class__ is int and n > 0 else self._count(n, f"{name}: the page count", ln)
+        if n > c.capacity:
+            raise CBError(f"{name}({c.index}, {n}) can never be true: {c.name} holds only "
+                          f"{c.capacity} pages", core=self.core, thread=th.kind, line=ln,
+                          cb=c.index)
+        cost = self._c[cost_key]
+        th.charge(cost, name, ln)
+        th.sync(ln)
+        return th, ln, c, n, cost
+
     def cb_pages_reservable_at_back(self, cb, n):
         """True if n pages past everything pushed are free by now (this thread's time; as
         cb_reserve_back, without waiting): the producer's poll, priced and answered as
         cb_pages_available_at_front is."""
-        th = self._th
-        ln = th.pinned or caller_line()
-        c = self._cb(cb, ln)
-        n = n if n.__class__ is int and n > 0 else self._count(n, "cb_pages_reservable_at_back: "
-                                                                   "the page count", ln)
-        if n > c.capacity:
-            raise CBError(f"cb_pages_reservable_at_back({c.index}, {n}) can never be true: "
-                          f"{c.name} holds only {c.capacity} pages", core=self.core,
-                          thread=th.kind, line=ln, cb=c.index)
-        cost = self._c["cost.api.cb_reserve_back"]
-        th.charge(cost, "cb_pages_reservable_at_back", ln)
-        th.sync(ln)
+        th, ln, c, n, cost = self._cb_poll(cb, n, "cb_pages_reservable_at_back",
+                                           "cost.api.cb_reserve_back")
         free = c.capacity - (c.pushed - c.popped)
         last = c.pushed + n - 1 - c.capacity        # the page that must have been popped
         if n <= free and (last < 0 or c.pop_t[last % c.capacity] <= th.t):
@@ -466,18 +472,8 @@ class DataMovementContext(KernelContext):
         received counter does (`cost.api.cb_wait_front`) and is answered at global time
         (the thread takes its turn), so a kernel may spin on it; spinning when nothing can
         push any more is a LivelockError naming the line."""
-        th = self._th
-        ln = th.pinned or caller_line()
-        c = self._cb(cb, ln)
-        n = n if n.__class__ is int and n > 0 else self._count(n, "cb_pages_available_at_front: "
-                                                                   "the page count", ln)
-        if n > c.capacity:
-            raise CBError(f"cb_pages_available_at_front({c.index}, {n}) can never be true: "
-                          f"{c.name} holds only {c.capacity} pages", core=self.core,
-                          thread=th.kind, line=ln, cb=c.index)
-        cost = self._c["cost.api.cb_wait_front"]
-        th.charge(cost, "cb_pages_available_at_front", ln)
-        th.sync(ln)
+        th, ln, c, n, cost = self._cb_poll(cb, n, "cb_pages_available_at_front",
+                                           "cost.api.cb_wait_front")
         have = c.pushed - c.popped
         if n <= have and c.push_t[(c.popped + n - 1) % c.capacity] <= th.t:
             th.spins = 0
