@@ -152,6 +152,8 @@ class Device:
         else:
             addrs = {self.l1[c].alloc_high(per_bank, f"L1 tensor {shape}") for c in self.cores}
             addr = min(addrs)
+            for c in self.cores:        # not cleared, as a DRAM buffer is not (DramBank.ensure)
+                self.l1[c].mem[addr:addr + per_bank].view(np.uint16)[:] = 0x7FC0
         return Tensor(self, shape, fmt, memory, addr)
 
     def tensor(self, array, dtype="bf16", memory="dram"):

@@ -1083,3 +1083,18 @@ def test_own_rewrites_distinct_pages_and_a_later_run_are_not_races(dev, recwarn)
 def test_a_fractional_cycle_limit_is_printed_as_given(dev):
     with pytest.raises(SimLimitError, match=r"cycle limit of 700\.5 cycles"):
         _run(dev, lambda k: [k.noc_async_read_barrier() for _ in range(1000)], max_cycles=700.5)
+
+
+@pytest.mark.parametrize("fmt", ["bf16", "fp32"])
+def test_an_l1_tensor_nothing_wrote_holds_nan(dev, fmt):
+    """L1 is not cleared either: an empty L1 tensor's pages hold NaN, on the host and as a
+    kernel reads them."""
+    src, dst = dev.empty((32, 32 * 4), fmt, memory="l1"), dev.empty((32, 32 * 4), fmt)
+    assert np.isnan(src.to_numpy()).all()
+    reader, writer = _copy_pages(src, dst, [0, 1, 2, 3])
+    prog = ttsim.Program(dev)
+    prog.circular_buffer([(0, 0)], 0, fmt, num_pages=2)
+    prog.reader([(0, 0)], reader)
+    prog.writer([(0, 0)], writer)
+    dev.run(prog)
+    assert np.isnan(dst.to_numpy()).all()
