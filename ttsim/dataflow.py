@@ -675,6 +675,10 @@ class DataMovementContext(KernelContext):
         score = self._e.worker_at.get(sxy)
         if score is not None:                       # out of another core's L1
             self._transfer(score, sa, size, landed, True)
+        else:
+            w = self._e.dram_landed.get((sxy, sa))
+            if w is not None and w[0] > t:
+                self._read_race(sxy, src, sa, t, w, name, ln)
         # the RISC sees the NIU's read counter completion-latency cycles after the data lands
         seen = landed + self._c_done
         if seen > self._read_done:
@@ -791,7 +795,32 @@ class DataMovementContext(KernelContext):
             other = bank.claim(da, size, self._wid)
             if other:
                 self._write_race(bank, dxy, dst, da, size, other, name, ln)
+            self._e.dram_landed[(dxy, da)] = (landed, self._wid)
         self._wrote(landed, acked)
+
+    def _read_race(self, xy, src, a, t, w, name, ln):
+        """A warning: this read, issued at cycle t, reads DRAM bytes whose write (by this run's
+        writer w[1]) lands only at cycle w[0]: on the chip it may return the old data."""
+        e = self._e
+        bank = e.bank_at[xy]
+        page = getattr(src, "page", None)
+        if page is not None:
+            where = f"page {page[1]} of {tensor_name(page[0])}"
+        else:
+            i = bisect_right(bank.regions, (a, float("inf"))) - 1
+            where = e.dram_name(*bank.regions[i])
+        if w[1] == self._wid:
+            who = ("this thread's own write of it, which has not landed: a "
+                   "noc_async_write_barrier first")
+        else:
+            oc, ok = e.dram_writers[w[1]]
+            who = (f"core ({oc[0]},{oc[1]}) {ok}'s write of it: order them (the writer's "
+                   f"noc_async_write_barrier, then a semaphore this thread waits on)")
+        e.warn(("read race", self.core, self._th.kind, ln, where),
+               f"{name} at cycle {t:,.0f} reads {where} (from byte {a:#x} of DRAM bank "
+               f"{bank.id}) before {who}; that write lands at cycle {w[0]:,.0f}, and the chip "
+               f"may return the old data (ttsim returns the new)",
+               where_=errors_where(self.core, self._th.kind, ln))
 
     def _write_race(self, bank, xy, dst, a, size, other, name, ln):
         """A warning: this run's other writer `other` wrote some of these DRAM bytes too."""

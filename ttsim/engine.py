@@ -62,6 +62,7 @@ class Engine:
         self.worker_at = {device.sd.worker_noc_xy(*c): c for c in device.cores}
         self.bank_at = {b.noc_xy: b for b in device.dram}
         self.dram_writers = [None]          # (core, kind) of each DRAM writer id (DramBank.claim)
+        self.dram_landed = {}               # (bank xy, address) -> (landed, writer id) of this run's writes
         for b in device.dram:
             b.writer[:] = 0                 # a new run: no writer yet
         self._cb_bases: dict[tuple, tuple[list, list]] = {}

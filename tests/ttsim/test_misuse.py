@@ -1098,3 +1098,42 @@ def test_an_l1_tensor_nothing_wrote_holds_nan(dev, fmt):
     prog.writer([(0, 0)], writer)
     dev.run(prog)
     assert np.isnan(dst.to_numpy()).all()
+
+
+def test_a_dram_read_before_another_kernels_write_lands_is_a_warning(dev):
+    """Core (1,0) reads a page core (0,0) is still writing (no barrier, no semaphore between
+    them): the chip may return the old data; the simulator warns, naming both. With the
+    writer's barrier and a semaphore in between, no warning."""
+    out = dev.zeros((32, 32 * 4))
+
+    def writer(k, ordered):
+        k.cb_reserve_back(0, 1)
+        k.write_l1(k.get_write_ptr(0), np.zeros(2048, np.uint8))
+        k.noc_async_write_tile(0, k.interleaved_addr_gen(out), k.get_write_ptr(0))
+        if ordered:
+            k.noc_async_write_barrier()
+            x, y = k.logical_to_noc(1, 0)
+            k.noc_semaphore_inc(k.get_noc_addr(x, y, k.get_semaphore(0)), 1)
+
+    def reader(k, ordered):
+        if ordered:
+            k.noc_semaphore_wait(k.get_semaphore(0), 1)
+        else:
+            for _ in range(3):
+                k.get_arg_val(0)                    # a few cycles: the write is under way
+        k.cb_reserve_back(0, 1)
+        k.noc_async_read_tile(0, k.interleaved_addr_gen(out), k.get_write_ptr(0))
+        k.noc_async_read_barrier()
+
+    def run(ordered):
+        prog = ttsim.Program(dev)
+        prog.circular_buffer([(0, 0), (1, 0)], 0, "bf16", num_pages=2)
+        prog.semaphore([(0, 0), (1, 0)], 0)
+        prog.writer([(0, 0)], lambda k: writer(k, ordered))
+        prog.reader([(1, 0)], lambda k: reader(k, ordered), args=[0])
+        return dev.run(prog)
+    with pytest.warns(ttsim.errors.TTSimWarning, match="before core \\(0,0\\) writer's write of it"):
+        rep = run(False)
+    assert len(rep.warnings) == 1 and "reads page 0 of tensor (32, 128) bf16" in rep.warnings[0]
+    assert "at core (1,0) reader" in rep.warnings[0]
+    assert run(True).warnings == []
