@@ -257,6 +257,10 @@ class KernelContext:
         cb = self._l1_check(self.core, addr, a, n, ln, "read_l1", None)
         if cb is not None and cb.reserved_upto:
             cb.peek(a, n, th, ln, "read_l1")
+        elif cb is None:
+            w = self._e.l1_landed.get((self.core, a))
+            if w is not None and w[0] > th.t:
+                self._l1_race(self.core, a, th.t, w, "read_l1", ln)
         data = self._e.l1[self.core].mem[a:a + n].copy()
         self._e.poll(th, ("read_l1", a, n), data.tobytes(), ln,
                      lambda: f"read_l1({a:#x}, {n}) = 0x{data[:16].tobytes().hex()}"
@@ -674,7 +678,10 @@ class DataMovementContext(KernelContext):
             dcb.transfer(da, size, landed, False, self._th, ln)
         score = self._e.worker_at.get(sxy)
         if score is not None:                       # out of another core's L1
-            self._transfer(score, sa, size, landed, True)
+            if not self._transfer(score, sa, size, landed, True):
+                w = self._e.l1_landed.get((score, sa))
+                if w is not None and w[0] > t:
+                    self._l1_race(score, sa, t, w, name, ln)
         else:
             w = self._e.dram_landed.get((sxy, sa))
             if w is not None and w[0] > t:
@@ -788,7 +795,8 @@ class DataMovementContext(KernelContext):
             scb.transfer(sa, size, landed, True)
         dcore = self._e.worker_at.get(dxy)
         if dcore is not None:
-            self._transfer(dcore, da, size, landed, False, ln)
+            if not self._transfer(dcore, da, size, landed, False, ln):
+                self._e.l1_landed[(dcore, da)] = (landed, self._wid)
         else:
             bank = self._e.bank_at[dxy]
             bank.mark(da, size)
@@ -822,6 +830,19 @@ class DataMovementContext(KernelContext):
                f"may return the old data (ttsim returns the new)",
                where_=errors_where(self.core, self._th.kind, ln))
 
+    def _l1_race(self, core, a, t, w, name, ln):
+        """A warning: this read of core's L1 (not a CB: scratch or an L1 tensor), at cycle t,
+        reads bytes a NoC write of this run lands only at cycle w[0]."""
+        e = self._e
+        oc, ok = e.dram_writers[w[1]]
+        region = e.l1_region(core, a)[2]
+        e.warn(("l1 read race", self.core, self._th.kind, ln, core, a),
+               f"{name} at cycle {t:,.0f} reads {a:#x} of core ({core[0]},{core[1]})'s L1 "
+               f"(in {region}) before core ({oc[0]},{oc[1]}) {ok}'s NoC write there lands "
+               f"(cycle {w[0]:,.0f}): the chip may return the old data (ttsim returns the "
+               f"new); order them with the writer's barrier and a semaphore",
+               where_=errors_where(self.core, self._th.kind, ln))
+
     def _write_race(self, bank, xy, dst, a, size, other, name, ln):
         """A warning: this run's other writer `other` wrote some of these DRAM bytes too."""
         e = self._e
@@ -840,10 +861,13 @@ class DataMovementContext(KernelContext):
                where_=errors_where(self.core, self._th.kind, ln))
 
     def _transfer(self, core, addr, size, t, out, ln=None):
-        """Note when a NoC transfer is done with CB pages of `core` (CircularBuffer.transfer)."""
+        """Note when a NoC transfer is done with CB pages of `core` (CircularBuffer.transfer);
+        False if the bytes are not in a CB."""
         cb = self._e.cb_at(core, addr, size)
-        if cb is not None:
-            cb.transfer(addr, size, t, out, self._th, ln)
+        if cb is None:
+            return False
+        cb.transfer(addr, size, t, out, self._th, ln)
+        return True
 
     def _wrote(self, landed, acked):
         """Note a write's completion times as the RISC will see them (completion latency)."""
@@ -925,7 +949,8 @@ class DataMovementContext(KernelContext):
         if scb is not None:
             scb.transfer(sa, size, sent, True)
         for (xy, core, m), t_in in zip(mems, self._noc.last_landed_each):
-            self._transfer(core, a, size, t_in, False, ln)
+            if not self._transfer(core, a, size, t_in, False, ln):
+                self._e.l1_landed[(core, a)] = (t_in, self._wid)
         self._wrote(landed, acked)
 
     def _mcast_mems(self, cores):

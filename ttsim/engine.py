@@ -63,6 +63,7 @@ class Engine:
         self.bank_at = {b.noc_xy: b for b in device.dram}
         self.dram_writers = [None]          # (core, kind) of each DRAM writer id (DramBank.claim)
         self.dram_landed = {}               # (bank xy, address) -> (landed, writer id) of this run's writes
+        self.l1_landed = {}                 # (core, address) -> the same, for NoC writes into L1 outside CBs
         for b in device.dram:
             b.writer[:] = 0                 # a new run: no writer yet
         self._cb_bases: dict[tuple, tuple[list, list]] = {}

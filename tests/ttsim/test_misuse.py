@@ -1137,3 +1137,34 @@ def test_a_dram_read_before_another_kernels_write_lands_is_a_warning(dev):
     assert len(rep.warnings) == 1 and "reads page 0 of tensor (32, 128) bf16" in rep.warnings[0]
     assert "at core (1,0) reader" in rep.warnings[0]
     assert run(True).warnings == []
+
+
+def test_a_read_l1_of_scratch_before_a_remote_write_lands_is_a_warning(dev):
+    """Core (0,0) writes into core (1,0)'s unallocated L1 over the NoC while core (1,0) reads
+    those bytes now and then: the reads between the write's issue and its landing may see
+    the old bytes on the chip (the simulator has the new ones). (A CB page read that early
+    is an error of its own; this is scratch L1.)"""
+    scratch = 0x60000
+    seen = []
+
+    def writer(k):
+        k.cb_reserve_back(0, 1)
+        k.write_l1(k.get_write_ptr(0), np.full(2048, 0xFF, np.uint8))
+        x, y = k.logical_to_noc(1, 0)
+        k.noc_async_write(k.get_write_ptr(0), k.get_noc_addr(x, y, scratch), 2048)
+        k.noc_async_write_barrier()
+
+    def reader(k):
+        while not seen or not seen[-1]:
+            seen.append(int(k.read_l1(scratch, 4)[0]))
+
+    prog = ttsim.Program(dev)
+    prog.circular_buffer([(0, 0), (1, 0)], 0, "bf16", num_pages=2)
+    prog.writer([(0, 0)], writer)
+    prog.reader([(1, 0)], reader, args=[0])
+    with pytest.warns(ttsim.errors.TTSimWarning, match="before core \\(0,0\\) writer's NoC write there lands"):
+        rep = dev.run(prog)
+    assert len(rep.warnings) == 1 and "read_l1 at cycle" in rep.warnings[0]
+    assert "of core (1,0)'s L1 (in unallocated L1)" in rep.warnings[0]
+    assert "at core (1,0) reader" in rep.warnings[0]
+    assert seen[0] == 0 and seen[-1] == 0xFF
