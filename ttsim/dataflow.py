@@ -806,17 +806,21 @@ class DataMovementContext(KernelContext):
             self._e.dram_landed[(dxy, da)] = (landed, self._wid)
         self._wrote(landed, acked)
 
+    def _dram_where(self, bank, addr, a):
+        """What DRAM byte `a` of `bank` belongs to, for a message: the tensor page the
+        address was made for, else the allocation."""
+        page = getattr(addr, "page", None)
+        if page is not None:
+            return f"page {page[1]} of {tensor_name(page[0])}"
+        i = bisect_right(bank.regions, (a, float("inf"))) - 1
+        return self._e.dram_name(*bank.regions[i])
+
     def _read_race(self, xy, src, a, t, w, name, ln):
         """A warning: this read, issued at cycle t, reads DRAM bytes whose write (by this run's
         writer w[1]) lands only at cycle w[0]: on the chip it may return the old data."""
         e = self._e
         bank = e.bank_at[xy]
-        page = getattr(src, "page", None)
-        if page is not None:
-            where = f"page {page[1]} of {tensor_name(page[0])}"
-        else:
-            i = bisect_right(bank.regions, (a, float("inf"))) - 1
-            where = e.dram_name(*bank.regions[i])
+        where = self._dram_where(bank, src, a)
         if w[1] == self._wid:
             who = ("this thread's own write of it, which has not landed: a "
                    "noc_async_write_barrier first")
@@ -846,12 +850,7 @@ class DataMovementContext(KernelContext):
     def _write_race(self, bank, xy, dst, a, size, other, name, ln):
         """A warning: this run's other writer `other` wrote some of these DRAM bytes too."""
         e = self._e
-        page = getattr(dst, "page", None)
-        if page is not None:
-            where = f"page {page[1]} of {tensor_name(page[0])}"
-        else:
-            i = bisect_right(bank.regions, (a, float("inf"))) - 1
-            where = e.dram_name(*bank.regions[i])
+        where = self._dram_where(bank, dst, a)
         oc, ok = e.dram_writers[other]
         e.warn(("write race", self.core, self._th.kind, ln, where),
                f"{name} writes {where} (bytes from {a:#x} of DRAM bank {bank.id}), which core "
